@@ -1,0 +1,213 @@
+"""The `lookalike` command: thin click commands that parse, call one library function, print.
+
+Results go to stdout (a table, or JSON lines with --json); progress and warnings to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from lookalike.errors import LookalikeError
+from lookalike.output import eval_table, hits_table, info_table, ingest_summary
+from lookalike.store import DEFAULT_PATH, StoreConfig
+
+
+def opt(*decls: str, **kwargs):
+    """An option with a LOOKALIKE_<OPTION> env var and its default shown in --help."""
+    name = max((d for d in decls if d.startswith("--")), key=len)[2:]
+    kwargs.setdefault("envvar", "LOOKALIKE_" + name.upper().replace("-", "_"))
+    kwargs.setdefault("show_envvar", True)
+    kwargs.setdefault("show_default", True)
+    return click.option(*decls, **kwargs)
+
+
+def store_options(f):
+    """Qdrant location and collection, shared by every command."""
+    for decorator in reversed(
+        [
+            opt(
+                "--qdrant-url",
+                default=None,
+                help="Qdrant server URL; embedded local mode if unset.",
+            ),
+            opt(
+                "--qdrant-api-key", default=None, show_default=False, help="Qdrant server API key."
+            ),
+            opt("--qdrant-path", default=DEFAULT_PATH, help="Folder of the embedded local store."),
+            opt("--qdrant-timeout", default=60, type=click.IntRange(1), help="Server timeout, s."),
+            opt("--collection", default="beans", help="Qdrant collection."),
+        ]
+    ):
+        f = decorator(f)
+
+    @functools.wraps(f)
+    def wrapper(qdrant_url, qdrant_api_key, qdrant_path, qdrant_timeout, **kwargs):
+        config = StoreConfig(
+            url=qdrant_url, api_key=qdrant_api_key, path=qdrant_path, timeout=qdrant_timeout
+        )
+        return f(store_config=config, **kwargs)
+
+    return wrapper
+
+
+def model_options(default: str | None):
+    def decorate(f):
+        help_model = "Model hub id or local folder" + (
+            "." if default else "; default: the model the collection was built with."
+        )
+        f = opt("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))(f)
+        f = opt("--revision", default=None, help="Model revision (hub branch, tag or commit).")(f)
+        return opt("--model", default=default, help=help_model)(f)
+
+    return decorate
+
+
+def domain_errors(f):
+    """Library errors become one clear line and a non-zero exit, never a traceback."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except LookalikeError as e:
+            raise click.ClickException(str(e)) from e
+
+    return wrapper
+
+
+def quiet_transformers() -> None:
+    # Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
+    # it is expected here and would bury our own messages.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="lookalike")
+def cli() -> None:
+    """lookalike: find the images that look most like a query image.
+
+    Candidates are embedded with a transformers vision model and stored in Qdrant.
+    """
+    quiet_transformers()
+
+
+@cli.command()
+@opt("--dataset", default="beans", help="Hub id, local datasets folder, or folder of images.")
+@opt("--split", default="train", help="Split to ingest.")
+@opt("--limit", type=click.IntRange(1), default=None, help="Ingest N rows sampled with --seed.")
+@opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
+@opt("--image-column", default=None, help="Image column; detected when unset.")
+@opt("--label-column", default=None, help="Label column; detected when unset.")
+@opt("--batch-size", type=click.IntRange(1), default=32, help="Images per model batch.")
+@opt("--recreate", is_flag=True, default=False, help="Delete and rebuild the collection.")
+@opt("--json", "as_json", is_flag=True, default=False, help="Print the summary as JSON.")
+@model_options(default="nateraw/vit-base-beans")
+@store_options
+@domain_errors
+def ingest(store_config, collection, dataset, split, limit, seed, image_column, label_column,
+           batch_size, recreate, as_json, model, revision, device):  # fmt: skip
+    """Embed a dataset's images and upsert them into a collection.
+
+    \b
+    Example:
+      lookalike ingest --dataset ../shared/data/beans \\
+          --model ../shared/models/efficientnet-lite0 --split train
+    """
+    from lookalike.app import run_ingest
+
+    report = run_ingest(
+        store_config, collection, dataset=dataset, split=split, limit=limit, seed=seed,
+        image_column=image_column, label_column=label_column, batch_size=batch_size,
+        recreate=recreate, model=model, revision=revision, device=device,
+    )  # fmt: skip
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(ingest_summary(report))
+
+
+@cli.command()
+@click.argument("queries", nargs=-1, required=True)
+@opt("--k", "k", type=int, default=5, help="Neighbours per query.")
+@opt("--label", default=None, help="Only candidates with this label (name or id).")
+@opt("--json", "as_json", is_flag=True, default=False, help="One JSON object per query.")
+@model_options(default=None)
+@store_options
+@domain_errors
+def search(store_config, collection, queries, k, label, as_json, model, revision, device):
+    """Find the candidates most like each QUERY.
+
+    QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
+
+    \b
+    Example:
+      lookalike search test:17 leaf.jpg --k 5 --label healthy --json
+    """
+    from lookalike.app import run_search
+
+    for query, hits in run_search(
+        store_config, collection, queries, k=k, label=label, model=model, revision=revision,
+        device=device,
+    ):  # fmt: skip
+        if as_json:
+            echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
+        else:
+            click.echo(hits_table(query, hits))
+
+
+@cli.command("eval")
+@opt("--split", default="test", help="Split whose images are the queries.")
+@opt("--k", "k", type=int, default=5, help="Neighbours per query.")
+@opt("--batch-size", type=click.IntRange(1), default=32, help="Images per model batch.")
+@opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
+@model_options(default=None)
+@store_options
+@domain_errors
+def eval_(store_config, collection, split, k, batch_size, as_json, model, revision, device):
+    """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
+
+    \b
+    Example:
+      lookalike eval --split test --k 5 --json
+    """
+    from lookalike.app import run_eval
+
+    report = run_eval(
+        store_config, collection, split=split, k=k, batch_size=batch_size, model=model,
+        revision=revision, device=device,
+    )  # fmt: skip
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo(eval_table(report))
+
+
+@cli.command()
+@opt("--json", "as_json", is_flag=True, default=False, help="Print as JSON.")
+@store_options
+@domain_errors
+def info(store_config, collection, as_json):
+    """Show a collection's size, vector parameters, model and dataset."""
+    from lookalike.app import collection_info
+
+    result = collection_info(store_config, collection)
+    click.echo(json.dumps(result.to_dict()) if as_json else info_table(result))
+
+
+def main() -> None:
+    cli(prog_name="lookalike")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

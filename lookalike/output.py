@@ -1,0 +1,68 @@
+"""Human-readable renderings of results (tables for people; --json is the program interface)."""
+
+from __future__ import annotations
+
+from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def hits_table(query: str, hits: list[Hit]) -> str:
+    rows = [
+        [
+            str(h.rank),
+            f"{h.score:.4f}",
+            "" if h.label_name is None else h.label_name,
+            f"{h.split}:{h.row}",
+            h.path or "",
+        ]
+        for h in hits
+    ]
+    body = _table(["rank", "score", "label", "split:row", "path"], rows) if hits else "(no hits)"
+    return f"query: {query}\n{body}\n"
+
+
+def ingest_summary(report: IngestReport) -> str:
+    lines = [
+        f"collection {report.collection}: embedded {report.embedded} images, "
+        f"skipped {len(report.skipped)}, in {report.seconds:.1f} s "
+        f"({report.images_per_s:.1f} images/s)"
+    ]
+    lines += [f"  skipped {s.split}:{s.row} {s.reason}" for s in report.skipped]
+    return "\n".join(lines)
+
+
+def eval_table(report: EvalReport) -> str:
+    rows = [
+        ["queries", str(report.queries)],
+        [f"precision@{report.k}", f"{report.precision_at_k:.4f}"],
+        ["precision@1", f"{report.precision_at_1:.4f}"],
+        [f"{report.k}-NN accuracy", f"{report.knn_accuracy:.4f}"],
+    ]
+    if report.skipped:
+        rows.append(["skipped", str(report.skipped)])
+    return _table(["metric", "value"], rows)
+
+
+def info_table(info: CollectionInfo) -> str:
+    rows = [
+        ["points", str(info.points)],
+        ["vector size", str(info.dim)],
+        ["distance", info.distance],
+    ]
+    if info.meta:
+        rows += [
+            ["model", info.meta.model],
+            ["pooling", info.meta.pooling],
+            ["dataset", info.meta.dataset],
+            ["labels", ", ".join(info.meta.label_names) or "-"],
+        ]
+    return _table(["collection", info.name], rows)

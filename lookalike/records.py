@@ -1,0 +1,143 @@
+"""Typed records passed between the stages (dataset -> embedder -> store -> search)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One decoded candidate image and the payload it will be stored with."""
+
+    id: str
+    split: str
+    row: int
+    label: int | None
+    label_name: str | None
+    path: str | None
+    image: Image.Image = field(repr=False, compare=False)
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "label_name": self.label_name,
+            "split": self.split,
+            "row": self.row,
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An item that was not embedded, and why."""
+
+    split: str
+    row: int
+    path: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One neighbour returned by a search."""
+
+    rank: int
+    id: str
+    score: float
+    label: int | None
+    label_name: str | None
+    split: str | None
+    row: int | None
+    path: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class CollectionMeta:
+    """What a collection was built with, stored in the collection so search can check it."""
+
+    model: str
+    pooling: str
+    dim: int
+    dataset: str
+    image_column: str
+    label_column: str | None
+    label_names: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["label_names"] = list(self.label_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CollectionMeta:
+        return cls(
+            model=d["model"],
+            pooling=d["pooling"],
+            dim=int(d["dim"]),
+            dataset=d["dataset"],
+            image_column=d["image_column"],
+            label_column=d.get("label_column"),
+            label_names=tuple(d.get("label_names") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection's size, vector parameters and build metadata."""
+
+    name: str
+    points: int
+    dim: int
+    distance: str
+    meta: CollectionMeta | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"collection": self.name, "points": self.points, "dim": self.dim}
+        d["distance"] = self.distance
+        d.update(self.meta.to_dict() if self.meta else {})
+        return d
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """The outcome of one ingest run."""
+
+    collection: str
+    embedded: int
+    skipped: tuple[Skipped, ...]
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "embedded": self.embedded,
+            "skipped": len(self.skipped),
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 2),
+            "skipped_items": [asdict(s) for s in self.skipped],
+        }
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Retrieval quality of a collection for one split of queries."""
+
+    k: int
+    queries: int
+    precision_at_k: float
+    precision_at_1: float
+    knn_accuracy: float
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,129 @@
+"""The search API: embed each query exactly as ingest embedded the candidates, ask Qdrant."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from ingest.dataset import Source, load_source
+from lookalike.embedder import Embedder, canonical_model_id
+from lookalike.errors import BadQuery, DatasetLoadError, ModelMismatch
+from lookalike.images import ImageSource, open_image
+from lookalike.records import CollectionMeta, Hit
+from lookalike.store import Store, check_compatible, connect
+
+SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
+MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
+
+
+class Searcher:
+    """Search a collection with images.
+
+    >>> searcher = Searcher("beans", store=connect(StoreConfig(path="./lookalike-data")))
+    >>> hits = searcher.search("leaf.jpg", k=5, label="healthy")
+    >>> hits[0].label_name, hits[0].score
+    """
+
+    def __init__(
+        self,
+        collection: str = "beans",
+        *,
+        store: Store | None = None,
+        model: str | None = None,
+        revision: str | None = None,
+        device: str = "auto",
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.store = store or connect()
+        self.collection = collection
+        info = self.store.info(collection)
+        if info.meta is None:
+            raise ModelMismatch(f"collection {collection!r} was not built by lookalike")
+        self.meta: CollectionMeta = info.meta
+        if model and canonical_model_id(model) != self.meta.model:
+            # Refuse before loading: a different model can only give meaningless neighbours.
+            check_compatible(info, _as_meta(self.meta, canonical_model_id(model)), ingest=False)
+        self.embedder = embedder or Embedder(
+            model or self.meta.model, revision=revision, device=device, pooling=self.meta.pooling
+        )
+        check_compatible(
+            info, _as_meta(self.meta, self.embedder.model_id, self.embedder), ingest=False
+        )
+        self._sources: dict[str, Source] = {}
+
+    def source(self, split: str) -> Source:
+        """The split of the collection's dataset, loaded once."""
+        if split not in self._sources:
+            self._sources[split] = load_source(
+                self.meta.dataset,
+                split,
+                image_column=self.meta.image_column,
+                label_column=self.meta.label_column,
+            )
+        return self._sources[split]
+
+    def load_query(self, query: str) -> Image.Image:
+        """An image file path, or SPLIT:ROW meaning that row of the collection's dataset."""
+        if os.path.exists(query):
+            return open_image(query)
+        match = SPLIT_ROW.match(query)
+        if not match:
+            raise BadQuery(f"query {query!r} is neither an image file nor SPLIT:ROW (e.g. test:17)")
+        try:
+            return self.source(match["split"]).record(int(match["row"])).image
+        except DatasetLoadError as e:
+            raise BadQuery(f"query {query!r}: {e}") from e
+
+    def label_id(self, label: str | int | None) -> int | None:
+        """A label name or id as the id stored in payloads; BadQuery if the collection has none."""
+        if label is None:
+            return None
+        names = self.meta.label_names
+        if isinstance(label, int) or str(label).isdigit():
+            value = int(label)
+            if names and not 0 <= value < len(names):
+                raise BadQuery(f"label id {value} is out of range 0..{len(names) - 1}")
+            return value
+        if label in names:
+            return names.index(label)
+        known = ", ".join(names) or "none (the collection has no labels)"
+        raise BadQuery(f"unknown label {label!r}; labels are: {known}")
+
+    def search(self, image: ImageSource, k: int = 5, label: str | int | None = None) -> list[Hit]:
+        """The top-k candidates most like `image` (a path, bytes or PIL image)."""
+        return self.search_many([image], k=k, label=label)[0]
+
+    def search_many(
+        self, images: Sequence[ImageSource], k: int = 5, label: str | int | None = None
+    ) -> list[list[Hit]]:
+        """One list of hits per image, embedded in one batch and queried in one request."""
+        check_k(k)
+        label_id = self.label_id(label)
+        vectors = self.embedder.embed([open_image(i) for i in images])
+        return self.search_vectors(vectors, k=k, label=label_id)
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int, label: int | None = None
+    ) -> list[list[Hit]]:
+        return self.store.query(self.collection, vectors, k, label=label)
+
+
+def check_k(k: int) -> None:
+    if not 1 <= k <= MAX_K:
+        raise BadQuery(f"k must be between 1 and {MAX_K}, not {k}")
+
+
+def _as_meta(meta: CollectionMeta, model: str, embedder: Embedder | None = None) -> CollectionMeta:
+    return CollectionMeta(
+        model=model,
+        pooling=embedder.pooling if embedder else meta.pooling,
+        dim=embedder.dim if embedder else meta.dim,
+        dataset=meta.dataset,
+        image_column=meta.image_column,
+        label_column=meta.label_column,
+        label_names=meta.label_names,
+    )
