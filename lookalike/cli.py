@@ -59,7 +59,12 @@ def model_options(default: str | None):
         help_model = "Model hub id or local folder" + (
             "." if default else "; default: the model the collection was built with."
         )
-        f = opt("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))(f)
+        f = opt(
+            "--device",
+            default="auto",
+            type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+            help="Where the model runs; auto picks a GPU when there is one.",
+        )(f)
         f = opt("--revision", default=None, help="Model revision (hub branch, tag or commit).")(f)
         return opt("--model", default=default, help=help_model)(f)
 

@@ -14,6 +14,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from lookalike.errors import ModelLoadError
+from lookalike.images import to_rgb
 
 POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
 
@@ -117,7 +118,9 @@ class Embedder:
         return "pooler" if getattr(out, "pooler_output", None) is not None else "mean"
 
     def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        batch = self.processor(images=list(images), return_tensors="pt")
+        # Not every image processor converts to RGB; greyscale or RGBA input must not fail.
+        rgb = [im if im.mode == "RGB" else to_rgb(im) for im in images]
+        batch = self.processor(images=rgb, return_tensors="pt")
         return batch["pixel_values"].to(self.device)
 
     def _forward(self, pixels: torch.Tensor):

@@ -1,0 +1,111 @@
+"""Fixtures: tiny random models and image sets made here, the real Beans data and
+efficientnet-lite0 from ../shared, and a real embedded Qdrant in tmp folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+BEANS = SHARED / "data" / "beans"
+EFFNET = SHARED / "models" / "efficientnet-lite0"
+COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_and_private_caches(tmp_path_factory):
+    """Nothing may wait on the unreachable hub, or write to the user's caches."""
+    cache = tmp_path_factory.mktemp("hf-cache")
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(cache),
+        "HF_DATASETS_CACHE": str(cache / "datasets"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _clean_lookalike_env(monkeypatch, tmp_path):
+    """Tests run in a tmp cwd, untouched by a developer's LOOKALIKE_* settings."""
+    for key in [k for k in os.environ if k.startswith("LOOKALIKE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def need_shared(path: Path) -> Path:
+    """../shared is part of the project's test data: in CI its absence is a failure."""
+    if not path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path} is missing; CI must run with ../shared beside the checkout")
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def beans_dir() -> str:
+    return str(need_shared(BEANS))
+
+
+@pytest.fixture(scope="session")
+def effnet_dir() -> str:
+    return str(need_shared(EFFNET))
+
+
+def make_tiny_vit(folder: Path, hidden: int = 32, seed: int = 0) -> str:
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(seed)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=hidden, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=2 * hidden,
+    )  # fmt: skip
+    ViTModel(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory) -> str:
+    return make_tiny_vit(tmp_path_factory.mktemp("tiny-vit"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_other(tmp_path_factory) -> str:
+    """Same architecture and vector size as tiny_vit, different weights and folder."""
+    return make_tiny_vit(tmp_path_factory.mktemp("tiny-vit-other"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vit_wide(tmp_path_factory) -> str:
+    return make_tiny_vit(tmp_path_factory.mktemp("tiny-vit-wide"), hidden=48)
+
+
+def make_image(colour: tuple[int, int, int], seed: int, size: int = 48) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> Path:
+    """Images in class sub-folders: 3 colours x 4 images, as a user's own folder would be."""
+    root = tmp_path_factory.mktemp("images")
+    for c, (name, colour) in enumerate(COLOURS.items()):
+        (root / name).mkdir()
+        for i in range(4):
+            make_image(colour, seed=10 * c + i).save(root / name / f"{name}_{i}.jpg")
+    return root

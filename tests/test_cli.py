@@ -1,0 +1,109 @@
+"""The command line through click's CliRunner: outputs, JSON shapes, errors as one line."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from lookalike.cli import cli
+
+
+def run(*args, env=None):
+    result = CliRunner().invoke(cli, [str(a) for a in args], env=env)
+    return result
+
+
+@pytest.fixture
+def built(tmp_path, image_folder, tiny_vit):
+    """A collection ingested through the CLI; returns the store options to reuse."""
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "colours"]
+    result = run(
+        "ingest", "--dataset", image_folder, "--model", tiny_vit, "--device", "cpu", *store
+    )
+    assert result.exit_code == 0, result.output
+    assert "embedded 12 images, skipped 0" in result.stdout
+    return store
+
+
+def test_search_json_lines_shape(built, image_folder):
+    query = image_folder / "red" / "red_1.jpg"
+    result = run("search", query, "train:0", "--k", 3, "--json", *built)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["query"] for line in lines] == [str(query), "train:0"]
+    hit = lines[0]["hits"][0]
+    assert set(hit) == {"rank", "id", "score", "label", "label_name", "split", "row", "path"}
+    assert (hit["rank"], hit["label_name"], hit["path"]) == (1, "red", str(query))
+    assert hit["score"] == pytest.approx(1.0, abs=1e-4)  # the query is itself a candidate
+    assert [h["rank"] for h in lines[1]["hits"]] == [1, 2, 3]
+
+
+def test_search_table_for_people(built):
+    result = run("search", "train:4", "--label", "green", *built)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "query: train:4"
+    assert lines[1].split() == ["rank", "score", "label", "split:row", "path"]
+    assert len([ln for ln in lines[3:] if ln.strip()]) == 4  # only 4 green candidates exist
+    assert all(" green " in ln for ln in lines[3:] if ln.strip())
+
+
+def test_env_vars_configure_every_option(built, image_folder):
+    env = {
+        "LOOKALIKE_QDRANT_PATH": str(built[1]),
+        "LOOKALIKE_COLLECTION": "colours",
+        "LOOKALIKE_K": "2",
+    }
+    result = run("search", "train:0", "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["hits"]) == 2
+
+
+def test_reingest_keeps_one_point_per_image(built, image_folder, tiny_vit):
+    result = run("ingest", "--dataset", image_folder, "--model", tiny_vit, "--json", *built)
+    assert json.loads(result.stdout)["embedded"] == 12
+    info = json.loads(run("info", "--json", *built).stdout)
+    assert (info["points"], info["dim"], info["distance"]) == (12, 32, "Cosine")
+    assert info["model"] == tiny_vit and info["dataset"] == str(image_folder)
+
+
+def test_eval_json(built):
+    result = run("eval", "--split", "train", "--k", 3, "--json", *built)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) >= {"k", "queries", "precision_at_k", "precision_at_1", "knn_accuracy"}
+    assert (report["k"], report["queries"]) == (3, 12)
+    assert 0.0 <= report["precision_at_k"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "nope.png"], "neither an image file nor SPLIT:ROW"),
+        (["search", "train:500"], "row 500 is out of range"),
+        (["search", "train:0", "--k", "0"], "k must be between 1 and 1000"),
+        (["search", "train:0", "--label", "mauve"], "unknown label 'mauve'"),
+        (["search", "train:0", "--collection", "nope"], "collection 'nope' does not exist"),
+        (["eval", "--split", "test"], "has no split 'test'"),
+        (["info", "--collection", "nope"], "collections there: colours"),
+    ],
+)
+def test_errors_are_one_clear_line(built, args, message):
+    # Later options win in click, so the parametrised --collection overrides the fixture's.
+    result = run(*args[:1], *built, *args[1:])
+    assert result.exit_code == 1
+    assert message in result.stderr and "Traceback" not in result.output
+    assert result.stderr.startswith("Error: ")
+
+
+def test_search_with_another_model_is_refused(built, tiny_vit_wide):
+    result = run("search", "train:0", "--model", tiny_vit_wide, *built)
+    assert result.exit_code == 1
+    assert "was built with model" in result.stderr and "leave --model out" in result.stderr
+
+
+def test_missing_model_says_how_to_pass_a_local_path(tmp_path, image_folder):
+    result = run("ingest", "--dataset", image_folder, "--qdrant-path", tmp_path / "s")
+    assert result.exit_code == 1
+    assert "could not load model 'nateraw/vit-base-beans'" in result.stderr
+    assert "--model PATH" in result.stderr

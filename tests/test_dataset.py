@@ -1,0 +1,88 @@
+import datasets
+import pytest
+
+from ingest.dataset import load_source, point_id
+from lookalike.errors import DatasetLoadError
+
+
+def test_image_folder_detects_columns_and_labels(image_folder):
+    source = load_source(str(image_folder))
+    assert (source.image_column, source.label_column) == ("image", "label")
+    assert source.label_names == ("blue", "green", "red")
+    records = [r for batch, skipped in source.batches(5) for r in batch]
+    assert len(records) == 12
+    first = records[0]
+    assert first.image.mode == "RGB"
+    assert first.path.endswith(".jpg") and first.label_name in first.path
+    assert first.id == point_id(str(image_folder), "train", 0)
+
+
+def test_save_to_disk_folder_loads(image_folder, tmp_path):
+    ds = datasets.load_dataset(str(image_folder))
+    ds.save_to_disk(tmp_path / "saved")
+    source = load_source(str(tmp_path / "saved"))
+    assert len(source) == 12 and source.label_names == ("blue", "green", "red")
+
+
+def test_limit_matches_tutorial_shuffle_select(beans_dir):
+    source = load_source(beans_dir, "train", limit=20, seed=7)
+    tutorial = datasets.load_dataset(beans_dir)["train"].shuffle(seed=7).select(range(20))
+    paths = [r.path for batch, _ in source.batches(8) for r in batch]
+    assert paths == tutorial["image_file_path"]
+    # Rows are the original rows, so ids do not depend on the sample.
+    full = datasets.load_dataset(beans_dir)["train"]
+    assert [full[int(r)]["image_file_path"] for r in source.rows] == paths
+
+
+def test_beans_payload_fields(beans_dir):
+    source = load_source(beans_dir, "test")
+    record = source.record(17)
+    assert record.payload() == {
+        "label": record.label,
+        "label_name": ["angular_leaf_spot", "bean_rust", "healthy"][record.label],
+        "split": "test",
+        "row": 17,
+        "path": record.path,
+    }
+    assert record.path.startswith("test/")
+
+
+def test_point_ids_are_deterministic_and_distinct():
+    assert point_id("beans", "train", 3) == point_id("beans", "train", 3)
+    assert len({point_id("beans", s, r) for s in ("train", "test") for r in range(50)}) == 100
+
+
+def test_bad_images_are_skipped_with_reason(image_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "imgs"
+    shutil.copytree(image_folder, folder)
+    (folder / "red" / "notes.jpg").write_text("not an image at all")
+    whole = (folder / "red" / "red_0.jpg").read_bytes()
+    (folder / "red" / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    source = load_source(str(folder))
+    results = list(source.batches(32))
+    records = [r for batch, _ in results for r in batch]
+    reasons = {s.path.rsplit("/", 1)[1]: s.reason for _, bad in results for s in bad}
+    assert len(records) == 12
+    assert set(reasons) == {"notes.jpg", "truncated.jpg"}
+    assert "not a readable image" in reasons["notes.jpg"]
+    assert "cannot decode image" in reasons["truncated.jpg"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split": "nope"}, "has no split 'nope'; its splits are: train"),
+        ({"image_column": "picture"}, "no image column picture"),
+        ({"label_column": "kind"}, "no label column 'kind'"),
+    ],
+)
+def test_dataset_errors_name_the_fix(image_folder, kwargs, message):
+    with pytest.raises(DatasetLoadError, match=message):
+        load_source(str(image_folder), **kwargs)
+
+
+def test_unreachable_hub_dataset_says_use_a_local_folder():
+    with pytest.raises(DatasetLoadError, match="pass its local folder with --dataset PATH"):
+        load_source("nobody/no-such-dataset")

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lookalike.embedder import Embedder
+from lookalike.errors import ModelLoadError
+from tests.conftest import make_image
+
+
+def images(n=3):
+    return [make_image((30 * i, 100, 200 - 30 * i), seed=i) for i in range(n)]
+
+
+def test_vit_uses_cls_token_and_unit_vectors(tiny_vit):
+    emb = Embedder(tiny_vit, device="cpu")
+    assert (emb.pooling, emb.dim) == ("cls", 32)
+    vectors = emb.embed(images())
+    assert vectors.shape == (3, 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+    # The tutorial's embedding: CLS token of last_hidden_state, here normalised.
+    pixels = emb.processor(images=images(), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        cls = emb.model(pixel_values=pixels).last_hidden_state[:, 0]
+    expected = torch.nn.functional.normalize(cls, dim=-1).numpy()
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+
+
+def test_cnn_uses_pooler_output(effnet_dir):
+    emb = Embedder(effnet_dir, device="cpu")
+    assert (emb.pooling, emb.dim) == ("pooler", 1280)
+    pixels = emb.processor(images=images(2), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        out = emb.model(pixel_values=pixels)
+    assert out.last_hidden_state.ndim == 4  # a feature map: [:, 0] would be one channel
+    expected = torch.nn.functional.normalize(out.pooler_output, dim=-1).numpy()
+    np.testing.assert_allclose(emb.embed(images(2)), expected, atol=1e-5)
+
+
+def test_pooling_override_mean(tiny_vit):
+    emb = Embedder(tiny_vit, device="cpu", pooling="mean")
+    pixels = emb.processor(images=images(1), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        mean = emb.model(pixel_values=pixels).last_hidden_state.mean(dim=1)
+    expected = torch.nn.functional.normalize(mean, dim=-1).numpy()
+    np.testing.assert_allclose(emb.embed(images(1)), expected, atol=1e-5)
+
+
+def test_embedding_is_deterministic_and_mode_independent(tiny_vit):
+    emb = Embedder(tiny_vit, device="cpu")
+    rgb = make_image((10, 200, 30), seed=5)
+    grey_alpha = rgb.convert("RGBA")
+    np.testing.assert_allclose(emb.embed([rgb]), emb.embed([rgb]), atol=1e-6)
+    assert emb.embed([Image.new("L", (20, 20))]).shape == (1, 32)
+    assert emb.embed([grey_alpha.convert("RGB")]).shape == (1, 32)
+
+
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("nobody/no-such-model", "pass its local folder with --model PATH"),
+        (".", "the folder must hold a transformers model"),
+    ],
+)
+def test_unloadable_model_says_what_and_how(model, expected):
+    with pytest.raises(ModelLoadError) as err:
+        Embedder(model, device="cpu")
+    assert repr(model) in str(err.value) and expected in str(err.value)
+
+
+def test_unknown_pooling_is_refused(tiny_vit):
+    with pytest.raises(ModelLoadError, match="unknown pooling"):
+        Embedder(tiny_vit, pooling="max")

@@ -1,0 +1,124 @@
+"""Ingest into a real embedded Qdrant, then search it: ids, payloads, metadata, refusals."""
+
+import numpy as np
+import pytest
+
+from ingest import ingest, load_source
+from lookalike.embedder import Embedder
+from lookalike.errors import BadQuery, CollectionNotFound, ModelMismatch
+from lookalike.store import StoreConfig, connect
+from search import Searcher
+from tests.conftest import COLOURS, make_image
+
+
+@pytest.fixture
+def config(tmp_path):
+    return StoreConfig(path=str(tmp_path / "store"))
+
+
+def run_ingest(config, dataset, model, collection="c", **kwargs):
+    with connect(config) as store:
+        return ingest(
+            load_source(dataset), Embedder(model, device="cpu"), store, collection, **kwargs
+        )
+
+
+def test_ingest_stores_every_image_with_readable_payloads(config, image_folder, tiny_vit):
+    report = run_ingest(config, str(image_folder), tiny_vit, batch_size=5)
+    assert (report.embedded, report.skipped) == (12, ())
+    with connect(config) as store:
+        info = store.info("c")
+        points, _ = store.client.scroll("c", limit=100, with_payload=True)
+    assert (info.points, info.dim, info.distance) == (12, 32, "Cosine")
+    assert info.meta.pooling == "cls" and info.meta.label_names == ("blue", "green", "red")
+    payload = next(p.payload for p in points if p.payload["row"] == 0)
+    assert set(payload) == {"label", "label_name", "split", "row", "path"}
+    assert payload["split"] == "train" and payload["path"].endswith(".jpg")
+    assert payload["label_name"] == ["blue", "green", "red"][payload["label"]]
+
+
+def test_reingest_upserts_instead_of_appending(config, image_folder, tiny_vit):
+    run_ingest(config, str(image_folder), tiny_vit)
+    run_ingest(config, str(image_folder), tiny_vit)
+    with connect(config) as store:
+        assert store.info("c").points == 12
+
+
+def test_search_right_after_ingest_finds_the_same_colour(config, image_folder, tiny_vit):
+    run_ingest(config, str(image_folder), tiny_vit)
+    with connect(config) as store:
+        searcher = Searcher("c", store=store, device="cpu")
+        hits = searcher.search(make_image(COLOURS["green"], seed=99), k=4)
+        only_red = searcher.search(make_image(COLOURS["green"], seed=99), k=10, label="red")
+    assert [h.rank for h in hits] == [1, 2, 3, 4]
+    assert hits[0].label_name == "green"
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    assert {h.label_name for h in only_red} == {"red"} and len(only_red) == 4
+
+
+def test_exact_search_matches_numpy_brute_force(config, image_folder, tiny_vit):
+    """The tutorial's method: cosine similarity of the query to every candidate, top-k."""
+    run_ingest(config, str(image_folder), tiny_vit)
+    source = load_source(str(image_folder))
+    records = [r for batch, _ in source.batches(32) for r in batch]
+    emb = Embedder(tiny_vit, device="cpu")
+    gallery = emb.embed([r.image for r in records])
+    queries = [make_image(c, seed=50 + i) for i, c in enumerate(COLOURS.values())]
+    q = emb.embed(queries)
+    sims = (q @ gallery.T) / np.outer(np.linalg.norm(q, axis=1), np.linalg.norm(gallery, axis=1))
+    with connect(config) as store:
+        results = Searcher("c", store=store, embedder=emb).search_many(queries, k=6)
+    for row, hits in zip(sims, results):
+        expected = [records[i].id for i in np.argsort(-row)[:6]]
+        assert [h.id for h in hits] == expected
+        np.testing.assert_allclose([h.score for h in hits], np.sort(row)[::-1][:6], atol=1e-5)
+
+
+def test_collection_built_with_another_model_is_refused(
+    config, image_folder, tiny_vit, tiny_vit_other, tiny_vit_wide
+):
+    run_ingest(config, str(image_folder), tiny_vit)
+    with pytest.raises(ModelMismatch, match="was built with model .*tiny-vit0"):
+        run_ingest(config, str(image_folder), tiny_vit_other)
+    with pytest.raises(ModelMismatch, match="holds 32-d vectors but model .* makes 48-d"):
+        run_ingest(config, str(image_folder), tiny_vit_wide)
+    with connect(config) as store:
+        with pytest.raises(ModelMismatch, match="leave --model out"):
+            Searcher("c", store=store, model=tiny_vit_other)
+        assert store.info("c").points == 12  # nothing was mixed in
+
+
+def test_recreate_rebuilds_with_the_new_model(config, image_folder, tiny_vit, tiny_vit_wide):
+    run_ingest(config, str(image_folder), tiny_vit)
+    run_ingest(config, str(image_folder), tiny_vit_wide, recreate=True)
+    with connect(config) as store:
+        info = store.info("c")
+    assert (info.points, info.dim) == (12, 48)
+
+
+def test_missing_collection_names_what_exists(config, image_folder, tiny_vit):
+    run_ingest(config, str(image_folder), tiny_vit, collection="colours")
+    with (
+        connect(config) as store,
+        pytest.raises(CollectionNotFound, match="collections there: colours"),
+    ):
+        Searcher("beans", store=store)
+
+
+@pytest.mark.parametrize(
+    "query, k, label, message",
+    [
+        ("nope.png", 5, None, "neither an image file nor SPLIT:ROW"),
+        ("train:99", 5, None, "row 99 is out of range"),
+        ("validation:0", 5, None, "has no split 'validation'"),
+        ("train:0", 0, None, "k must be between 1 and 1000"),
+        ("train:0", 5, "purple", "unknown label 'purple'; labels are: blue, green, red"),
+        ("train:0", 5, "7", "label id 7 is out of range 0..2"),
+    ],
+)
+def test_bad_queries_are_refused_clearly(config, image_folder, tiny_vit, query, k, label, message):
+    run_ingest(config, str(image_folder), tiny_vit)
+    with connect(config) as store:
+        searcher = Searcher("c", store=store, device="cpu")
+        with pytest.raises(BadQuery, match=message):
+            searcher.search(searcher.load_query(query), k=k, label=label)

@@ -1,0 +1,53 @@
+"""The README stays true: its test command is what CI runs, and its --help text is current.
+
+Run `python tests/test_readme.py` to regenerate the help section after changing options.
+"""
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- help:start", "<!-- help:end -->"
+COMMANDS = ["ingest", "search", "eval", "info"]
+
+
+def render_help() -> str:
+    from lookalike.cli import cli
+
+    parts = []
+    for name in COMMANDS:
+        result = CliRunner().invoke(
+            cli, [name, "--help"], terminal_width=100, prog_name="lookalike"
+        )
+        parts.append(f"### `lookalike {name}`\n\n```text\n{result.stdout.rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+def help_section(text: str) -> str:
+    start = text.index(START)
+    body_start = text.index("\n", start) + 1
+    return text[body_start : text.index(END)]
+
+
+def test_readme_help_is_current():
+    readme = (ROOT / "README.md").read_text()
+    assert help_section(readme).strip() == render_help().strip(), (
+        "README --help section is stale: run `python tests/test_readme.py`"
+    )
+
+
+def test_readme_shows_the_command_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    command = ci[ci.index(next(ln for ln in ci if ln.startswith("# README test command"))) + 1]
+    readme = (ROOT / "README.md").read_text()
+    assert command in readme
+    assert re.search(r"pytest$", command)
+
+
+if __name__ == "__main__":
+    path = ROOT / "README.md"
+    text = path.read_text()
+    body_start = text.index("\n", text.index(START)) + 1
+    path.write_text(text[:body_start] + "\n" + render_help() + "\n" + text[text.index(END) :])
