@@ -95,18 +95,21 @@ class Source:
             return image_value.get("path")
         return image_value if isinstance(image_value, str) else None
 
+    def load(self, start: int, stop: int) -> tuple[list[ImageRecord], list[Skipped]]:
+        """Decode positions start..stop; unreadable images come back as Skipped, with a reason.
+
+        Safe to call from several threads at once (arrow reads and PIL decoding are)."""
+        batch = self.data[start:stop]
+        records, skipped = [], []
+        for i, row in enumerate(self.rows[start:stop]):
+            item = self._record(batch, i, int(row))
+            (records if isinstance(item, ImageRecord) else skipped).append(item)
+        return records, skipped
+
     def batches(self, batch_size: int) -> Iterator[tuple[list[ImageRecord], list[Skipped]]]:
         """Yield (decoded records, skipped items) batch by batch; memory stays one batch."""
         for start in range(0, len(self.rows), batch_size):
-            rows = self.rows[start : start + batch_size]
-            batch = self.data[start : start + batch_size]
-            records, skipped = [], []
-            for i, row in enumerate(rows):
-                records_or_skip = self._record(batch, i, int(row))
-                (records if isinstance(records_or_skip, ImageRecord) else skipped).append(
-                    records_or_skip
-                )
-            yield records, skipped
+            yield self.load(start, start + batch_size)
 
     def _record(self, batch: dict, i: int, row: int) -> ImageRecord | Skipped:
         value = batch[self.image_column][i]

@@ -8,16 +8,29 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from ingest.dataset import load_source
 from ingest.worker import ingest
-from lookalike.embedder import Embedder
+from lookalike.embedder import ModelSettings
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
 from search.evaluate import evaluate
 from search.searcher import Searcher
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Which images to ingest."""
+
+    dataset: str = "beans"
+    split: str = "train"
+    limit: int | None = None
+    seed: int = 42
+    image_column: str | None = None
+    label_column: str | None = None
 
 
 def warn(message: str) -> None:
@@ -31,31 +44,30 @@ def _bar(total: int, desc: str) -> tqdm:
 def run_ingest(
     store_config: StoreConfig,
     collection: str,
+    data: DatasetSettings,
+    model: ModelSettings,
     *,
-    dataset: str,
-    split: str,
-    model: str,
-    limit: int | None = None,
-    seed: int = 42,
-    image_column: str | None = None,
-    label_column: str | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
+    workers: int | None = None,
     recreate: bool = False,
-    revision: str | None = None,
-    device: str = "auto",
 ) -> IngestReport:
     source = load_source(
-        dataset, split, image_column=image_column, label_column=label_column, limit=limit, seed=seed
+        data.dataset,
+        data.split,
+        image_column=data.image_column,
+        label_column=data.label_column,
+        limit=data.limit,
+        seed=data.seed,
     )
-    embedder = Embedder(model, revision=revision, device=device)
+    embedder = model.load()
 
     def skip(item: Skipped) -> None:
-        warn(f"skipped {split}:{item.row}: {item.reason}")
+        warn(f"skipped {data.split}:{item.row}: {item.reason}")
 
-    with connect(store_config) as store, _bar(len(source), f"ingest {split}") as bar:
+    with connect(store_config) as store, _bar(len(source), f"ingest {data.split}") as bar:
         return ingest(
-            source, embedder, store, collection, batch_size=batch_size, recreate=recreate,
-            on_progress=bar.update, on_skip=skip,
+            source, embedder, store, collection, batch_size=batch_size, workers=workers,
+            recreate=recreate, on_progress=bar.update, on_skip=skip,
         )  # fmt: skip
 
 
@@ -63,16 +75,14 @@ def run_search(
     store_config: StoreConfig,
     collection: str,
     queries: Sequence[str],
+    model: ModelSettings,
     *,
     k: int = 5,
     label: str | None = None,
-    model: str | None = None,
-    revision: str | None = None,
-    device: str = "auto",
 ) -> Iterator[tuple[str, list[Hit]]]:
     """Hits for each query, in order."""
     with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, model=model, revision=revision, device=device)
+        searcher = Searcher(collection, store=store, settings=model)
         images = [searcher.load_query(q) for q in queries]
         results = searcher.search_many(images, k=k, label=label)
     yield from zip(queries, results)
@@ -81,18 +91,20 @@ def run_search(
 def run_eval(
     store_config: StoreConfig,
     collection: str,
+    model: ModelSettings,
     *,
     split: str = "test",
     k: int = 5,
-    batch_size: int = 32,
-    model: str | None = None,
-    revision: str | None = None,
-    device: str = "auto",
+    batch_size: int | None = None,
+    workers: int | None = None,
 ) -> EvalReport:
     with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, model=model, revision=revision, device=device)
+        searcher = Searcher(collection, store=store, settings=model)
         with _bar(len(searcher.source(split)), f"eval {split}") as bar:
-            return evaluate(searcher, split, k=k, batch_size=batch_size, on_progress=bar.update)
+            return evaluate(
+                searcher, split, k=k, batch_size=batch_size, workers=workers,
+                on_progress=bar.update,
+            )  # fmt: skip
 
 
 def collection_info(store_config: StoreConfig, collection: str) -> CollectionInfo:

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from lookalike.embedder import POOLINGS, PRECISIONS, ModelSettings
 from lookalike.errors import LookalikeError
 from lookalike.output import eval_table, hits_table, info_table, ingest_summary
 from lookalike.store import DEFAULT_PATH, StoreConfig
@@ -54,21 +55,60 @@ def store_options(f):
     return wrapper
 
 
-def model_options(default: str | None):
+def model_options(default: str | None, pooling: bool = False):
+    """Model loading and running options, passed to the command as one ModelSettings."""
+
     def decorate(f):
         help_model = "Model hub id or local folder" + (
             "." if default else "; default: the model the collection was built with."
         )
-        f = opt(
-            "--device",
-            default="auto",
-            type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-            help="Where the model runs; auto picks a GPU when there is one.",
-        )(f)
-        f = opt("--revision", default=None, help="Model revision (hub branch, tag or commit).")(f)
-        return opt("--model", default=default, help=help_model)(f)
+        decorators = [
+            opt("--model", default=default, help=help_model),
+            opt("--revision", default=None, help="Model revision (hub branch, tag or commit)."),
+            opt(
+                "--device",
+                default="auto",
+                type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+                help="Where the model runs; auto picks a GPU when there is one.",
+            ),
+            opt(
+                "--precision",
+                default="auto",
+                type=click.Choice(PRECISIONS),
+                help="auto: bf16/fp16 on GPU, bf16 on CPUs with native bf16, else fp32.",
+            ),
+            opt("--compile", is_flag=True, default=False, help="torch.compile the model."),
+        ]
+        if pooling:
+            decorators.append(
+                opt(
+                    "--pooling",
+                    default="auto",
+                    type=click.Choice(POOLINGS),
+                    help="Embedding: auto picks the model family's (CLS, pooler, image features).",
+                )
+            )
+        for decorator in reversed(decorators):
+            f = decorator(f)
+
+        @functools.wraps(f)
+        def wrapper(model, revision, device, precision, compile, pooling="auto", **kwargs):
+            settings = ModelSettings(model, revision, device, precision, pooling, compile)
+            return f(model=settings, **kwargs)
+
+        return wrapper
 
     return decorate
+
+
+def workers_option(f):
+    return opt(
+        "--workers",
+        type=click.IntRange(1),
+        default=None,
+        help="Threads decoding and preprocessing images ahead of the model "
+        "[default: one per core but one, at most 4].",
+    )(f)
 
 
 def domain_errors(f):
@@ -114,14 +154,20 @@ def cli() -> None:
 @opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
 @opt("--image-column", default=None, help="Image column; detected when unset.")
 @opt("--label-column", default=None, help="Label column; detected when unset.")
-@opt("--batch-size", type=click.IntRange(1), default=32, help="Images per model batch.")
+@opt(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Images per model batch [default: 16 on CPU, 64 on GPU].",
+)
 @opt("--recreate", is_flag=True, default=False, help="Delete and rebuild the collection.")
 @opt("--json", "as_json", is_flag=True, default=False, help="Print the summary as JSON.")
-@model_options(default="nateraw/vit-base-beans")
+@workers_option
+@model_options(default="nateraw/vit-base-beans", pooling=True)
 @store_options
 @domain_errors
 def ingest(store_config, collection, dataset, split, limit, seed, image_column, label_column,
-           batch_size, recreate, as_json, model, revision, device):  # fmt: skip
+           batch_size, recreate, as_json, workers, model):  # fmt: skip
     """Embed a dataset's images and upsert them into a collection.
 
     \b
@@ -129,12 +175,12 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
       lookalike ingest --dataset ../shared/data/beans \\
           --model ../shared/models/efficientnet-lite0 --split train
     """
-    from lookalike.app import run_ingest
+    from lookalike.app import DatasetSettings, run_ingest
 
+    data = DatasetSettings(dataset, split, limit, seed, image_column, label_column)
     report = run_ingest(
-        store_config, collection, dataset=dataset, split=split, limit=limit, seed=seed,
-        image_column=image_column, label_column=label_column, batch_size=batch_size,
-        recreate=recreate, model=model, revision=revision, device=device,
+        store_config, collection, data, model, batch_size=batch_size, workers=workers,
+        recreate=recreate,
     )  # fmt: skip
     if as_json:
         echo_json(report.to_dict())
@@ -150,7 +196,7 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
 @model_options(default=None)
 @store_options
 @domain_errors
-def search(store_config, collection, queries, k, label, as_json, model, revision, device):
+def search(store_config, collection, queries, k, label, as_json, model):
     """Find the candidates most like each QUERY.
 
     QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
@@ -161,10 +207,7 @@ def search(store_config, collection, queries, k, label, as_json, model, revision
     """
     from lookalike.app import run_search
 
-    for query, hits in run_search(
-        store_config, collection, queries, k=k, label=label, model=model, revision=revision,
-        device=device,
-    ):  # fmt: skip
+    for query, hits in run_search(store_config, collection, queries, model, k=k, label=label):
         if as_json:
             echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
         else:
@@ -174,12 +217,18 @@ def search(store_config, collection, queries, k, label, as_json, model, revision
 @cli.command("eval")
 @opt("--split", default="test", help="Split whose images are the queries.")
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
-@opt("--batch-size", type=click.IntRange(1), default=32, help="Images per model batch.")
+@opt(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Images per model batch [default: 16 on CPU, 64 on GPU].",
+)
 @opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
+@workers_option
 @model_options(default=None)
 @store_options
 @domain_errors
-def eval_(store_config, collection, split, k, batch_size, as_json, model, revision, device):
+def eval_(store_config, collection, split, k, batch_size, as_json, workers, model):
     """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
 
     \b
@@ -189,9 +238,8 @@ def eval_(store_config, collection, split, k, batch_size, as_json, model, revisi
     from lookalike.app import run_eval
 
     report = run_eval(
-        store_config, collection, split=split, k=k, batch_size=batch_size, model=model,
-        revision=revision, device=device,
-    )  # fmt: skip
+        store_config, collection, model, split=split, k=k, batch_size=batch_size, workers=workers
+    )
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -1,42 +1,26 @@
-"""The one embedder used by ingest, search and eval: same processor, pooling and normalisation.
-
-This is the only module that runs transformers/torch inference.
-"""
+"""The one embedder used by ingest, search and eval: same processor, pooling, precision and
+normalisation. This is the only module that runs transformers/torch inference."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from lookalike import pooling as pooling_
 from lookalike.errors import ModelLoadError
 from lookalike.images import to_rgb
+from lookalike.optimize import fold_batchnorms
 
-POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
-
-# Families whose image embedding is the CLS token (the tutorial's last_hidden_state[:, 0]).
-# ViTModel also has a pooler, but classification checkpoints leave it randomly initialised.
-CLS_FAMILIES = {
-    "vit",
-    "deit",
-    "dinov2",
-    "dinov2_with_registers",
-    "beit",
-    "data2vec-vision",
-    "vit_msn",
-}
-# Families whose pooled output is the image embedding (CNNs: pooler_output is the global pool;
-# last_hidden_state[:, 0] would be one feature-map channel).
-POOLER_FAMILIES = {
-    "efficientnet", "resnet", "regnet", "convnext", "convnextv2", "mobilenet_v1", "mobilenet_v2",
-    "swin", "swinv2", "bit", "levit", "poolformer", "van",
-}  # fmt: skip
-# Dual-encoder models: the image tower's projected features.
-IMAGE_FEATURE_FAMILIES = {"clip", "siglip", "siglip2", "chinese_clip", "altclip"}
+POOLINGS = pooling_.POOLINGS
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -46,10 +30,36 @@ def resolve_device(device: str) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("--device cuda was asked for, but torch sees no CUDA GPU")
     try:
         return torch.device(device)
     except RuntimeError as e:
         raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or mps") from e
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: there bf16 is fast; elsewhere it is emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(
+        torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
 
 
 def canonical_model_id(model: str) -> str:
@@ -69,11 +79,36 @@ def _load_error(model: str, err: Exception) -> ModelLoadError:
     return ModelLoadError(f"could not load model {model!r} ({first}): {hint}")
 
 
+@dataclass(frozen=True)
+class ModelSettings:
+    """How to load and run a model; `model=None` means the one a collection was built with."""
+
+    model: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    pooling: str = "auto"
+    compile: bool = False
+
+    def load(self, model: str | None = None, pooling: str | None = None) -> Embedder:
+        return Embedder(
+            model or self.model,
+            revision=self.revision,
+            device=self.device,
+            pooling=pooling or self.pooling,
+            precision=self.precision,
+            compile=self.compile,
+        )
+
+
 class Embedder:
     """Embeds images into L2-normalised vectors with a transformers vision model.
 
     >>> emb = Embedder("nateraw/vit-base-beans")          # or a local model folder
     >>> vectors = emb.embed([image1, image2])             # (2, emb.dim) float32, unit length
+
+    `preprocess` (CPU, thread-safe) and `embed_pixels` (the model) are separate so a pipeline
+    can prepare the next batch while the model runs this one.
     """
 
     def __init__(
@@ -83,6 +118,8 @@ class Embedder:
         revision: str | None = None,
         device: str = "auto",
         pooling: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
     ) -> None:
         if pooling not in POOLINGS:
             raise ModelLoadError(
@@ -90,6 +127,7 @@ class Embedder:
             )
         self.model_id = canonical_model_id(model)
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         kwargs = {"revision": revision} if revision else {}
         try:
             config = AutoConfig.from_pretrained(model, **kwargs)
@@ -99,61 +137,66 @@ class Embedder:
             raise _load_error(model, e) from e
         self.model.eval().to(self.device)
         self.model_type = config.model_type
-        self.pooling = self._choose_pooling(pooling)
+        probe = self._probe()
+        # Convolutions run markedly faster channels-last, above all in bf16 on CPU.
+        self.channels_last = getattr(probe, "last_hidden_state", None) is not None and (
+            probe.last_hidden_state.ndim == 4
+        )
+        self.pooling = (
+            pooling if pooling != "auto" else pooling_.choose(config.model_type, self.model, probe)
+        )
+        self.folded = 0
+        if self.channels_last:
+            # CNNs: batch norms folded into their convolutions (one op fewer per layer, same
+            # result in exact arithmetic), and channels-last memory, which oneDNN/cuDNN prefer.
+            pixels = self.preprocess([Image.new("RGB", (64, 64))]).to(self.device)
+            self.model, self.folded = fold_batchnorms(
+                self.model, lambda m: pooling_.pool(self.pooling, m, pixels, self.model_type)
+            )
+            self.model.to(memory_format=torch.channels_last)
+        if compile:
+            self.model = torch.compile(self.model)
         self.dim = int(self.embed([Image.new("RGB", (64, 64))]).shape[1])
 
-    def _choose_pooling(self, requested: str) -> str:
-        if requested != "auto":
-            return requested
-        if self.model_type in IMAGE_FEATURE_FAMILIES and hasattr(self.model, "get_image_features"):
-            return "image_features"
-        if self.model_type in CLS_FAMILIES:
-            return "cls"
-        if self.model_type in POOLER_FAMILIES:
-            return "pooler"
-        # Unknown family: decide from the output shapes of one dummy image.
-        out = self._forward(self._pixels([Image.new("RGB", (64, 64))]))
-        if out.last_hidden_state is not None and out.last_hidden_state.ndim == 3:
-            return "cls"
-        return "pooler" if getattr(out, "pooler_output", None) is not None else "mean"
+    @property
+    def default_batch_size(self) -> int:
+        # Small batches stay in a CPU's caches; a GPU needs large ones to fill its cores.
+        return 16 if self.device.type == "cpu" else 64
 
-    def _pixels(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        # Not every image processor converts to RGB; greyscale or RGBA input must not fail.
-        rgb = [im if im.mode == "RGB" else to_rgb(im) for im in images]
-        batch = self.processor(images=rgb, return_tensors="pt")
-        return batch["pixel_values"].to(self.device)
-
-    def _forward(self, pixels: torch.Tensor):
+    def _probe(self):
+        """One forward pass on a blank image, to see the shapes this family outputs."""
         with torch.inference_mode():
+            pixels = self.preprocess([Image.new("RGB", (64, 64))]).to(self.device)
+            if self.model_type in pooling_.IMAGE_FEATURE_FAMILIES:
+                return self.model.get_image_features(pixel_values=pixels)  # needs no text
             return self.model(pixel_values=pixels)
 
-    def _pool(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "image_features":
-            with torch.inference_mode():
-                feats = self.model.get_image_features(pixel_values=pixels)
-            return feats if isinstance(feats, torch.Tensor) else feats.pooler_output
-        out = self._forward(pixels)
-        hidden = out.last_hidden_state
-        if self.pooling == "cls":
-            if hidden.ndim != 3:
-                raise ModelLoadError(
-                    f"pooling 'cls' needs a token sequence, but {self.model_type!r} outputs a "
-                    "feature map: use --pooling pooler or mean"
-                )
-            return hidden[:, 0]
-        if self.pooling == "pooler":
-            pooled = getattr(out, "pooler_output", None)
-            if pooled is None:
-                raise ModelLoadError(
-                    f"{self.model_type!r} has no pooler_output: use --pooling mean"
-                )
-            return pooled.flatten(1)  # ResNet-style poolers are (B, C, 1, 1)
-        return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))
+    def _autocast(self):
+        if self.precision == "fp32" or self.device.type not in ("cpu", "cuda"):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's image processor on RGB images: a float32 (batch, C, H, W) CPU tensor."""
+        # Not every image processor converts to RGB; greyscale or RGBA input must not fail.
+        rgb = [im if im.mode == "RGB" else to_rgb(im) for im in images]
+        return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+
+    def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Model, pooling and L2 normalisation: float32 (batch, dim), each row unit length."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        try:
+            with torch.inference_mode(), self._autocast():
+                vectors = pooling_.pool(self.pooling, self.model, pixels, self.model_type)
+        except pooling_.PoolingError as e:
+            raise ModelLoadError(str(e)) from e
+        vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+        return vectors.cpu().numpy()
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Embed RGB images; returns float32 (len(images), dim), each row of unit length."""
+        """Embed images; returns float32 (len(images), dim), each row of unit length."""
         if not images:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
-        vectors = self._pool(self._pixels(images)).float()
-        vectors = torch.nn.functional.normalize(vectors, dim=-1)
-        return vectors.cpu().numpy()
+        return self.embed_pixels(self.preprocess(images))

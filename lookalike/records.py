@@ -18,7 +18,7 @@ class ImageRecord:
     label: int | None
     label_name: str | None
     path: str | None
-    image: Image.Image = field(repr=False, compare=False)
+    image: Image.Image | None = field(repr=False, compare=False)
 
     def payload(self) -> dict[str, Any]:
         return {

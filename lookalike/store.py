@@ -47,7 +47,9 @@ def connect(config: StoreConfig | None = None) -> Store:
         if config.url:
             client = QdrantClient(url=config.url, api_key=config.api_key, timeout=config.timeout)
         else:
-            client = QdrantClient(path=config.path)
+            # Ingest upserts from one writer thread while the main thread embeds; accesses
+            # never overlap, so sqlite's same-thread check (on by default on macOS) can go.
+            client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
     except RuntimeError as e:
         if "already accessed" in str(e):
             raise StoreLocked(

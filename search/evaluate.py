@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from ingest.pipeline import prepared_batches
 from lookalike.errors import BadQuery
 from lookalike.records import EvalReport, Hit
 from search.searcher import Searcher, check_k
@@ -24,7 +25,8 @@ def evaluate(
     split: str = "test",
     *,
     k: int = 5,
-    batch_size: int = 32,
+    batch_size: int | None = None,
+    workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalReport:
     """precision@k, precision@1 and k-NN accuracy of `split`'s images against the collection.
@@ -36,9 +38,11 @@ def evaluate(
     if source.label_column is None:
         raise BadQuery(f"split {split!r} has no label column, so there is nothing to score")
     n = correct_at_k = correct_at_1 = knn_correct = skipped = 0
-    for records, bad in source.batches(batch_size):
-        skipped += len(bad)
-        vectors = searcher.embedder.embed([r.image for r in records])
+    batch_size = batch_size or searcher.embedder.default_batch_size
+    for batch in prepared_batches(source, searcher.embedder, batch_size, workers):
+        skipped += len(batch.skipped)
+        records = batch.records
+        vectors = searcher.embedder.embed_pixels(batch.pixels) if records else None
         results = searcher.search_vectors(vectors, k=k + 1) if records else []
         for record, hits in zip(records, results):
             hits = [h for h in hits if h.id != record.id][:k]
@@ -47,7 +51,7 @@ def evaluate(
             correct_at_1 += bool(hits) and hits[0].label == record.label
             knn_correct += knn_vote(hits) == record.label
         if on_progress:
-            on_progress(len(records) + len(bad))
+            on_progress(len(records) + len(batch.skipped))
     if n == 0:
         raise BadQuery(f"split {split!r} has no readable images to evaluate")
     return EvalReport(

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from ingest.dataset import Source, load_source
-from lookalike.embedder import Embedder, canonical_model_id
+from lookalike.embedder import Embedder, ModelSettings, canonical_model_id
 from lookalike.errors import BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.records import CollectionMeta, Hit
@@ -33,26 +33,23 @@ class Searcher:
         collection: str = "beans",
         *,
         store: Store | None = None,
-        model: str | None = None,
-        revision: str | None = None,
-        device: str = "auto",
+        settings: ModelSettings | None = None,
         embedder: Embedder | None = None,
     ) -> None:
         self.store = store or connect()
         self.collection = collection
+        settings = settings or ModelSettings()
         info = self.store.info(collection)
         if info.meta is None:
             raise ModelMismatch(f"collection {collection!r} was not built by lookalike")
         self.meta: CollectionMeta = info.meta
+        model = settings.model
         if model and canonical_model_id(model) != self.meta.model:
             # Refuse before loading: a different model can only give meaningless neighbours.
             check_compatible(info, _as_meta(self.meta, canonical_model_id(model)), ingest=False)
-        self.embedder = embedder or Embedder(
-            model or self.meta.model, revision=revision, device=device, pooling=self.meta.pooling
-        )
-        check_compatible(
-            info, _as_meta(self.meta, self.embedder.model_id, self.embedder), ingest=False
-        )
+        self.embedder = embedder or settings.load(model or self.meta.model, self.meta.pooling)
+        emb_meta = _as_meta(self.meta, self.embedder.model_id, self.embedder)
+        check_compatible(info, emb_meta, ingest=False)
         self._sources: dict[str, Source] = {}
 
     def source(self, split: str) -> Source:

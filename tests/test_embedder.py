@@ -13,7 +13,7 @@ def images(n=3):
 
 
 def test_vit_uses_cls_token_and_unit_vectors(tiny_vit):
-    emb = Embedder(tiny_vit, device="cpu")
+    emb = Embedder(tiny_vit, device="cpu", precision="fp32")
     assert (emb.pooling, emb.dim) == ("cls", 32)
     vectors = emb.embed(images())
     assert vectors.shape == (3, 32) and vectors.dtype == np.float32
@@ -28,7 +28,7 @@ def test_vit_uses_cls_token_and_unit_vectors(tiny_vit):
 
 
 def test_cnn_uses_pooler_output(effnet_dir):
-    emb = Embedder(effnet_dir, device="cpu")
+    emb = Embedder(effnet_dir, device="cpu", precision="fp32")
     assert (emb.pooling, emb.dim) == ("pooler", 1280)
     pixels = emb.processor(images=images(2), return_tensors="pt")["pixel_values"]
     with torch.no_grad():
@@ -39,7 +39,7 @@ def test_cnn_uses_pooler_output(effnet_dir):
 
 
 def test_pooling_override_mean(tiny_vit):
-    emb = Embedder(tiny_vit, device="cpu", pooling="mean")
+    emb = Embedder(tiny_vit, device="cpu", pooling="mean", precision="fp32")
     pixels = emb.processor(images=images(1), return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         mean = emb.model(pixel_values=pixels).last_hidden_state.mean(dim=1)
@@ -48,7 +48,7 @@ def test_pooling_override_mean(tiny_vit):
 
 
 def test_embedding_is_deterministic_and_mode_independent(tiny_vit):
-    emb = Embedder(tiny_vit, device="cpu")
+    emb = Embedder(tiny_vit, device="cpu", precision="fp32")
     rgb = make_image((10, 200, 30), seed=5)
     grey_alpha = rgb.convert("RGBA")
     np.testing.assert_allclose(emb.embed([rgb]), emb.embed([rgb]), atol=1e-6)

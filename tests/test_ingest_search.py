@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ingest import ingest, load_source
-from lookalike.embedder import Embedder
+from lookalike.embedder import Embedder, ModelSettings
 from lookalike.errors import BadQuery, CollectionNotFound, ModelMismatch
 from lookalike.store import StoreConfig, connect
 from search import Searcher
@@ -47,7 +47,7 @@ def test_reingest_upserts_instead_of_appending(config, image_folder, tiny_vit):
 def test_search_right_after_ingest_finds_the_same_colour(config, image_folder, tiny_vit):
     run_ingest(config, str(image_folder), tiny_vit)
     with connect(config) as store:
-        searcher = Searcher("c", store=store, device="cpu")
+        searcher = Searcher("c", store=store)
         hits = searcher.search(make_image(COLOURS["green"], seed=99), k=4)
         only_red = searcher.search(make_image(COLOURS["green"], seed=99), k=10, label="red")
     assert [h.rank for h in hits] == [1, 2, 3, 4]
@@ -84,7 +84,7 @@ def test_collection_built_with_another_model_is_refused(
         run_ingest(config, str(image_folder), tiny_vit_wide)
     with connect(config) as store:
         with pytest.raises(ModelMismatch, match="leave --model out"):
-            Searcher("c", store=store, model=tiny_vit_other)
+            Searcher("c", store=store, settings=ModelSettings(model=tiny_vit_other))
         assert store.info("c").points == 12  # nothing was mixed in
 
 
@@ -119,6 +119,6 @@ def test_missing_collection_names_what_exists(config, image_folder, tiny_vit):
 def test_bad_queries_are_refused_clearly(config, image_folder, tiny_vit, query, k, label, message):
     run_ingest(config, str(image_folder), tiny_vit)
     with connect(config) as store:
-        searcher = Searcher("c", store=store, device="cpu")
+        searcher = Searcher("c", store=store)
         with pytest.raises(BadQuery, match=message):
             searcher.search(searcher.load_query(query), k=k, label=label)
