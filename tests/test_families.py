@@ -30,36 +30,68 @@ FAMILIES = {
     "deit": (tf.DeiTConfig(**VIT), "cls", 32, cls_token),
     "dinov2": (tf.Dinov2Config(**VIT), "cls", 32, cls_token),
     "swin": (
-        tf.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2],
-                      window_size=4),  # fmt: skip
-        "pooler", 16, pooler,
+        tf.SwinConfig(
+            image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
+        ),  # fmt: skip
+        "pooler",
+        16,
+        pooler,
     ),
     "convnext": (tf.ConvNextConfig(**CNN), "pooler", 16, pooler),
     "regnet": (
         tf.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], groups_width=8),
-        "pooler", 16, pooler,
+        "pooler",
+        16,
+        pooler,
     ),
-    "resnet": (tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]), "pooler", 16, pooler),
+    "resnet": (
+        tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1]),
+        "pooler",
+        16,
+        pooler,
+    ),
     "efficientnet": (
-        tf.EfficientNetConfig(image_size=32, width_coefficient=0.25, depth_coefficient=0.2,
-                              hidden_dim=320, initializer_range=0.5),  # fmt: skip
-        "pooler", 320, pooler,
+        tf.EfficientNetConfig(
+            image_size=32,
+            width_coefficient=0.25,
+            depth_coefficient=0.2,
+            hidden_dim=320,
+            initializer_range=0.5,
+        ),  # fmt: skip
+        "pooler",
+        320,
+        pooler,
     ),
     "clip": (
         tf.CLIPConfig(
-            vision_config=VIT, projection_dim=24,
-            text_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                             intermediate_size=32, vocab_size=100),
+            vision_config=VIT,
+            projection_dim=24,
+            text_config=dict(
+                hidden_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=32,
+                vocab_size=100,
+            ),
         ),  # fmt: skip
-        "image_features", 24, image_features,
+        "image_features",
+        24,
+        image_features,
     ),
     "siglip": (
         tf.SiglipConfig(
             vision_config=VIT,
-            text_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                             intermediate_size=32, vocab_size=100),
+            text_config=dict(
+                hidden_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=32,
+                vocab_size=100,
+            ),
         ),  # fmt: skip
-        "image_features", 32, image_features,
+        "image_features",
+        32,
+        image_features,
     ),
 }
 
