@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import datasets
 import numpy as np
 
+from ingest.folder import is_image_folder, load_image_folder
 from lookalike.errors import BadImage, DatasetLoadError
-from lookalike.images import open_image
+from lookalike.images import DEFAULT_MAX_PIXELS, open_image
 from lookalike.records import ImageRecord, Skipped
 
 # Point ids are uuid5 of (dataset, split, row): the same image always gets the same id.
@@ -35,8 +36,10 @@ def _load_dict(dataset: str) -> datasets.DatasetDict:
             or os.path.exists(os.path.join(dataset, "state.json"))
         ):
             loaded = datasets.load_from_disk(dataset)  # a save_to_disk folder
+        elif is_image_folder(dataset):
+            loaded = load_image_folder(dataset)
         else:
-            loaded = datasets.load_dataset(dataset)  # hub id, parquet folder or image folder
+            loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
     except Exception as e:  # datasets raises many types; all mean "could not load"
         hint = (
             "check the folder holds a datasets save_to_disk folder, data files, or images in "
@@ -74,6 +77,7 @@ class Source:
     label_column: str | None
     label_names: tuple[str, ...]
     rows: np.ndarray  # original row numbers in the split, in the order they are yielded
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -84,6 +88,8 @@ class Source:
         if isinstance(value, str):
             return (self.label_names.index(value) if value in self.label_names else None), value
         value = int(value)
+        if value < 0:  # datasets' "no label"
+            return None, None
         name = self.label_names[value] if 0 <= value < len(self.label_names) else str(value)
         return value, name
 
@@ -95,13 +101,17 @@ class Source:
             return image_value.get("path")
         return image_value if isinstance(image_value, str) else None
 
-    def load(self, start: int, stop: int) -> tuple[list[ImageRecord], list[Skipped]]:
-        """Decode positions start..stop; unreadable images come back as Skipped, with a reason.
+    def point_id(self, position: int) -> str:
+        return point_id(self.name, self.split, int(self.rows[position]))
+
+    def load(self, positions: Sequence[int]) -> tuple[list[ImageRecord], list[Skipped]]:
+        """Decode these positions; unreadable images come back as Skipped, with a reason.
 
         Safe to call from several threads at once (arrow reads and PIL decoding are)."""
-        batch = self.data[start:stop]
+        positions = list(positions)
+        batch = self.data[positions] if positions else {}
         records, skipped = [], []
-        for i, row in enumerate(self.rows[start:stop]):
+        for i, row in enumerate(self.rows[positions]):
             item = self._record(batch, i, int(row))
             (records if isinstance(item, ImageRecord) else skipped).append(item)
         return records, skipped
@@ -109,13 +119,13 @@ class Source:
     def batches(self, batch_size: int) -> Iterator[tuple[list[ImageRecord], list[Skipped]]]:
         """Yield (decoded records, skipped items) batch by batch; memory stays one batch."""
         for start in range(0, len(self.rows), batch_size):
-            yield self.load(start, start + batch_size)
+            yield self.load(range(start, min(start + batch_size, len(self.rows))))
 
     def _record(self, batch: dict, i: int, row: int) -> ImageRecord | Skipped:
         value = batch[self.image_column][i]
         path = self._path(batch, i, value)
         try:
-            image = open_image(value)
+            image = open_image(value, self.max_pixels)
         except BadImage as e:
             return Skipped(self.split, row, path, str(e))
         label, label_name = self._label(batch[self.label_column][i] if self.label_column else None)
@@ -152,6 +162,7 @@ def load_source(
     label_column: str | None = None,
     limit: int | None = None,
     seed: int = 42,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Source:
     """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does."""
     splits = _load_dict(dataset)
@@ -181,7 +192,8 @@ def load_source(
         # Same rows as the tutorial's data.shuffle(seed=seed).select(range(limit)).
         rows = np.random.default_rng(seed).permutation(len(data))[:limit]
         data = data.select(rows)
-    return Source(canonical_dataset_id(dataset), split, data, image_col, label_col, names, rows)
+    name = canonical_dataset_id(dataset)
+    return Source(name, split, data, image_col, label_col, names, rows, max_pixels)
 
 
 def _label_names(data: datasets.Dataset, column: str | None) -> tuple[str, ...]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,23 +35,35 @@ class PreparedBatch:
     pixels: torch.Tensor | None
 
 
-def _prepare(source: Source, embedder: Embedder, start: int, stop: int) -> PreparedBatch:
-    records, skipped = source.load(start, stop)
+def _prepare(source: Source, embedder: Embedder, positions: np.ndarray) -> PreparedBatch:
+    records, skipped = source.load(positions)
     pixels = embedder.preprocess([r.image for r in records]) if records else None
     return PreparedBatch([replace(r, image=None) for r in records], skipped, pixels)
 
 
+def positions(source: Source, batch_size: int) -> Iterator[np.ndarray]:
+    """Every position of the source, in batches."""
+    for start in range(0, len(source), batch_size):
+        yield np.arange(start, min(start + batch_size, len(source)))
+
+
 def prepared_batches(
-    source: Source, embedder: Embedder, batch_size: int, workers: int | None = None
+    source: Source,
+    embedder: Embedder,
+    batch_size: int,
+    workers: int | None = None,
+    batches: Iterable[np.ndarray] | None = None,
 ) -> Iterator[PreparedBatch]:
-    """Batches in order, each decoded and preprocessed ahead of need by `workers` threads."""
+    """Batches in order, each decoded and preprocessed ahead of need by `workers` threads.
+
+    `batches` (positions per batch) defaults to every position of the source."""
     workers = workers or default_workers()
-    starts = range(0, len(source), batch_size)
+    batches = positions(source, batch_size) if batches is None else batches
     with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-prep") as pool:
         pending: deque[Future] = deque()
         try:
-            for start in starts:
-                pending.append(pool.submit(_prepare, source, embedder, start, start + batch_size))
+            for batch in batches:
+                pending.append(pool.submit(_prepare, source, embedder, batch))
                 if len(pending) > workers:
                     yield pending.popleft().result()
             while pending:
@@ -70,10 +82,20 @@ class BackgroundWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-upsert")
         self._pending: deque[Future] = deque()
 
+    def call(self, fn: Callable, *args):
+        """Run fn in the writer thread, after the writes before it, and return its result:
+        the one thread then owns the store, which embedded Qdrant needs."""
+        return self._pool.submit(fn, *args).result()
+
     def submit(self, records: list[ImageRecord], vectors: np.ndarray) -> None:
         self._pending.append(self._pool.submit(self._write, records, vectors))
         while len(self._pending) > self._depth:
             self._pending.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for the writes already submitted (after an interruption: keep what is done)."""
+        wait(self._pending)  # failures are not re-raised: the caller is already reporting one
+        self._pending.clear()
 
     def __enter__(self) -> BackgroundWriter:
         return self

@@ -1,15 +1,18 @@
-"""The ingest loop: dataset batches -> embedder -> store."""
+"""The ingest loop: dataset batches -> embedder -> store, resumable and interruptible."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
 
 from ingest.dataset import Source
-from ingest.pipeline import BackgroundWriter, prepared_batches
+from ingest.pipeline import BackgroundWriter, positions, prepared_batches
 from lookalike.embedder import Embedder
-from lookalike.errors import DatasetLoadError
-from lookalike.records import CollectionMeta, IngestReport, Skipped
+from lookalike.errors import DatasetLoadError, IngestInterrupted, StoreUnavailable
+from lookalike.records import CollectionMeta, ImageRecord, IngestReport, Skipped
 from lookalike.store import Store
 
 
@@ -25,6 +28,17 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
     )
 
 
+@dataclass
+class _Progress:
+    stored: int = 0
+    already_stored: int = 0
+
+
+def _rows(records: list[ImageRecord]) -> str:
+    rows = [r.row for r in records]
+    return f"{records[0].split}:{min(rows)}..{max(rows)}"
+
+
 def ingest(
     source: Source,
     embedder: Embedder,
@@ -34,33 +48,66 @@ def ingest(
     batch_size: int | None = None,
     workers: int | None = None,
     recreate: bool = False,
+    resume: bool = True,
     on_progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
 ) -> IngestReport:
     """Embed every image of `source` and upsert it into `collection` under deterministic ids.
 
-    Unreadable images are skipped (reported through `on_skip` and in the report), never fatal.
-    Preprocessing, the model and upserts overlap (see ingest.pipeline).
+    Unreadable images are skipped (through `on_skip` and in the report), never fatal. With
+    `resume`, images whose point is already stored are not embedded again, so an interrupted
+    ingest picks up where it stopped. Preprocessing, the model and upserts overlap.
     """
     if len(source) == 0:
         raise DatasetLoadError(f"split {source.split!r} of {source.name!r} has no rows to ingest")
     store.prepare(collection, collection_meta(source, embedder), recreate=recreate)
+    batch_size = batch_size or embedder.default_batch_size
+    progress, skipped = _Progress(), []
     started = time.perf_counter()
-    embedded, skipped = 0, []
 
-    def write(records, vectors):
-        store.upsert(collection, records, vectors)
+    def write(records: list[ImageRecord], vectors: np.ndarray) -> None:
+        try:
+            store.upsert(collection, records, vectors)
+        except StoreUnavailable as e:
+            raise IngestInterrupted(
+                f"{e}\nstoring rows {_rows(records)} failed; the {progress.stored} images before "
+                "them are stored. Run the same command again to resume from there."
+            ) from e
+        progress.stored += len(records)
 
     with BackgroundWriter(write) as writer:
-        batch_size = batch_size or embedder.default_batch_size
-        for batch in prepared_batches(source, embedder, batch_size, workers):
-            for item in batch.skipped:
-                skipped.append(item)
-                if on_skip:
+        todo = _todo(source, store, collection, batch_size, resume, writer, progress, on_progress)
+        try:
+            for batch in prepared_batches(source, embedder, batch_size, workers, batches=todo):
+                skipped += batch.skipped
+                for item in batch.skipped if on_skip else ():
                     on_skip(item)
-            if batch.records:
-                writer.submit(batch.records, embedder.embed_pixels(batch.pixels))
-                embedded += len(batch.records)
-            if on_progress:
-                on_progress(len(batch.records) + len(batch.skipped))
-    return IngestReport(collection, embedded, tuple(skipped), time.perf_counter() - started)
+                if batch.records:
+                    writer.submit(batch.records, embedder.embed_pixels(batch.pixels))
+                if on_progress:
+                    on_progress(len(batch.records) + len(batch.skipped))
+        except KeyboardInterrupt:
+            writer.drain()
+            raise IngestInterrupted(
+                f"interrupted: {progress.stored} images stored in {collection!r}. Run the same "
+                "command again to resume; stored images are not embedded again."
+            ) from None
+    seconds = time.perf_counter() - started
+    return IngestReport(
+        collection, progress.stored, tuple(skipped), seconds, progress.already_stored
+    )
+
+
+def _todo(source, store, collection, batch_size, resume, writer, progress, on_progress) -> Iterator:
+    """Positions still to embed, batch by batch; with resume, stored points are left out."""
+    for batch in positions(source, batch_size):
+        if resume:
+            ids = [source.point_id(int(p)) for p in batch]
+            have = writer.call(store.existing_ids, collection, ids)
+            keep = np.array([i not in have for i in ids], dtype=bool)
+            progress.already_stored += int((~keep).sum())
+            if on_progress and not keep.all():
+                on_progress(int((~keep).sum()))
+            batch = batch[keep]
+        if len(batch):
+            yield batch

@@ -6,15 +6,18 @@ stages below stay silent and testable.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
 
 from ingest.dataset import load_source
 from ingest.worker import ingest
 from lookalike.embedder import ModelSettings
+from lookalike.images import DEFAULT_MAX_PIXELS
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
 from search.evaluate import evaluate
@@ -31,6 +34,7 @@ class DatasetSettings:
     seed: int = 42
     image_column: str | None = None
     label_column: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def warn(message: str) -> None:
@@ -50,6 +54,8 @@ def run_ingest(
     batch_size: int | None = None,
     workers: int | None = None,
     recreate: bool = False,
+    resume: bool = True,
+    skipped_log: str | None = None,
 ) -> IngestReport:
     source = load_source(
         data.dataset,
@@ -58,16 +64,23 @@ def run_ingest(
         label_column=data.label_column,
         limit=data.limit,
         seed=data.seed,
+        max_pixels=data.max_pixels,
     )
     embedder = model.load()
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
 
-    def skip(item: Skipped) -> None:
-        warn(f"skipped {data.split}:{item.row}: {item.reason}")
+        def skip(item: Skipped) -> None:
+            warn(f"skipped {data.split}:{item.row}: {item.reason}")
+            if log:  # written as they come, so an interrupted run still has its log
+                log.write(json.dumps(asdict(item)) + "\n")
+                log.flush()
 
-    with connect(store_config) as store, _bar(len(source), f"ingest {data.split}") as bar:
+        store = stack.enter_context(connect(store_config))
+        bar = stack.enter_context(_bar(len(source), f"ingest {data.split}"))
         return ingest(
             source, embedder, store, collection, batch_size=batch_size, workers=workers,
-            recreate=recreate, on_progress=bar.update, on_skip=skip,
+            recreate=recreate, resume=resume, on_progress=bar.update, on_skip=skip,
         )  # fmt: skip
 
 

@@ -12,7 +12,8 @@ import sys
 import click
 
 from lookalike.embedder import POOLINGS, PRECISIONS, ModelSettings
-from lookalike.errors import LookalikeError
+from lookalike.errors import IngestInterrupted, LookalikeError
+from lookalike.images import DEFAULT_MAX_PIXELS
 from lookalike.output import eval_table, hits_table, info_table, ingest_summary
 from lookalike.store import DEFAULT_PATH, StoreConfig
 
@@ -78,6 +79,12 @@ def model_options(default: str | None, pooling: bool = False):
                 help="auto: bf16/fp16 on GPU, bf16 on CPUs with native bf16, else fp32.",
             ),
             opt("--compile", is_flag=True, default=False, help="torch.compile the model."),
+            opt(
+                "--trust-remote-code",
+                is_flag=True,
+                default=False,
+                help="Allow a model to run its own Python code from its folder or hub repo.",
+            ),
         ]
         if pooling:
             decorators.append(
@@ -92,8 +99,11 @@ def model_options(default: str | None, pooling: bool = False):
             f = decorator(f)
 
         @functools.wraps(f)
-        def wrapper(model, revision, device, precision, compile, pooling="auto", **kwargs):
-            settings = ModelSettings(model, revision, device, precision, pooling, compile)
+        def wrapper(model, revision, device, precision, compile, trust_remote_code,
+                    pooling="auto", **kwargs):  # fmt: skip
+            settings = ModelSettings(
+                model, revision, device, precision, pooling, compile, trust_remote_code
+            )
             return f(model=settings, **kwargs)
 
         return wrapper
@@ -118,6 +128,10 @@ def domain_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
+        except IngestInterrupted as e:
+            click.echo(f"Error: {e}", err=True)
+            # 130 is the shell's code for "stopped by Ctrl-C"; a store failure is a plain 1.
+            raise SystemExit(130 if str(e).startswith("interrupted") else 1) from e
         except LookalikeError as e:
             raise click.ClickException(str(e)) from e
 
@@ -161,13 +175,31 @@ def cli() -> None:
     help="Images per model batch [default: 16 on CPU, 64 on GPU].",
 )
 @opt("--recreate", is_flag=True, default=False, help="Delete and rebuild the collection.")
+@opt(
+    "--resume/--no-resume",
+    default=True,
+    help="Skip images whose point is already stored (an interrupted ingest goes on).",
+)
+@opt(
+    "--max-pixels",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_PIXELS,
+    help="Skip images with more pixels than this (decompression bombs).",
+)
+@opt(
+    "--skipped-log",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also write each skipped image, with the reason, to this JSON-lines file.",
+)
 @opt("--json", "as_json", is_flag=True, default=False, help="Print the summary as JSON.")
 @workers_option
 @model_options(default="nateraw/vit-base-beans", pooling=True)
 @store_options
 @domain_errors
 def ingest(store_config, collection, dataset, split, limit, seed, image_column, label_column,
-           batch_size, recreate, as_json, workers, model):  # fmt: skip
+           batch_size, recreate, resume, max_pixels, skipped_log, as_json, workers,
+           model):  # fmt: skip
     """Embed a dataset's images and upsert them into a collection.
 
     \b
@@ -177,10 +209,10 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
     """
     from lookalike.app import DatasetSettings, run_ingest
 
-    data = DatasetSettings(dataset, split, limit, seed, image_column, label_column)
+    data = DatasetSettings(dataset, split, limit, seed, image_column, label_column, max_pixels)
     report = run_ingest(
         store_config, collection, data, model, batch_size=batch_size, workers=workers,
-        recreate=recreate,
+        recreate=recreate, resume=resume, skipped_log=skipped_log,
     )  # fmt: skip
     if as_json:
         echo_json(report.to_dict())

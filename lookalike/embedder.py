@@ -89,6 +89,7 @@ class ModelSettings:
     precision: str = "auto"
     pooling: str = "auto"
     compile: bool = False
+    trust_remote_code: bool = False
 
     def load(self, model: str | None = None, pooling: str | None = None) -> Embedder:
         return Embedder(
@@ -98,6 +99,7 @@ class ModelSettings:
             pooling=pooling or self.pooling,
             precision=self.precision,
             compile=self.compile,
+            trust_remote_code=self.trust_remote_code,
         )
 
 
@@ -120,6 +122,7 @@ class Embedder:
         pooling: str = "auto",
         precision: str = "auto",
         compile: bool = False,
+        trust_remote_code: bool = False,
     ) -> None:
         if pooling not in POOLINGS:
             raise ModelLoadError(
@@ -128,7 +131,8 @@ class Embedder:
         self.model_id = canonical_model_id(model)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        kwargs = {"revision": revision} if revision else {}
+        # Never run code shipped with a model unless the user asked for it.
+        kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         try:
             config = AutoConfig.from_pretrained(model, **kwargs)
             self.processor = AutoImageProcessor.from_pretrained(model, **kwargs)

@@ -35,3 +35,7 @@ class BadImage(LookalikeError):
 
 class BadQuery(LookalikeError):
     """A query, label or k that cannot be answered."""
+
+
+class IngestInterrupted(LookalikeError):
+    """Ingest stopped part-way (Ctrl-C or a store failure); what was stored stays stored."""

@@ -1,7 +1,9 @@
-"""Turning whatever holds an image (a path, bytes, a datasets Image value, a PIL image) into RGB."""
+"""Turning whatever holds an image (a path, bytes, a datasets Image value, a PIL image) into an
+RGB image, or a BadImage that says why not."""
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from typing import Any
@@ -12,48 +14,82 @@ from lookalike.errors import BadImage
 
 ImageSource = Image.Image | str | os.PathLike | bytes | dict
 
+# PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
+DEFAULT_MAX_PIXELS = 89_478_485
+
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Apply EXIF orientation and convert to 3-channel RGB, as every model expects."""
+    """Apply EXIF orientation and convert any mode to 3-channel 8-bit RGB."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         # Composite on white: dropping alpha leaves arbitrary colours under transparent pixels.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode == "I;16" or image.mode == "I":
-        # 16-bit greyscale: scale to 8 bits instead of clipping at 255.
-        image = image.point(lambda v: v / 256).convert("L")
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        # 16-bit or float greyscale: rescale the used range to 8 bits instead of clipping at 255.
+        lo, hi = image.getextrema()
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        image = image.convert("F").point(lambda v: (v - lo) * scale).convert("L")
     return image.convert("RGB")
 
 
-def open_image(source: ImageSource) -> Image.Image:
+def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode `source` into an RGB image, raising BadImage with the reason."""
     name = describe(source)
     try:
         if isinstance(source, Image.Image):
+            _check_size(source, name, max_pixels)
             return to_rgb(source)
         if isinstance(source, dict):  # a datasets Image(decode=False) value
             data, path = source.get("bytes"), source.get("path")
             source = data if data is not None else path
             if source is None:
                 raise BadImage(f"{name}: the row has no image")
-        fp = io.BytesIO(source) if isinstance(source, bytes) else source
+        if isinstance(source, bytes):
+            if not source:
+                raise BadImage(f"{name}: empty file (0 bytes)")
+            fp = io.BytesIO(source)
+        else:
+            if os.path.isfile(source) and os.path.getsize(source) == 0:
+                raise BadImage(f"{name}: empty file (0 bytes)")
+            fp = source
+        if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
+            # PIL refuses above 2x its own limit before we can look: a raised limit must win.
+            Image.MAX_IMAGE_PIXELS = max_pixels
         with Image.open(fp) as img:
+            _check_size(img, name, max_pixels)  # header only: nothing decoded yet
             img.load()
             return to_rgb(img)
     except BadImage:
         raise
+    except Image.DecompressionBombError as e:
+        raise BadImage(f"{name}: too many pixels ({e}); raise --max-pixels to allow it") from e
     except FileNotFoundError as e:
         raise BadImage(f"{name}: no such file") from e
     except PermissionError as e:
-        raise BadImage(f"{name}: permission denied") from e
+        raise BadImage(f"{name}: permission denied; make it readable to include it") from e
     except UnidentifiedImageError as e:
         raise BadImage(f"{name}: not a readable image") from e
-    except Image.DecompressionBombError as e:
-        raise BadImage(f"{name}: too many pixels ({e})") from e
-    except (OSError, ValueError, SyntaxError) as e:
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise BadImage(f"{name}: symlink loop") from e
         raise BadImage(f"{name}: cannot decode image ({e})") from e
+    except (ValueError, SyntaxError, TypeError, EOFError) as e:
+        raise BadImage(f"{name}: cannot decode image ({e})") from e
+
+
+def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImage(
+            f"{name}: too many pixels ({width}x{height} = {width * height:,} > {max_pixels:,}); "
+            "raise --max-pixels to allow it"
+        )
+    if width == 0 or height == 0:
+        raise BadImage(f"{name}: empty image ({width}x{height})")
 
 
 def describe(source: Any) -> str:

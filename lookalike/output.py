@@ -35,6 +35,7 @@ def ingest_summary(report: IngestReport) -> str:
         f"collection {report.collection}: embedded {report.embedded} images, "
         f"skipped {len(report.skipped)}, in {report.seconds:.1f} s "
         f"({report.images_per_s:.1f} images/s)"
+        + (f"; {report.already_stored} already stored" if report.already_stored else "")
     ]
     lines += [f"  skipped {s.split}:{s.row} {s.reason}" for s in report.skipped]
     return "\n".join(lines)

@@ -112,6 +112,7 @@ class IngestReport:
     embedded: int
     skipped: tuple[Skipped, ...]
     seconds: float
+    already_stored: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -121,6 +122,7 @@ class IngestReport:
         return {
             "collection": self.collection,
             "embedded": self.embedded,
+            "already_stored": self.already_stored,
             "skipped": len(self.skipped),
             "seconds": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 2),

@@ -144,6 +144,16 @@ class Store:
                     wait=True,
                 )
 
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the collection already holds."""
+        if not ids:
+            return set()
+        with self._errors():
+            found = self.client.retrieve(
+                name, ids=list(ids), with_payload=False, with_vectors=False
+            )
+        return {str(p.id) for p in found}
+
     def query(
         self, name: str, vectors: np.ndarray, k: int, label: int | None = None
     ) -> list[list[Hit]]:

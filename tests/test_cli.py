@@ -60,8 +60,11 @@ def test_env_vars_configure_every_option(built, image_folder):
 
 
 def test_reingest_keeps_one_point_per_image(built, image_folder, tiny_vit):
-    result = run("ingest", "--dataset", image_folder, "--model", tiny_vit, "--json", *built)
-    assert json.loads(result.stdout)["embedded"] == 12
+    again = ["ingest", "--dataset", image_folder, "--model", tiny_vit, "--json", *built]
+    report = json.loads(run(*again).stdout)
+    assert (report["embedded"], report["already_stored"]) == (0, 12)  # resumed: nothing to do
+    report = json.loads(run(*again, "--no-resume").stdout)
+    assert (report["embedded"], report["already_stored"]) == (12, 0)  # embedded again, upserted
     info = json.loads(run("info", "--json", *built).stdout)
     assert (info["points"], info["dim"], info["distance"]) == (12, 32, "Cosine")
     assert info["model"] == tiny_vit and info["dataset"] == str(image_folder)

@@ -22,7 +22,7 @@ def test_batches_come_in_order_with_pixels_for_each_record(image_folder, emb, wo
     assert all(b.pixels.shape == (len(b.records), 3, 32, 32) for b in batches)
     assert all(r.image is None for b in batches for r in b.records)  # memory: images dropped
     # Same vectors as embedding the decoded images directly.
-    direct = emb.embed([r.image for r in source.load(0, 5)[0]])
+    direct = emb.embed([r.image for r in source.load(range(5))[0]])
     np.testing.assert_allclose(emb.embed_pixels(batches[0].pixels), direct, atol=1e-6)
 
 
