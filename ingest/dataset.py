@@ -30,6 +30,8 @@ def canonical_dataset_id(dataset: str) -> str:
 
 
 def _load_dict(dataset: str) -> datasets.DatasetDict:
+    if os.path.isdir(dataset) and not any(files for _, _, files in os.walk(dataset)):
+        raise DatasetLoadError(f"folder {dataset!r} is empty: no images or data files in it")
     try:
         if os.path.isdir(dataset) and (
             os.path.exists(os.path.join(dataset, "dataset_dict.json"))

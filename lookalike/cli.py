@@ -8,8 +8,10 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 
 import click
+from PIL import Image
 
 from lookalike.embedder import POOLINGS, PRECISIONS, ModelSettings
 from lookalike.errors import IngestInterrupted, LookalikeError
@@ -159,6 +161,12 @@ def cli() -> None:
     Candidates are embedded with a transformers vision model and stored in Qdrant.
     """
     quiet_transformers()
+    # lookalike enforces its own --max-pixels before decoding; PIL's warning would repeat it.
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    # Library warnings (a key over plain HTTP, say) as one plain line on stderr.
+    warnings.showwarning = lambda message, *args, **kwargs: click.echo(
+        f"warning: {message}", err=True
+    )
 
 
 @cli.command()

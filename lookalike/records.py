@@ -7,6 +7,8 @@ from typing import Any
 
 from PIL import Image
 
+from lookalike.errors import ModelMismatch
+
 
 @dataclass(frozen=True)
 class ImageRecord:
@@ -143,3 +145,30 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool) -> None:
+    """Refuse to mix vectors from different models, poolings, sizes or datasets."""
+    have = info.meta
+    fix = (
+        "pass --recreate to rebuild it, or use another --collection"
+        if ingest
+        else ("search with the model it was built with (leave --model out), or re-ingest")
+    )
+    if have is None:
+        raise ModelMismatch(f"collection {info.name!r} was not built by lookalike: {fix}")
+    if info.dim != meta.dim:
+        raise ModelMismatch(
+            f"collection {info.name!r} holds {info.dim}-d vectors but model {meta.model!r} "
+            f"makes {meta.dim}-d vectors: {fix}"
+        )
+    if (have.model, have.pooling) != (meta.model, meta.pooling):
+        raise ModelMismatch(
+            f"collection {info.name!r} was built with model {have.model!r} ({have.pooling} "
+            f"pooling), not {meta.model!r} ({meta.pooling} pooling): {fix}"
+        )
+    if ingest and have.dataset != meta.dataset:
+        raise ModelMismatch(
+            f"collection {info.name!r} holds images of dataset {have.dataset!r}, not "
+            f"{meta.dataset!r}: {fix}"
+        )

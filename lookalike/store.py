@@ -1,28 +1,30 @@
 """Qdrant storage: the only module that imports qdrant_client.
 
-Server specifics (URL, API key, HTTPS, timeouts, wait=True, batching) live here and nowhere else.
+Server specifics (URL, API key, HTTPS, timeouts, retries, wait=True, batching) live here and
+nowhere else; embedded local mode goes through the same code.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from lookalike.errors import (
-    CollectionNotFound,
-    LookalikeError,
-    ModelMismatch,
-    StoreLocked,
-    StoreUnavailable,
-)
-from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord
+from lookalike.errors import CollectionNotFound, StoreLocked, StoreUnavailable
+from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, check_compatible
 
 DEFAULT_PATH = "./lookalike-data"
+# Worth another try: the server is restarting, overloaded or briefly unreachable.
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,34 +32,76 @@ class StoreConfig:
     """Where Qdrant is: a server (`url`, optional `api_key`) or embedded local mode (`path`)."""
 
     url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never in a repr, log or message
     path: str = DEFAULT_PATH
     timeout: int = 60
     upsert_batch: int = 256
+    retries: int = 4  # after the first try, for transient server errors only
+    backoff: float = 0.5  # seconds before the first retry; doubles each time
+    check_compatibility: bool = True
 
     @property
     def location(self) -> str:
-        return self.url if self.url else f"local:{self.path}"
+        """The server URL without any user:password part, or the local folder."""
+        if not self.url:
+            return f"local:{self.path}"
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+    @property
+    def insecure_key(self) -> bool:
+        """An API key that would travel in clear text."""
+        return bool(self.url and self.api_key and urlsplit(self.url).scheme == "http")
 
 
 def connect(config: StoreConfig | None = None) -> Store:
     """Open the store described by `config` (embedded local mode by default)."""
     config = config or StoreConfig()
+    if config.insecure_key:
+        warnings.warn(
+            f"the Qdrant API key is sent over plain HTTP to {config.location}: anyone on the "
+            "network path can read it; use an https:// URL",
+            UserWarning,
+            stacklevel=2,
+        )
     try:
-        if config.url:
-            client = QdrantClient(url=config.url, api_key=config.api_key, timeout=config.timeout)
-        else:
-            # Ingest upserts from one writer thread while the main thread embeds; accesses
-            # never overlap, so sqlite's same-thread check (on by default on macOS) can go.
-            client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the client's own warnings repeat ours or mislead
+            if config.url:
+                client = QdrantClient(
+                    url=config.url,
+                    api_key=config.api_key,
+                    timeout=config.timeout,
+                    check_compatibility=config.check_compatibility,
+                )
+            else:
+                # Ingest writes from one writer thread while the main thread embeds; accesses
+                # never overlap, so sqlite's same-thread check (on by default on macOS) can go.
+                client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
     except RuntimeError as e:
         if "already accessed" in str(e):
             raise StoreLocked(
-                f"the local store {config.path} is in use by another lookalike process: wait for "
-                "it to finish, or run a Qdrant server and pass --qdrant-url"
+                f"the local store {config.path} is in use by another process (embedded Qdrant "
+                "allows one at a time): wait for it to finish, or run a Qdrant server "
+                "(docker compose up -d) and pass --qdrant-url"
             ) from e
         raise
     return Store(client, config)
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, UnexpectedResponse):
+        return error.status_code in TRANSIENT_STATUS
+    return isinstance(error, (ResponseHandlingException, httpx.TransportError, ConnectionError))
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, UnexpectedResponse):
+        if error.status_code in (401, 403):
+            return f"HTTP {error.status_code}: the server refused the API key (--qdrant-api-key)"
+        return f"HTTP {error.status_code} {error.reason_phrase}".strip()
+    cause = error.__cause__ or error.__context__ or error
+    return f"{type(cause).__name__}: {cause}".rstrip(": ")
 
 
 class Store:
@@ -76,32 +120,36 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Turn transport failures into one clear StoreUnavailable."""
-        try:
-            yield
-        except LookalikeError:
-            raise
-        except (ResponseHandlingException, UnexpectedResponse, ConnectionError, OSError) as e:
-            raise StoreUnavailable(f"Qdrant at {self.config.location} failed: {e}") from e
+    def _call(self, what: str, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Call the client; retry transient server errors with exponential backoff, then fail
+        with one StoreUnavailable that says what was being done and why it failed."""
+        attempts = 1 + (self.config.retries if self.config.url else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (ResponseHandlingException, UnexpectedResponse, httpx.HTTPError, OSError) as e:
+                if attempt == attempts or not _transient(e):
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise StoreUnavailable(
+                        f"Qdrant at {self.config.location} failed to {what}{tries}: {_describe(e)}"
+                    ) from e
+                time.sleep(self.config.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def exists(self, name: str) -> bool:
-        with self._errors():
-            return self.client.collection_exists(name)
+        return self._call("check collection " + repr(name), self.client.collection_exists, name)
 
     def info(self, name: str) -> CollectionInfo:
         """Size, vector parameters and build metadata; CollectionNotFound if absent."""
-        with self._errors():
-            if not self.client.collection_exists(name):
-                names = [c.name for c in self.client.get_collections().collections]
-                known = ", ".join(sorted(names)) or "none"
-                raise CollectionNotFound(
-                    f"collection {name!r} does not exist at {self.config.location} "
-                    f"(collections there: {known}); run `lookalike ingest --collection {name}`"
-                )
-            desc = self.client.get_collection(name)
-            points = self.client.count(name, exact=True).count
+        if not self.exists(name):
+            found = self._call("list collections", self.client.get_collections).collections
+            known = ", ".join(sorted(c.name for c in found)) or "none"
+            raise CollectionNotFound(
+                f"collection {name!r} does not exist at {self.config.location} "
+                f"(collections there: {known}); run `lookalike ingest --collection {name}`"
+            )
+        desc = self._call(f"describe collection {name!r}", self.client.get_collection, name)
+        points = self._call(f"count {name!r}", self.client.count, name, exact=True).count
         params = desc.config.params.vectors
         meta = desc.config.metadata
         return CollectionInfo(
@@ -114,44 +162,46 @@ class Store:
 
     def prepare(self, name: str, meta: CollectionMeta, *, recreate: bool = False) -> None:
         """Create the collection for `meta`, or check an existing one was built the same way."""
-        with self._errors():
-            if recreate and self.client.collection_exists(name):
-                self.client.delete_collection(name)
-            if not self.client.collection_exists(name):
-                self.client.create_collection(
-                    name,
-                    vectors_config=models.VectorParams(
-                        size=meta.dim, distance=models.Distance.COSINE
-                    ),
-                    metadata=meta.to_dict(),
-                )
-                return
+        if recreate and self.exists(name):
+            self._call(f"delete collection {name!r}", self.client.delete_collection, name)
+        if not self.exists(name):
+            vectors = models.VectorParams(size=meta.dim, distance=models.Distance.COSINE)
+            self._call(
+                f"create collection {name!r}",
+                self.client.create_collection,
+                name,
+                vectors_config=vectors,
+                metadata=meta.to_dict(),
+            )
+            return
         check_compatible(self.info(name), meta, ingest=True)
 
     def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
-        """Upsert in batches and wait for each, so a search right after sees every point."""
+        """Upsert in batches and wait for each, so a search right after sees every point.
+
+        Upserts are idempotent (deterministic ids), so retrying one is always safe."""
         step = self.config.upsert_batch
-        with self._errors():
-            for start in range(0, len(records), step):
-                chunk = records[start : start + step]
-                self.client.upsert(
-                    name,
-                    points=models.Batch(
-                        ids=[r.id for r in chunk],
-                        vectors=vectors[start : start + step].tolist(),
-                        payloads=[r.payload() for r in chunk],
-                    ),
-                    wait=True,
-                )
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
+            batch = models.Batch(
+                ids=[r.id for r in chunk],
+                vectors=vectors[start : start + step].tolist(),
+                payloads=[r.payload() for r in chunk],
+            )
+            self._call(f"store {len(chunk)} points", self.client.upsert, name, batch, wait=True)
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the collection already holds."""
         if not ids:
             return set()
-        with self._errors():
-            found = self.client.retrieve(
-                name, ids=list(ids), with_payload=False, with_vectors=False
-            )
+        found = self._call(
+            "look up stored points",
+            self.client.retrieve,
+            name,
+            ids=list(ids),
+            with_payload=False,
+            with_vectors=False,
+        )
         return {str(p.id) for p in found}
 
     def query(
@@ -167,36 +217,10 @@ class Store:
             models.QueryRequest(query=v.tolist(), limit=k, filter=flt, with_payload=True)
             for v in vectors
         ]
-        with self._errors():
-            responses = self.client.query_batch_points(name, requests=requests) if requests else []
+        if not requests:
+            return []
+        responses = self._call("search", self.client.query_batch_points, name, requests=requests)
         return [[_hit(rank, p) for rank, p in enumerate(r.points, 1)] for r in responses]
-
-
-def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool) -> None:
-    """Refuse to mix vectors from different models, poolings, sizes or datasets."""
-    have = info.meta
-    fix = (
-        "pass --recreate to rebuild it, or use another --collection"
-        if ingest
-        else ("search with the model it was built with (leave --model out), or re-ingest")
-    )
-    if have is None:
-        raise ModelMismatch(f"collection {info.name!r} was not built by lookalike: {fix}")
-    if info.dim != meta.dim:
-        raise ModelMismatch(
-            f"collection {info.name!r} holds {info.dim}-d vectors but model {meta.model!r} "
-            f"makes {meta.dim}-d vectors: {fix}"
-        )
-    if (have.model, have.pooling) != (meta.model, meta.pooling):
-        raise ModelMismatch(
-            f"collection {info.name!r} was built with model {have.model!r} ({have.pooling} "
-            f"pooling), not {meta.model!r} ({meta.pooling} pooling): {fix}"
-        )
-    if ingest and have.dataset != meta.dataset:
-        raise ModelMismatch(
-            f"collection {info.name!r} holds images of dataset {have.dataset!r}, not "
-            f"{meta.dataset!r}: {fix}"
-        )
 
 
 def _hit(rank: int, point: models.ScoredPoint) -> Hit:

@@ -13,8 +13,8 @@ from ingest.dataset import Source, load_source
 from lookalike.embedder import Embedder, ModelSettings, canonical_model_id
 from lookalike.errors import BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
-from lookalike.records import CollectionMeta, Hit
-from lookalike.store import Store, check_compatible, connect
+from lookalike.records import CollectionMeta, Hit, check_compatible
+from lookalike.store import Store, connect
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
