@@ -77,8 +77,8 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
         if e.errno == errno.ELOOP:
             raise BadImage(f"{name}: symlink loop") from e
         raise BadImage(f"{name}: cannot decode image ({e})") from e
-    except (ValueError, SyntaxError, TypeError, EOFError) as e:
-        raise BadImage(f"{name}: cannot decode image ({e})") from e
+    except Exception as e:  # PIL's decoders fail in many ways (struct.error, IndexError...)
+        raise BadImage(f"{name}: cannot decode image ({type(e).__name__}: {e})") from e
 
 
 def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:

@@ -85,13 +85,16 @@ def test_eval_json(built):
         (["search", "nope.png"], "neither an image file nor SPLIT:ROW"),
         (["search", "train:500"], "row 500 is out of range"),
         (["search", "train:0", "--k", "0"], "k must be between 1 and 1000"),
+        (["search", "train:0", "--k", "100000"], "k must be between 1 and 1000"),
+        (["search", "notes.jpg"], "notes.jpg: not a readable image"),
         (["search", "train:0", "--label", "mauve"], "unknown label 'mauve'"),
         (["search", "train:0", "--collection", "nope"], "collection 'nope' does not exist"),
         (["eval", "--split", "test"], "has no split 'test'"),
         (["info", "--collection", "nope"], "collections there: colours"),
     ],
 )
-def test_errors_are_one_clear_line(built, args, message):
+def test_errors_are_one_clear_line(built, args, message, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")  # the tests run in tmp_path
     # Later options win in click, so the parametrised --collection overrides the fixture's.
     result = run(*args[:1], *built, *args[1:])
     assert result.exit_code == 1

@@ -1,0 +1,99 @@
+"""Killed part-way (SIGINT, SIGKILL), ingest resumes to exactly one point per image; a second
+process on the embedded store is told what to do."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from lookalike.cli import cli
+from lookalike.store import StoreConfig, connect
+
+ROWS = 160
+
+
+def lookalike(*args) -> list[str]:
+    return [sys.executable, "-m", "lookalike.cli", *[str(a) for a in args]]
+
+
+class Progress:
+    """Reads a child's stderr and remembers the highest n of tqdm's `n/total`."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.done, self.text = 0, ""
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc) -> None:
+        for chunk in iter(lambda: proc.stderr.read1(256), b""):
+            self.text += chunk.decode(errors="replace")
+            counts = re.findall(rf"(\d+)/{ROWS}", self.text)
+            if counts:
+                self.done = max(map(int, counts))
+
+    def wait_for(self, n: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.done < n:
+            assert time.monotonic() < deadline, f"no progress to {n}: {self.text[-500:]}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def ingest_args(beans_dir, effnet_dir, tmp_path):
+    # The real model in fp32, one image per batch: slow enough to be stopped part-way.
+    return ["ingest", "--dataset", beans_dir, "--model", effnet_dir, "--limit", ROWS,
+            "--batch-size", 1, "--precision", "fp32",
+            "--qdrant-path", tmp_path / "store"]  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_ingest_resumes_to_one_point_per_image(ingest_args, tmp_path, sig):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(lookalike(*ingest_args), stderr=subprocess.PIPE, env=env)
+    progress = Progress(proc)
+    progress.wait_for(20)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    if sig == signal.SIGINT:
+        assert code == 130
+        assert re.search(r"interrupted: \d+ images stored in 'beans'", progress.text)
+        assert "Run the same command again to resume" in progress.text
+    else:
+        assert code == -signal.SIGKILL
+
+    result = CliRunner().invoke(cli, [*map(str, ingest_args), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["already_stored"] >= 20  # resumed, not redone
+    assert report["already_stored"] + report["embedded"] == ROWS
+
+    with connect(StoreConfig(path=str(tmp_path / "store"))) as store:
+        assert store.info("beans").points == ROWS
+        points, _ = store.client.scroll("beans", limit=1000, with_payload=True, with_vectors=True)
+    assert len({p.payload["row"] for p in points}) == ROWS
+    assert all(p.payload["label_name"] and p.payload["path"] for p in points)
+    assert all(len(p.vector) == 1280 for p in points)
+
+
+def test_second_process_on_the_embedded_store_gets_a_clear_message(tmp_path):
+    path = tmp_path / "store"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from qdrant_client import QdrantClient; "
+         f"c = QdrantClient(path={str(path)!r}); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == b"open"
+        result = CliRunner().invoke(cli, ["info", "--qdrant-path", str(path)])
+    finally:
+        holder.kill()
+    assert result.exit_code == 1
+    assert "is in use by another process" in result.stderr
+    assert "--qdrant-url" in result.stderr and "Traceback" not in result.output
