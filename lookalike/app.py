@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from tqdm import tqdm
@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ingest.dataset import load_source
 from ingest.worker import ingest
 from lookalike.embedder import ModelSettings
+from lookalike.grid import GridRow, render_grid
 from lookalike.images import DEFAULT_MAX_PIXELS
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
@@ -92,13 +93,20 @@ def run_search(
     *,
     k: int = 5,
     label: str | None = None,
-) -> Iterator[tuple[str, list[Hit]]]:
-    """Hits for each query, in order."""
+    grid: str | None = None,
+) -> list[tuple[str, list[Hit]]]:
+    """Hits for each query, in order; with `grid`, also a picture of them in that file."""
     with connect(store_config) as store:
         searcher = Searcher(collection, store=store, settings=model)
         images = [searcher.load_query(q) for q in queries]
         results = searcher.search_many(images, k=k, label=label)
-    yield from zip(queries, results)
+        if grid:
+            rows = [
+                GridRow(q, im, hits, [searcher.candidate_image(h) for h in hits])
+                for q, im, hits in zip(queries, images, results)
+            ]
+            render_grid(rows).save(grid)
+    return list(zip(queries, results))
 
 
 def run_eval(
@@ -118,6 +126,13 @@ def run_eval(
                 searcher, split, k=k, batch_size=batch_size, workers=workers,
                 on_progress=bar.update,
             )  # fmt: skip
+
+
+@contextlib.contextmanager
+def open_searcher(store_config: StoreConfig, collection: str, model: ModelSettings):
+    """A Searcher on an open store, closed on exit (for long-running servers)."""
+    with connect(store_config) as store:
+        yield Searcher(collection, store=store, settings=model)
 
 
 def collection_info(store_config: StoreConfig, collection: str) -> CollectionInfo:

@@ -5,7 +5,6 @@ Results go to stdout (a table, or JSON lines with --json); progress and warnings
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import warnings
@@ -13,131 +12,9 @@ import warnings
 import click
 from PIL import Image
 
-from lookalike.embedder import POOLINGS, PRECISIONS, ModelSettings
-from lookalike.errors import IngestInterrupted, LookalikeError
 from lookalike.images import DEFAULT_MAX_PIXELS
+from lookalike.options import domain_errors, model_options, opt, store_options, workers_option
 from lookalike.output import eval_table, hits_table, info_table, ingest_summary
-from lookalike.store import DEFAULT_PATH, StoreConfig
-
-
-def opt(*decls: str, **kwargs):
-    """An option with a LOOKALIKE_<OPTION> env var and its default shown in --help."""
-    name = max((d for d in decls if d.startswith("--")), key=len)[2:]
-    kwargs.setdefault("envvar", "LOOKALIKE_" + name.upper().replace("-", "_"))
-    kwargs.setdefault("show_envvar", True)
-    kwargs.setdefault("show_default", True)
-    return click.option(*decls, **kwargs)
-
-
-def store_options(f):
-    """Qdrant location and collection, shared by every command."""
-    for decorator in reversed(
-        [
-            opt(
-                "--qdrant-url",
-                default=None,
-                help="Qdrant server URL; embedded local mode if unset.",
-            ),
-            opt(
-                "--qdrant-api-key", default=None, show_default=False, help="Qdrant server API key."
-            ),
-            opt("--qdrant-path", default=DEFAULT_PATH, help="Folder of the embedded local store."),
-            opt("--qdrant-timeout", default=60, type=click.IntRange(1), help="Server timeout, s."),
-            opt("--collection", default="beans", help="Qdrant collection."),
-        ]
-    ):
-        f = decorator(f)
-
-    @functools.wraps(f)
-    def wrapper(qdrant_url, qdrant_api_key, qdrant_path, qdrant_timeout, **kwargs):
-        config = StoreConfig(
-            url=qdrant_url, api_key=qdrant_api_key, path=qdrant_path, timeout=qdrant_timeout
-        )
-        return f(store_config=config, **kwargs)
-
-    return wrapper
-
-
-def model_options(default: str | None, pooling: bool = False):
-    """Model loading and running options, passed to the command as one ModelSettings."""
-
-    def decorate(f):
-        help_model = "Model hub id or local folder" + (
-            "." if default else "; default: the model the collection was built with."
-        )
-        decorators = [
-            opt("--model", default=default, help=help_model),
-            opt("--revision", default=None, help="Model revision (hub branch, tag or commit)."),
-            opt(
-                "--device",
-                default="auto",
-                type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-                help="Where the model runs; auto picks a GPU when there is one.",
-            ),
-            opt(
-                "--precision",
-                default="auto",
-                type=click.Choice(PRECISIONS),
-                help="auto: bf16/fp16 on GPU, bf16 on CPUs with native bf16, else fp32.",
-            ),
-            opt("--compile", is_flag=True, default=False, help="torch.compile the model."),
-            opt(
-                "--trust-remote-code",
-                is_flag=True,
-                default=False,
-                help="Allow a model to run its own Python code from its folder or hub repo.",
-            ),
-        ]
-        if pooling:
-            decorators.append(
-                opt(
-                    "--pooling",
-                    default="auto",
-                    type=click.Choice(POOLINGS),
-                    help="Embedding: auto picks the model family's (CLS, pooler, image features).",
-                )
-            )
-        for decorator in reversed(decorators):
-            f = decorator(f)
-
-        @functools.wraps(f)
-        def wrapper(model, revision, device, precision, compile, trust_remote_code,
-                    pooling="auto", **kwargs):  # fmt: skip
-            settings = ModelSettings(
-                model, revision, device, precision, pooling, compile, trust_remote_code
-            )
-            return f(model=settings, **kwargs)
-
-        return wrapper
-
-    return decorate
-
-
-def workers_option(f):
-    return opt(
-        "--workers",
-        type=click.IntRange(1),
-        default=None,
-        help="Threads decoding and preprocessing images ahead of the model "
-        "[default: one per core but one, at most 4].",
-    )(f)
-
-
-def domain_errors(f):
-    """Library errors become one clear line and a non-zero exit, never a traceback."""
-
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        try:
-            return f(*args, **kwargs)
-        except IngestInterrupted as e:
-            click.echo(f"Error: {e}", err=True)
-            # 130 is the shell's code for "stopped by Ctrl-C"; a store failure is a plain 1.
-            raise SystemExit(130 if str(e).startswith("interrupted") else 1) from e
-        except LookalikeError as e:
-            raise click.ClickException(str(e)) from e
-
-    return wrapper
 
 
 def quiet_transformers() -> None:
@@ -233,10 +110,16 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
 @opt("--json", "as_json", is_flag=True, default=False, help="One JSON object per query.")
+@opt(
+    "--grid",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Also draw each query and its neighbours, captioned, into this image file (PNG).",
+)
 @model_options(default=None)
 @store_options
 @domain_errors
-def search(store_config, collection, queries, k, label, as_json, model):
+def search(store_config, collection, queries, k, label, as_json, grid, model):
     """Find the candidates most like each QUERY.
 
     QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
@@ -247,7 +130,8 @@ def search(store_config, collection, queries, k, label, as_json, model):
     """
     from lookalike.app import run_search
 
-    for query, hits in run_search(store_config, collection, queries, model, k=k, label=label):
+    results = run_search(store_config, collection, queries, model, k=k, label=label, grid=grid)
+    for query, hits in results:
         if as_json:
             echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
         else:
@@ -296,6 +180,38 @@ def info(store_config, collection, as_json):
 
     result = collection_info(store_config, collection)
     click.echo(json.dumps(result.to_dict()) if as_json else info_table(result))
+
+
+@cli.command()
+@opt("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0: every interface).")
+@opt("--port", type=click.IntRange(1, 65535), default=8000, help="Port to listen on.")
+@opt(
+    "--max-upload-mb",
+    type=click.IntRange(1),
+    default=10,
+    help="Largest query upload accepted; larger ones get HTTP 413.",
+)
+@model_options(default=None)
+@store_options
+@domain_errors
+def serve(store_config, collection, host, port, max_upload_mb, model):
+    """Serve the search page and HTTP API (POST /search, GET /points/{id}/image, /health).
+
+    The model and the store are opened once, at start-up. OpenAPI schema: /openapi.json.
+
+    \b
+    Example:
+      lookalike serve --port 8000   # then open http://127.0.0.1:8000/
+    """
+    import uvicorn
+
+    from lookalike.app import open_searcher
+    from lookalike.server import create_app
+
+    with open_searcher(store_config, collection, model) as searcher:
+        app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
+        click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def main() -> None:

@@ -204,6 +204,13 @@ class Store:
         )
         return {str(p.id) for p in found}
 
+    def point(self, name: str, point_id: str) -> Hit | None:
+        """A stored point's payload as a Hit (rank 0, score 0), or None."""
+        found = self._call(
+            "fetch a point", self.client.retrieve, name, ids=[point_id], with_payload=True
+        )
+        return _hit(0, found[0]) if found else None
+
     def query(
         self, name: str, vectors: np.ndarray, k: int, label: int | None = None
     ) -> list[list[Hit]]:
@@ -223,12 +230,12 @@ class Store:
         return [[_hit(rank, p) for rank, p in enumerate(r.points, 1)] for r in responses]
 
 
-def _hit(rank: int, point: models.ScoredPoint) -> Hit:
+def _hit(rank: int, point: models.ScoredPoint | models.Record) -> Hit:
     p = point.payload or {}
     return Hit(
         rank=rank,
         id=str(point.id),
-        score=float(point.score),
+        score=float(getattr(point, "score", 0.0)),
         label=p.get("label"),
         label_name=p.get("label_name"),
         split=p.get("split"),

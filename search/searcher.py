@@ -11,7 +11,7 @@ from PIL import Image
 
 from ingest.dataset import Source, load_source
 from lookalike.embedder import Embedder, ModelSettings, canonical_model_id
-from lookalike.errors import BadQuery, DatasetLoadError, ModelMismatch
+from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.records import CollectionMeta, Hit, check_compatible
 from lookalike.store import Store, connect
@@ -74,6 +74,23 @@ class Searcher:
             return self.source(match["split"]).record(int(match["row"])).image
         except DatasetLoadError as e:
             raise BadQuery(f"query {query!r}: {e}") from e
+
+    def candidate_image(self, hit: Hit) -> Image.Image | None:
+        """A stored candidate's image: its row of the collection's dataset, else its path."""
+        if hit.split is not None and hit.row is not None:
+            try:
+                return self.source(hit.split).record(hit.row).image
+            except (DatasetLoadError, BadImage):
+                pass
+        if hit.path and os.path.isfile(hit.path):
+            try:
+                return open_image(hit.path)
+            except BadImage:
+                return None
+        return None
+
+    def point(self, point_id: str) -> Hit | None:
+        return self.store.point(self.collection, point_id)
 
     def label_id(self, label: str | int | None) -> int | None:
         """A label name or id as the id stored in payloads; BadQuery if the collection has none."""
