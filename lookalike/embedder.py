@@ -137,7 +137,7 @@ class Embedder:
             config = AutoConfig.from_pretrained(model, **kwargs)
             self.processor = AutoImageProcessor.from_pretrained(model, **kwargs)
             self.model = AutoModel.from_pretrained(model, **kwargs)
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # hub, file, config and remote-code failures alike
             raise _load_error(model, e) from e
         self.model.eval().to(self.device)
         self.model_type = config.model_type

@@ -72,3 +72,22 @@ def test_unloadable_model_says_what_and_how(model, expected):
 def test_unknown_pooling_is_refused(tiny_vit):
     with pytest.raises(ModelLoadError, match="unknown pooling"):
         Embedder(tiny_vit, pooling="max")
+
+
+def test_model_code_never_runs_unless_asked(tiny_vit, tmp_path):
+    """Python code shipped in a model folder runs only with trust_remote_code."""
+    import json
+    import shutil
+
+    folder = tmp_path / "remote-code"
+    shutil.copytree(tiny_vit, folder)
+    marker = tmp_path / "ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    emb = Embedder(str(folder), device="cpu")  # the built-in ViT code; auto_map ignored
+    assert emb.dim == 32 and not marker.exists()
+    with pytest.raises(ModelLoadError):  # asked for: the shipped code runs (and fails here)
+        Embedder(str(folder), device="cpu", trust_remote_code=True)
+    assert marker.read_text() == "pwned"

@@ -116,3 +116,22 @@ def test_config_repr_hides_the_key():
     assert config.location == "https://qdrant.example:6333"
     assert not config.insecure_key
     assert StoreConfig(url="http://qdrant.example:6333", api_key="k3y").insecure_key
+
+
+def test_an_unreachable_server_fails_after_bounded_retries():
+    import socket
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = StoreConfig(url=f"http://127.0.0.1:{port}", retries=2, backoff=0.01,
+                         check_compatibility=False)  # fmt: skip
+    with connect(config) as store, pytest.raises(StoreUnavailable) as err:
+        store.exists("c")
+    assert "after 3 attempts: ConnectError" in str(err.value)
+
+
+def test_https_url_talks_tls():
+    config = StoreConfig(url="https://127.0.0.1:6333", api_key="k", check_compatibility=False)
+    with connect(config) as store:
+        assert store.client._client.rest_uri.startswith("https://")  # qdrant-client's own URL
