@@ -14,25 +14,15 @@ from pydantic import BaseModel
 
 from lookalike.errors import BadImage, BadQuery
 from lookalike.images import open_image
+from lookalike.records import Hit
 from search.searcher import MAX_K, Searcher
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP photo is large; more is an attack or a mistake
 
 
-class HitOut(BaseModel):
-    rank: int
-    id: str
-    score: float
-    label: int | None
-    label_name: str | None
-    split: str | None
-    row: int | None
-    path: str | None
-
-
 class SearchOut(BaseModel):
-    hits: list[HitOut]
+    hits: list[Hit]  # the dataclass search --json prints: one definition of a hit
 
 
 class HealthOut(BaseModel):
@@ -103,7 +93,7 @@ def create_app(
                 hits = searcher.search(query, k=k, label=label or None)
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
-        return SearchOut(hits=[HitOut(**h.to_dict()) for h in hits])
+        return SearchOut(hits=hits)
 
     @app.get(
         "/points/{point_id}/image",
