@@ -12,8 +12,9 @@ import datasets
 import numpy as np
 
 from ingest.folder import is_image_folder, load_image_folder
+from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import BadImage, DatasetLoadError
-from lookalike.images import DEFAULT_MAX_PIXELS, open_image
+from lookalike.images import open_image
 from lookalike.records import ImageRecord, Skipped
 
 # Point ids are uuid5 of (dataset, split, row): the same image always gets the same id.

@@ -16,9 +16,9 @@ from tqdm import tqdm
 
 from ingest.dataset import load_source
 from ingest.worker import ingest
+from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.embedder import ModelSettings
 from lookalike.grid import GridRow, render_grid
-from lookalike.images import DEFAULT_MAX_PIXELS
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
 from search.evaluate import evaluate
@@ -36,6 +36,19 @@ class DatasetSettings:
     image_column: str | None = None
     label_column: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def _quiet_transformers() -> None:
+    # Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
+    # it is expected here and would bury our own messages. Done here, not in the CLI group, so
+    # that `--help` never imports transformers.
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+_quiet_transformers()
 
 
 def warn(message: str) -> None:

@@ -12,18 +12,9 @@ import warnings
 import click
 from PIL import Image
 
-from lookalike.images import DEFAULT_MAX_PIXELS
+from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.options import domain_errors, model_options, opt, store_options, workers_option
 from lookalike.output import eval_table, hits_table, info_table, ingest_summary
-
-
-def quiet_transformers() -> None:
-    # Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
-    # it is expected here and would bury our own messages.
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
 
 
 def echo_json(obj) -> None:
@@ -37,7 +28,6 @@ def cli() -> None:
 
     Candidates are embedded with a transformers vision model and stored in Qdrant.
     """
-    quiet_transformers()
     # lookalike enforces its own --max-pixels before decoding; PIL's warning would repeat it.
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     # Library warnings (a key over plain HTTP, say) as one plain line on stderr.

@@ -14,12 +14,11 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
 from lookalike import pooling as pooling_
+from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.errors import ModelLoadError
 from lookalike.images import to_rgb
 from lookalike.optimize import fold_batchnorms
 
-POOLINGS = pooling_.POOLINGS
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

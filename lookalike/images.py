@@ -10,12 +10,10 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import BadImage
 
 ImageSource = Image.Image | str | os.PathLike | bytes | dict
-
-# PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
-DEFAULT_MAX_PIXELS = 89_478_485
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -7,9 +7,8 @@ import functools
 
 import click
 
-from lookalike.embedder import POOLINGS, PRECISIONS, ModelSettings
+from lookalike.defaults import DEFAULT_PATH, POOLINGS, PRECISIONS
 from lookalike.errors import IngestInterrupted, LookalikeError
-from lookalike.store import DEFAULT_PATH, StoreConfig
 
 
 def opt(*decls: str, **kwargs):
@@ -42,6 +41,8 @@ def store_options(f):
 
     @functools.wraps(f)
     def wrapper(qdrant_url, qdrant_api_key, qdrant_path, qdrant_timeout, **kwargs):
+        from lookalike.store import StoreConfig  # imported late: --help stays fast
+
         config = StoreConfig(
             url=qdrant_url, api_key=qdrant_api_key, path=qdrant_path, timeout=qdrant_timeout
         )
@@ -95,6 +96,8 @@ def model_options(default: str | None, pooling: bool = False):
         @functools.wraps(f)
         def wrapper(model, revision, device, precision, compile, trust_remote_code,
                     pooling="auto", **kwargs):  # fmt: skip
+            from lookalike.embedder import ModelSettings  # imported late: --help stays fast
+
             settings = ModelSettings(
                 model, revision, device, precision, pooling, compile, trust_remote_code
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
+from lookalike.defaults import POOLINGS  # noqa: F401  (re-exported)
 
 # The CLS token. ViTModel also has a pooler, but classification checkpoints (such as
 # nateraw/vit-base-beans) leave it randomly initialised.

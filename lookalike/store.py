@@ -18,10 +18,10 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from lookalike.defaults import DEFAULT_PATH
 from lookalike.errors import CollectionNotFound, StoreLocked, StoreUnavailable
 from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, check_compatible
 
-DEFAULT_PATH = "./lookalike-data"
 # Worth another try: the server is restarting, overloaded or briefly unreachable.
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 T = TypeVar("T")

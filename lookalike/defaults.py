@@ -1,0 +1,8 @@
+"""Defaults and choices shared by the command line and the library, importable without torch
+or qdrant-client so that `lookalike --help` starts fast."""
+
+POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEFAULT_PATH = "./lookalike-data"
+# PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
+DEFAULT_MAX_PIXELS = 89_478_485
