@@ -18,9 +18,11 @@ from ingest.dataset import load_source
 from ingest.worker import ingest
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.embedder import ModelSettings
+from lookalike.errors import ModelMismatch
 from lookalike.grid import GridRow, render_grid
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
+from lookalike.tune import TuneReport, TuneSettings, tune
 from search.evaluate import evaluate
 from search.searcher import Searcher
 
@@ -139,6 +141,41 @@ def run_eval(
                 searcher, split, k=k, batch_size=batch_size, workers=workers,
                 on_progress=bar.update,
             )  # fmt: skip
+
+
+def run_tune(
+    store_config: StoreConfig,
+    collection: str,
+    *,
+    output: str,
+    model: str | None,
+    dataset: str | None,
+    splits: tuple[str, str, str | None],
+    settings: TuneSettings,
+    device: str = "auto",
+    precision: str = "auto",
+) -> TuneReport:
+    """Tune `model` (default: the collection's) on `dataset` (default: the collection's)."""
+    if model is None or dataset is None:
+        with connect(store_config) as store:
+            meta = store.info(collection).meta
+        if meta is None:
+            raise ModelMismatch(f"collection {collection!r} was not built by lookalike")
+        model, dataset = model or meta.model, dataset or meta.dataset
+    train, val, test = (load_source(dataset, s) if s else None for s in splits)
+    total = settings.epochs * len(train)
+    with _bar(total, f"tune on {train.split}") as bar:
+
+        def epoch_done(epoch: int, precision_at_k: float) -> None:
+            tqdm.write(
+                f"epoch {epoch}: {val.split} precision@{settings.k} {precision_at_k:.4f}",
+                file=sys.stderr,
+            )
+
+        return tune(
+            model, train, val, output, settings, test=test, device=device,
+            precision=precision, on_step=bar.update, on_epoch=epoch_done,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager

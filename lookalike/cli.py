@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import click
 from PIL import Image
@@ -170,6 +171,55 @@ def info(store_config, collection, as_json):
 
     result = collection_info(store_config, collection)
     click.echo(json.dumps(result.to_dict()) if as_json else info_table(result))
+
+
+@cli.command("tune")
+@opt("--output", required=True, type=click.Path(file_okay=False), help="Folder to save to.")
+@opt("--model", default=None, help="Model to tune [default: the collection's].")
+@opt("--dataset", default=None, help="Labelled dataset [default: the collection's].")
+@opt("--split", default="train", help="Split to train on.")
+@opt("--val-split", default="validation", help="Split that chooses the epoch.")
+@opt("--test-split", default="test", help="Split scored once at the end ('' for none).")
+@opt("--epochs", type=click.IntRange(1), default=5, help="Passes over the training split.")
+@opt("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Learning rate.")
+@opt("--batch-size", type=click.IntRange(2), default=32, help="Images per training step.")
+@opt("--seed", type=int, default=0, help="Seed for order, augmentation and the new head.")
+@opt(
+    "--freeze",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    help="Share of the model's parameters, from the input side, left untrained.",
+)
+@opt("--k", "k", type=click.IntRange(1), default=5, help="k of the precision@k that chooses.")
+@opt("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@opt("--precision", default="auto", type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
+@opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
+@store_options
+@domain_errors
+def tune_(store_config, collection, output, model, dataset, split, val_split, test_split, epochs,
+          lr, batch_size, seed, freeze, k, device, precision, as_json):  # fmt: skip
+    """Fine-tune the embedding on your labels; the epoch is chosen on --val-split.
+
+    Writes a model folder (with a README card) that `ingest --model` takes like any other.
+
+    \b
+    Example:
+      lookalike tune --output tuned-beans && \\
+      lookalike ingest --model tuned-beans --collection beans-tuned
+    """
+    from lookalike.app import run_tune
+    from lookalike.tune import TuneSettings
+
+    settings = TuneSettings(epochs, lr, batch_size, seed, freeze, k)
+    report = run_tune(
+        store_config, collection, output=output, model=model, dataset=dataset,
+        splits=(split, val_split, test_split or None), settings=settings, device=device,
+        precision=precision,
+    )  # fmt: skip
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        click.echo((Path(output) / "README.md").read_text())
 
 
 @cli.command()

@@ -122,6 +122,7 @@ class Embedder:
         precision: str = "auto",
         compile: bool = False,
         trust_remote_code: bool = False,
+        fold: bool = True,
     ) -> None:
         if pooling not in POOLINGS:
             raise ModelLoadError(
@@ -149,13 +150,14 @@ class Embedder:
             pooling if pooling != "auto" else pooling_.choose(config.model_type, self.model, probe)
         )
         self.folded = 0
-        if self.channels_last:
+        if self.channels_last and fold:
             # CNNs: batch norms folded into their convolutions (one op fewer per layer, same
             # result in exact arithmetic), and channels-last memory, which oneDNN/cuDNN prefer.
             pixels = self.preprocess([Image.new("RGB", (64, 64))]).to(self.device)
             self.model, self.folded = fold_batchnorms(
                 self.model, lambda m: pooling_.pool(self.pooling, m, pixels, self.model_type)
             )
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if compile:
             self.model = torch.compile(self.model)
@@ -174,7 +176,7 @@ class Embedder:
                 return self.model.get_image_features(pixel_values=pixels)  # needs no text
             return self.model(pixel_values=pixels)
 
-    def _autocast(self):
+    def autocast(self):
         if self.precision == "fp32" or self.device.type not in ("cpu", "cuda"):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
@@ -191,7 +193,7 @@ class Embedder:
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         try:
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), self.autocast():
                 vectors = pooling_.pool(self.pooling, self.model, pixels, self.model_type)
         except pooling_.PoolingError as e:
             raise ModelLoadError(str(e)) from e
