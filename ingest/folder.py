@@ -49,11 +49,16 @@ def is_image_folder(path: str) -> bool:
     return bool(_walk_images(root))
 
 
-def _split(root: Path) -> datasets.Dataset:
+def _classes(root: Path) -> set[str]:
+    return {
+        p.relative_to(root).parts[0]
+        for p in _walk_images(root)
+        if len(p.relative_to(root).parts) > 1
+    }
+
+
+def _split(root: Path, classes: list[str]) -> datasets.Dataset:
     paths = _walk_images(root)
-    classes = sorted(
-        {p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1}
-    )
     data: dict[str, list] = {"image": [{"bytes": None, "path": str(p)} for p in paths]}
     features = {"image": datasets.Image(decode=False)}
     if classes:
@@ -71,5 +76,7 @@ def load_image_folder(path: str) -> datasets.DatasetDict:
     root = Path(path)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and all(d.name.lower() in SPLIT_NAMES for d in subdirs):
-        return datasets.DatasetDict({d.name: _split(d) for d in sorted(subdirs)})
-    return datasets.DatasetDict({"train": _split(root)})
+        # One label list for every split, so a label id means the same class in each.
+        classes = sorted(set().union(*(_classes(d) for d in subdirs)))
+        return datasets.DatasetDict({d.name: _split(d, classes) for d in sorted(subdirs)})
+    return datasets.DatasetDict({"train": _split(root, sorted(_classes(root)))})

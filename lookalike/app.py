@@ -10,7 +10,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
@@ -23,8 +23,9 @@ from lookalike.grid import GridRow, render_grid
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
 from lookalike.tune import TuneReport, TuneSettings, tune
-from search.evaluate import evaluate
-from search.searcher import Searcher
+from search.duplicates import DuplicateReport, find_duplicates
+from search.evaluate import NEAR_IDENTICAL, evaluate
+from search.searcher import Gallery, Searcher
 
 
 @dataclass(frozen=True)
@@ -133,14 +134,22 @@ def run_eval(
     k: int = 5,
     batch_size: int | None = None,
     workers: int | None = None,
+    near_duplicates: int = 0,
 ) -> EvalReport:
     with connect(store_config) as store:
         searcher = Searcher(collection, store=store, settings=model)
         with _bar(len(searcher.source(split)), f"eval {split}") as bar:
-            return evaluate(
+            report = evaluate(
                 searcher, split, k=k, batch_size=batch_size, workers=workers,
-                on_progress=bar.update,
+                near_duplicates=near_duplicates, on_progress=bar.update,
             )  # fmt: skip
+    if report.near_identical_queries:
+        warn(
+            f"{report.near_identical_queries} of {report.queries} {split} queries have a "
+            f"near-identical image in the collection (cosine >= {NEAR_IDENTICAL}): the same "
+            "picture on both sides (leakage) inflates these numbers"
+        )
+    return report
 
 
 def run_tune(
@@ -176,6 +185,36 @@ def run_tune(
             model, train, val, output, settings, test=test, device=device,
             precision=precision, on_step=bar.update, on_epoch=epoch_done,
         )  # fmt: skip
+
+
+def run_duplicates(
+    store_config: StoreConfig,
+    collection: str,
+    *,
+    threshold: float,
+    neighbours: int = 3,
+    grid: str | None = None,
+    grid_pairs: int = 12,
+) -> DuplicateReport:
+    """Near-duplicate pairs and groups; with `grid`, a picture of the best pairs."""
+    with connect(store_config) as store:
+        report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
+        meta = store.info(collection).meta
+    if grid and report.pairs and meta:
+        gallery = Gallery(meta)
+        rows = [
+            GridRow(f"{p.a.split}:{p.a.row}", gallery.image(p.a) or _blank(),
+                    [replace(p.b, rank=1, score=p.score)], [gallery.image(p.b)])
+            for p in report.pairs[:grid_pairs]
+        ]  # fmt: skip
+        render_grid(rows).save(grid)
+    return report
+
+
+def _blank():
+    from PIL import Image
+
+    return Image.new("RGB", (8, 8), (235, 235, 235))
 
 
 @contextlib.contextmanager

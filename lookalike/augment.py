@@ -38,3 +38,28 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     if rng.random() < 0.5:
         image = ImageOps.mirror(image)
     return colour_jitter(image, rng)
+
+
+def _crop(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    return image.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+
+
+def _rescale(image: Image.Image) -> Image.Image:
+    return image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.BILINEAR)
+
+
+def _jpeg(image: Image.Image) -> Image.Image:
+    import io
+
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=30)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _brightness(image: Image.Image) -> Image.Image:
+    return ImageEnhance.Brightness(image).enhance(1.3)
+
+
+# The edited copies a near-duplicate search must see through.
+EDITS = {"crop": _crop, "rescale": _rescale, "jpeg": _jpeg, "brightness": _brightness}

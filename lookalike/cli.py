@@ -15,7 +15,13 @@ from PIL import Image
 
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.options import domain_errors, model_options, opt, store_options, workers_option
-from lookalike.output import eval_table, hits_table, info_table, ingest_summary
+from lookalike.output import (
+    duplicates_table,
+    eval_table,
+    hits_table,
+    info_table,
+    ingest_summary,
+)
 
 
 def echo_json(obj) -> None:
@@ -138,12 +144,19 @@ def search(store_config, collection, queries, k, label, as_json, grid, model):
     default=None,
     help="Images per model batch [default: 16 on CPU, 64 on GPU].",
 )
+@opt(
+    "--near-duplicates",
+    type=click.IntRange(0),
+    default=50,
+    help="Edited copies of this many gallery images must find their original (0: skip).",
+)
 @opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
 @workers_option
 @model_options(default=None)
 @store_options
 @domain_errors
-def eval_(store_config, collection, split, k, batch_size, as_json, workers, model):
+def eval_(store_config, collection, split, k, batch_size, near_duplicates, as_json, workers,
+          model):  # fmt: skip
     """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
 
     \b
@@ -153,8 +166,9 @@ def eval_(store_config, collection, split, k, batch_size, as_json, workers, mode
     from lookalike.app import run_eval
 
     report = run_eval(
-        store_config, collection, model, split=split, k=k, batch_size=batch_size, workers=workers
-    )
+        store_config, collection, model, split=split, k=k, batch_size=batch_size,
+        workers=workers, near_duplicates=near_duplicates,
+    )  # fmt: skip
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -173,6 +187,33 @@ def info(store_config, collection, as_json):
     click.echo(json.dumps(result.to_dict()) if as_json else info_table(result))
 
 
+@cli.command()
+@opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
+@opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
+@opt("--grid", type=click.Path(dir_okay=False), default=None, help="Draw the best pairs here.")
+@opt("--json", "as_json", is_flag=True, default=False, help="JSON lines: pairs, then a summary.")
+@store_options
+@domain_errors
+def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
+    """Find near-duplicate images in a collection, within and across splits (leakage).
+
+    \b
+    Example:
+      lookalike duplicates --threshold 0.97 --grid pairs.png
+    """
+    from lookalike.app import run_duplicates
+
+    report = run_duplicates(
+        store_config, collection, threshold=threshold, neighbours=neighbours, grid=grid
+    )
+    if as_json:
+        for pair in report.pairs:
+            echo_json(pair.to_dict())
+        echo_json(report.to_dict())
+    else:
+        click.echo(duplicates_table(report))
+
+
 @cli.command("tune")
 @opt("--output", required=True, type=click.Path(file_okay=False), help="Folder to save to.")
 @opt("--model", default=None, help="Model to tune [default: the collection's].")
@@ -187,7 +228,7 @@ def info(store_config, collection, as_json):
 @opt(
     "--freeze",
     type=click.FloatRange(0, 1),
-    default=0.3,
+    default=0.4,
     help="Share of the model's parameters, from the input side, left untrained.",
 )
 @opt("--k", "k", type=click.IntRange(1), default=5, help="k of the precision@k that chooses.")

@@ -47,10 +47,34 @@ def eval_table(report: EvalReport) -> str:
         [f"precision@{report.k}", f"{report.precision_at_k:.4f}"],
         ["precision@1", f"{report.precision_at_1:.4f}"],
         [f"{report.k}-NN accuracy", f"{report.knn_accuracy:.4f}"],
+        [f"mAP@{report.k}", f"{report.map_at_k:.4f}"],
     ]
+    rows += [
+        [f"precision@{report.k} {name}", f"{value:.4f}"]
+        for name, value in report.per_class_precision_at_k.items()
+    ]
+    if report.near_duplicate_top1 is not None:
+        rows.append(["near-duplicate top-1", f"{report.near_duplicate_top1:.4f}"])
+    if report.near_identical_queries:
+        rows.append(["near-identical queries", str(report.near_identical_queries)])
     if report.skipped:
         rows.append(["skipped", str(report.skipped)])
     return _table(["metric", "value"], rows)
+
+
+def duplicates_table(report) -> str:
+    rows = [
+        [f"{p.score:.4f}", f"{p.a.split}:{p.a.row}", f"{p.b.split}:{p.b.row}",
+         "yes" if p.cross_split else "", f"{p.a.path or ''} | {p.b.path or ''}"]
+        for p in report.pairs
+    ]  # fmt: skip
+    body = _table(["score", "a", "b", "cross-split", "paths"], rows) if rows else "(no pairs)"
+    summary = report.to_dict()
+    return (
+        f"{body}\n{summary['pairs']} pairs at cosine >= {report.threshold} among "
+        f"{report.points} images, in {len(report.groups)} groups; "
+        f"{summary['cross_split_pairs']} pairs cross splits (leakage)"
+    )
 
 
 def info_table(info: CollectionInfo) -> str:

@@ -142,6 +142,10 @@ class EvalReport:
     precision_at_1: float
     knn_accuracy: float
     skipped: int = 0
+    map_at_k: float = 0.0
+    per_class_precision_at_k: dict[str, float] = field(default_factory=dict)
+    near_duplicate_top1: float | None = None  # edited gallery copies that find their original
+    near_identical_queries: int = 0  # queries with a near-identical gallery image: leakage
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

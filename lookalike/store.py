@@ -204,6 +204,30 @@ class Store:
         )
         return {str(p.id) for p in found}
 
+    def similar_pairs(
+        self, name: str, sample: int, neighbours: int
+    ) -> list[tuple[str, str, float]]:
+        """(id, id, score) for each of `sample` points and its nearest `neighbours` among them,
+        by Qdrant's distance-matrix API."""
+        response = self._call(
+            "compute similar pairs",
+            self.client.search_matrix_pairs,
+            name,
+            sample=sample,
+            limit=neighbours,
+        )
+        return [(str(p.a), str(p.b), float(p.score)) for p in response.pairs]
+
+    def points(self, name: str, ids: Sequence[str]) -> dict[str, Hit]:
+        """Stored payloads of `ids`, by id (as Hits with rank 0, score 0)."""
+        found = self._call("fetch points", self.client.retrieve, name, ids=list(ids))
+        return {str(p.id): _hit(0, p) for p in found}
+
+    def sample(self, name: str, n: int) -> list[Hit]:
+        """Up to n stored points (in id order, which deterministic uuids make arbitrary)."""
+        points, _ = self._call("read points", self.client.scroll, name, limit=n, with_payload=True)
+        return [_hit(0, p) for p in points]
+
     def point(self, name: str, point_id: str) -> Hit | None:
         """A stored point's payload as a Hit (rank 0, score 0), or None."""
         found = self._call(

@@ -32,7 +32,7 @@ class TuneSettings:
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
-    freeze: float = 0.3  # share of the parameter tensors, from the input side, left as they are
+    freeze: float = 0.4  # share of the parameter tensors, from the input side, left as they are
     k: int = 5
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ingest.pipeline import prepared_batches
+from lookalike.augment import EDITS
 from lookalike.errors import BadQuery
 from lookalike.records import EvalReport, Hit
 from search.searcher import Searcher, check_k
+
+# A gallery image this close to a query is the same picture (leakage), not a neighbour.
+NEAR_IDENTICAL = 0.99
 
 
 def knn_vote(hits: list[Hit]) -> int | None:
@@ -20,6 +25,37 @@ def knn_vote(hits: list[Hit]) -> int | None:
     return next(h.label for h in hits if counts[h.label] == top)
 
 
+def average_precision(relevant: list[bool]) -> float:
+    """AP over a ranked list: mean of precision@i at each relevant rank i (0 if none)."""
+    found, total = 0, 0.0
+    for i, rel in enumerate(relevant, 1):
+        if rel:
+            found += 1
+            total += found / i
+    return total / found if found else 0.0
+
+
+@dataclass
+class _Tally:
+    n: int = 0
+    at_k: float = 0.0
+    at_1: float = 0.0
+    knn: float = 0.0
+    ap: float = 0.0
+    near_identical: int = 0
+    per_class: dict = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, label, label_name, hits: list[Hit], k: int) -> None:
+        relevant = [h.label == label for h in hits]
+        self.n += 1
+        self.at_k += sum(relevant) / k
+        self.at_1 += bool(relevant) and relevant[0]
+        self.knn += knn_vote(hits) == label
+        self.ap += average_precision(relevant)
+        self.near_identical += bool(hits) and hits[0].score >= NEAR_IDENTICAL
+        self.per_class[label_name].append(sum(relevant) / k)
+
+
 def evaluate(
     searcher: Searcher,
     split: str = "test",
@@ -27,9 +63,11 @@ def evaluate(
     k: int = 5,
     batch_size: int | None = None,
     workers: int | None = None,
+    near_duplicates: int = 0,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """precision@k, precision@1 and k-NN accuracy of `split`'s images against the collection.
+    """precision@k, precision@1, k-NN accuracy, mAP@k and per-class precision@k of `split`'s
+    images against the collection; with `near_duplicates`, also the near-duplicate score.
 
     A query's own point (when its split is also in the collection) is not counted as a hit.
     """
@@ -37,7 +75,7 @@ def evaluate(
     source = searcher.source(split)
     if source.label_column is None:
         raise BadQuery(f"split {split!r} has no label column, so there is nothing to score")
-    n = correct_at_k = correct_at_1 = knn_correct = skipped = 0
+    tally, skipped = _Tally(), 0
     batch_size = batch_size or searcher.embedder.default_batch_size
     for batch in prepared_batches(source, searcher.embedder, batch_size, workers):
         skipped += len(batch.skipped)
@@ -45,20 +83,44 @@ def evaluate(
         vectors = searcher.embedder.embed_pixels(batch.pixels) if records else None
         results = searcher.search_vectors(vectors, k=k + 1) if records else []
         for record, hits in zip(records, results):
-            hits = [h for h in hits if h.id != record.id][:k]
-            n += 1
-            correct_at_k += sum(h.label == record.label for h in hits)
-            correct_at_1 += bool(hits) and hits[0].label == record.label
-            knn_correct += knn_vote(hits) == record.label
+            tally.add(
+                record.label, record.label_name, [h for h in hits if h.id != record.id][:k], k
+            )
         if on_progress:
             on_progress(len(records) + len(batch.skipped))
-    if n == 0:
+    if tally.n == 0:
         raise BadQuery(f"split {split!r} has no readable images to evaluate")
     return EvalReport(
         k=k,
-        queries=n,
-        precision_at_k=correct_at_k / (n * k),
-        precision_at_1=correct_at_1 / n,
-        knn_accuracy=knn_correct / n,
+        queries=tally.n,
+        precision_at_k=tally.at_k / tally.n,
+        precision_at_1=tally.at_1 / tally.n,
+        knn_accuracy=tally.knn / tally.n,
         skipped=skipped,
+        map_at_k=tally.ap / tally.n,
+        per_class_precision_at_k={
+            name: sum(v) / len(v) for name, v in sorted(tally.per_class.items(), key=str)
+        },
+        near_duplicate_top1=near_duplicate_score(searcher, near_duplicates)
+        if near_duplicates
+        else None,
+        near_identical_queries=tally.near_identical,
     )
+
+
+def near_duplicate_score(searcher: Searcher, n: int) -> float:
+    """Share of edited copies (crop, rescale, JPEG, brightness) of n gallery images whose
+    first hit is their original."""
+    originals = [h for h in searcher.store.sample(searcher.collection, n)]
+    found = total = 0
+    for hit in originals:
+        image = searcher.candidate_image(hit)
+        if image is None:
+            continue
+        copies = [edit(image) for edit in EDITS.values()]
+        for hits in searcher.search_vectors(searcher.embedder.embed(copies), k=1):
+            found += bool(hits) and hits[0].id == hit.id
+            total += 1
+    if total == 0:
+        raise BadQuery("no gallery image could be read for the near-duplicate score")
+    return found / total

@@ -20,6 +20,39 @@ SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
 
 
+class Gallery:
+    """The images behind a collection's points: rows of its dataset, or stored paths."""
+
+    def __init__(self, meta: CollectionMeta) -> None:
+        self.meta = meta
+        self._sources: dict[str, Source] = {}
+
+    def source(self, split: str) -> Source:
+        """The split of the collection's dataset, loaded once."""
+        if split not in self._sources:
+            self._sources[split] = load_source(
+                self.meta.dataset,
+                split,
+                image_column=self.meta.image_column,
+                label_column=self.meta.label_column,
+            )
+        return self._sources[split]
+
+    def image(self, hit: Hit) -> Image.Image | None:
+        """A stored candidate's image: its row of the collection's dataset, else its path."""
+        if hit.split is not None and hit.row is not None:
+            try:
+                return self.source(hit.split).record(hit.row).image
+            except (DatasetLoadError, BadImage):
+                pass
+        if hit.path and os.path.isfile(hit.path):
+            try:
+                return open_image(hit.path)
+            except BadImage:
+                return None
+        return None
+
+
 class Searcher:
     """Search a collection with images.
 
@@ -50,18 +83,13 @@ class Searcher:
         self.embedder = embedder or settings.load(model or self.meta.model, self.meta.pooling)
         emb_meta = _as_meta(self.meta, self.embedder.model_id, self.embedder)
         check_compatible(info, emb_meta, ingest=False)
-        self._sources: dict[str, Source] = {}
+        self.gallery = Gallery(self.meta)
 
     def source(self, split: str) -> Source:
-        """The split of the collection's dataset, loaded once."""
-        if split not in self._sources:
-            self._sources[split] = load_source(
-                self.meta.dataset,
-                split,
-                image_column=self.meta.image_column,
-                label_column=self.meta.label_column,
-            )
-        return self._sources[split]
+        return self.gallery.source(split)
+
+    def candidate_image(self, hit: Hit) -> Image.Image | None:
+        return self.gallery.image(hit)
 
     def load_query(self, query: str) -> Image.Image:
         """An image file path, or SPLIT:ROW meaning that row of the collection's dataset."""
@@ -74,20 +102,6 @@ class Searcher:
             return self.source(match["split"]).record(int(match["row"])).image
         except DatasetLoadError as e:
             raise BadQuery(f"query {query!r}: {e}") from e
-
-    def candidate_image(self, hit: Hit) -> Image.Image | None:
-        """A stored candidate's image: its row of the collection's dataset, else its path."""
-        if hit.split is not None and hit.row is not None:
-            try:
-                return self.source(hit.split).record(hit.row).image
-            except (DatasetLoadError, BadImage):
-                pass
-        if hit.path and os.path.isfile(hit.path):
-            try:
-                return open_image(hit.path)
-            except BadImage:
-                return None
-        return None
 
     def point(self, point_id: str) -> Hit | None:
         return self.store.point(self.collection, point_id)

@@ -152,3 +152,13 @@ def test_split_folders_become_splits(tmp_path):
     assert len(load_source(str(tmp_path), "test")) == 1
     with pytest.raises(DatasetLoadError, match="its splits are: test, train"):
         load_source(str(tmp_path), "validation")
+
+
+def test_split_folders_share_one_label_list(tmp_path):
+    for split, names in {"train": ["cat", "dog"], "test": ["dog"]}.items():
+        for name in names:
+            (tmp_path / split / name).mkdir(parents=True)
+            make_image((9, 9, 9), seed=1).save(tmp_path / split / name / "a.jpg")
+    test = load_source(str(tmp_path), "test")
+    assert test.label_names == ("cat", "dog")
+    assert test.load([0])[0][0].label_name == "dog"

@@ -25,6 +25,10 @@ def built(tmp_path, image_folder, tiny_vit):
     return store
 
 
+def built_model(store_args) -> str:
+    return json.loads(run("info", "--json", *store_args).stdout)["model"]
+
+
 def test_search_json_lines_shape(built, image_folder):
     query = image_folder / "red" / "red_1.jpg"
     result = run("search", query, "train:0", "--k", 3, "--json", *built)
@@ -71,12 +75,32 @@ def test_reingest_keeps_one_point_per_image(built, image_folder, tiny_vit):
 
 
 def test_eval_json(built):
-    result = run("eval", "--split", "train", "--k", 3, "--json", *built)
+    result = run("eval", "--split", "train", "--k", 3, "--near-duplicates", 6, "--json", *built)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) >= {"k", "queries", "precision_at_k", "precision_at_1", "knn_accuracy"}
+    assert set(report) >= {"k", "queries", "precision_at_k", "precision_at_1", "knn_accuracy",
+                           "map_at_k", "per_class_precision_at_k", "near_duplicate_top1",
+                           "near_identical_queries"}  # fmt: skip
     assert (report["k"], report["queries"]) == (3, 12)
-    assert 0.0 <= report["precision_at_k"] <= 1.0
+    assert 0.0 <= report["precision_at_k"] <= report["map_at_k"] <= 1.0
+    assert set(report["per_class_precision_at_k"]) == {"blue", "green", "red"}
+    assert 0.0 <= report["near_duplicate_top1"] <= 1.0
+
+
+def test_eval_warns_when_queries_leak_into_the_gallery(built, image_folder, tmp_path):
+    import shutil
+
+    # A "test" split holding copies of two train images: the same pictures on both sides.
+    leaky = tmp_path / "leaky"
+    shutil.copytree(image_folder, leaky / "train")
+    (leaky / "test" / "red").mkdir(parents=True)
+    for name in ("red_0.jpg", "red_1.jpg"):
+        shutil.copy(image_folder / "red" / name, leaky / "test" / "red" / name)
+    store = ["--qdrant-path", tmp_path / "leak-store", "--collection", "leaky"]
+    assert run("ingest", "--dataset", leaky, "--model", built_model(built), *store).exit_code == 0
+    result = run("eval", "--split", "test", "--near-duplicates", 0, *store)
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 test queries have a near-identical image in the collection" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -122,3 +122,14 @@ def test_bad_queries_are_refused_clearly(config, image_folder, tiny_vit, query, 
         searcher = Searcher("c", store=store)
         with pytest.raises(BadQuery, match=message):
             searcher.search(searcher.load_query(query), k=k, label=label)
+
+
+def test_average_precision_and_near_duplicates(config, image_folder, tiny_vit):
+    from search.evaluate import average_precision, near_duplicate_score
+
+    assert average_precision([True, False, True]) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision([False, False]) == 0.0
+    run_ingest(config, str(image_folder), tiny_vit)
+    with connect(config) as store:
+        score = near_duplicate_score(Searcher("c", store=store), 12)
+    assert 0.5 <= score <= 1.0  # 12 images x 4 edits; most find their original first

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- help:start", "<!-- help:end -->"
-COMMANDS = ["ingest", "search", "eval", "info", "serve"]
+COMMANDS = ["ingest", "search", "eval", "info", "tune", "duplicates", "serve"]
 
 
 def render_help() -> str:

@@ -1,0 +1,87 @@
+"""Near-duplicate images inside a collection, and across its splits (train/test leakage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lookalike.errors import BadQuery
+from lookalike.records import Hit
+from lookalike.store import Store
+
+
+@dataclass(frozen=True)
+class DuplicatePair:
+    score: float
+    a: Hit
+    b: Hit
+
+    @property
+    def cross_split(self) -> bool:
+        return self.a.split != self.b.split
+
+    def to_dict(self) -> dict:
+        keep = ("id", "label", "label_name", "split", "row", "path")
+        side = {
+            name: {f: getattr(hit, f) for f in keep} for name, hit in (("a", self.a), ("b", self.b))
+        }
+        return {"score": round(self.score, 6), "cross_split": self.cross_split, **side}
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    points: int
+    threshold: float
+    pairs: list[DuplicatePair]
+    groups: list[list[Hit]]  # connected by pairs above the threshold, largest first
+
+    def to_dict(self) -> dict:
+        return {
+            "points": self.points,
+            "threshold": self.threshold,
+            "pairs": len(self.pairs),
+            "cross_split_pairs": sum(p.cross_split for p in self.pairs),
+            "groups": [[f"{h.split}:{h.row}" for h in g] for g in self.groups],
+        }
+
+
+def _groups(pairs: list[DuplicatePair]) -> list[list[Hit]]:
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    hits: dict[str, Hit] = {}
+    for p in pairs:
+        hits[p.a.id], hits[p.b.id] = p.a, p.b
+        parent[root(p.a.id)] = root(p.b.id)
+    members: dict[str, list[Hit]] = {}
+    for pid, hit in hits.items():
+        members.setdefault(root(pid), []).append(hit)
+    ordered = [sorted(g, key=lambda h: (h.split or "", h.row or 0)) for g in members.values()]
+    return sorted(ordered, key=lambda g: (-len(g), g[0].split or "", g[0].row or 0))
+
+
+def find_duplicates(
+    store: Store, collection: str, *, threshold: float = 0.97, neighbours: int = 3
+) -> DuplicateReport:
+    """Pairs of points with cosine similarity >= threshold, best first, over the whole
+    collection (each point's `neighbours` nearest are examined)."""
+    if not 0 < threshold <= 1:
+        raise BadQuery(f"threshold must be in (0, 1], not {threshold}")
+    points = store.info(collection).points
+    raw = store.similar_pairs(collection, sample=points, neighbours=neighbours) if points else []
+    best: dict[frozenset, float] = {}
+    for a, b, score in raw:
+        if a != b and score >= threshold:
+            key = frozenset((a, b))
+            best[key] = max(score, best.get(key, -1.0))
+    payloads = store.points(collection, sorted({i for key in best for i in key}))
+    pairs = []
+    for key, score in best.items():
+        a, b = sorted(key, key=lambda i: (payloads[i].split or "", payloads[i].row or 0))
+        pairs.append(DuplicatePair(score, payloads[a], payloads[b]))
+    pairs.sort(key=lambda p: -p.score)
+    return DuplicateReport(points, threshold, pairs, _groups(pairs))
