@@ -28,15 +28,47 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
     )
 
 
-@dataclass
-class _Progress:
-    stored: int = 0
-    already_stored: int = 0
-
-
 def _rows(records: list[ImageRecord]) -> str:
     rows = [r.row for r in records]
     return f"{records[0].split}:{min(rows)}..{max(rows)}"
+
+
+@dataclass
+class _Run:
+    """One ingest's moving parts and counts, shared by the main and the writer thread."""
+
+    source: Source
+    store: Store
+    collection: str
+    on_progress: Callable[[int], None] | None
+    stored: int = 0
+    already_stored: int = 0
+
+    def write(self, records: list[ImageRecord], vectors: np.ndarray) -> None:
+        """Runs in the writer thread; batches arrive in order, so `stored` is a prefix."""
+        try:
+            self.store.upsert(self.collection, records, vectors)
+        except StoreUnavailable as e:
+            raise IngestInterrupted(
+                f"{e}\nstoring rows {_rows(records)} failed; the {self.stored} images before "
+                "them are stored. Run the same command again to resume from there."
+            ) from e
+        self.stored += len(records)
+
+    def todo(self, batch_size: int, resume: bool, writer: BackgroundWriter) -> Iterator[np.ndarray]:
+        """Positions still to embed, batch by batch; with resume, stored points are left out.
+        The look-up runs in the writer thread, which owns the store."""
+        for batch in positions(self.source, batch_size):
+            if resume:
+                ids = [self.source.point_id(int(p)) for p in batch]
+                have = writer.call(self.store.existing_ids, self.collection, ids)
+                keep = np.array([i not in have for i in ids], dtype=bool)
+                self.already_stored += int((~keep).sum())
+                if self.on_progress and not keep.all():
+                    self.on_progress(int((~keep).sum()))
+                batch = batch[keep]
+            if len(batch):
+                yield batch
 
 
 def ingest(
@@ -62,21 +94,9 @@ def ingest(
         raise DatasetLoadError(f"split {source.split!r} of {source.name!r} has no rows to ingest")
     store.prepare(collection, collection_meta(source, embedder), recreate=recreate)
     batch_size = batch_size or embedder.default_batch_size
-    progress, skipped = _Progress(), []
-    started = time.perf_counter()
-
-    def write(records: list[ImageRecord], vectors: np.ndarray) -> None:
-        try:
-            store.upsert(collection, records, vectors)
-        except StoreUnavailable as e:
-            raise IngestInterrupted(
-                f"{e}\nstoring rows {_rows(records)} failed; the {progress.stored} images before "
-                "them are stored. Run the same command again to resume from there."
-            ) from e
-        progress.stored += len(records)
-
-    with BackgroundWriter(write) as writer:
-        todo = _todo(source, store, collection, batch_size, resume, writer, progress, on_progress)
+    run, skipped, started = _Run(source, store, collection, on_progress), [], time.perf_counter()
+    with BackgroundWriter(run.write) as writer:
+        todo = run.todo(batch_size, resume, writer)
         try:
             for batch in prepared_batches(source, embedder, batch_size, workers, batches=todo):
                 skipped += batch.skipped
@@ -89,25 +109,9 @@ def ingest(
         except KeyboardInterrupt:
             writer.drain()
             raise IngestInterrupted(
-                f"interrupted: {progress.stored} images stored in {collection!r}. Run the same "
-                "command again to resume; stored images are not embedded again."
+                f"interrupted: {run.stored} images stored in {collection!r}. Run the same "
+                "command again to resume; stored images are not embedded again.",
+                by_user=True,
             ) from None
     seconds = time.perf_counter() - started
-    return IngestReport(
-        collection, progress.stored, tuple(skipped), seconds, progress.already_stored
-    )
-
-
-def _todo(source, store, collection, batch_size, resume, writer, progress, on_progress) -> Iterator:
-    """Positions still to embed, batch by batch; with resume, stored points are left out."""
-    for batch in positions(source, batch_size):
-        if resume:
-            ids = [source.point_id(int(p)) for p in batch]
-            have = writer.call(store.existing_ids, collection, ids)
-            keep = np.array([i not in have for i in ids], dtype=bool)
-            progress.already_stored += int((~keep).sum())
-            if on_progress and not keep.all():
-                on_progress(int((~keep).sum()))
-            batch = batch[keep]
-        if len(batch):
-            yield batch
+    return IngestReport(collection, run.stored, tuple(skipped), seconds, run.already_stored)

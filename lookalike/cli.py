@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from lookalike.defaults import DEFAULT_MAX_PIXELS
+from lookalike.defaults import DEFAULT_MAX_PIXELS, DEVICES, PRECISIONS
 from lookalike.options import domain_errors, model_options, opt, store_options, workers_option
 from lookalike.output import (
     duplicates_table,
@@ -232,8 +232,8 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
     help="Share of the model's parameters, from the input side, left untrained.",
 )
 @opt("--k", "k", type=click.IntRange(1), default=5, help="k of the precision@k that chooses.")
-@opt("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@opt("--precision", default="auto", type=click.Choice(["auto", "fp32", "bf16", "fp16"]))
+@opt("--device", default="auto", type=click.Choice(DEVICES), help="Where to train.")
+@opt("--precision", default="auto", type=click.Choice(PRECISIONS), help="As for ingest.")
 @opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
 @store_options
 @domain_errors

@@ -3,6 +3,7 @@ or qdrant-client so that `lookalike --help` starts fast."""
 
 POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_PATH = "./lookalike-data"
 # PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
 DEFAULT_MAX_PIXELS = 89_478_485

@@ -39,3 +39,7 @@ class BadQuery(LookalikeError):
 
 class IngestInterrupted(LookalikeError):
     """Ingest stopped part-way (Ctrl-C or a store failure); what was stored stays stored."""
+
+    def __init__(self, message: str, *, by_user: bool = False) -> None:
+        super().__init__(message)
+        self.by_user = by_user

@@ -7,7 +7,7 @@ import functools
 
 import click
 
-from lookalike.defaults import DEFAULT_PATH, POOLINGS, PRECISIONS
+from lookalike.defaults import DEFAULT_PATH, DEVICES, POOLINGS, PRECISIONS
 from lookalike.errors import IngestInterrupted, LookalikeError
 
 
@@ -64,7 +64,7 @@ def model_options(default: str | None, pooling: bool = False):
             opt(
                 "--device",
                 default="auto",
-                type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+                type=click.Choice(DEVICES),
                 help="Where the model runs; auto picks a GPU when there is one.",
             ),
             opt(
@@ -99,8 +99,9 @@ def model_options(default: str | None, pooling: bool = False):
             from lookalike.embedder import ModelSettings  # imported late: --help stays fast
 
             settings = ModelSettings(
-                model, revision, device, precision, pooling, compile, trust_remote_code
-            )
+                model=model, revision=revision, device=device, precision=precision,
+                pooling=pooling, compile=compile, trust_remote_code=trust_remote_code,
+            )  # fmt: skip
             return f(model=settings, **kwargs)
 
         return wrapper
@@ -128,7 +129,7 @@ def domain_errors(f):
         except IngestInterrupted as e:
             click.echo(f"Error: {e}", err=True)
             # 130 is the shell's code for "stopped by Ctrl-C"; a store failure is a plain 1.
-            raise SystemExit(130 if str(e).startswith("interrupted") else 1) from e
+            raise SystemExit(130 if e.by_user else 1) from e
         except LookalikeError as e:
             raise click.ClickException(str(e)) from e
 
