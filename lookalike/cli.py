@@ -221,7 +221,7 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
 @opt("--split", default="train", help="Split to train on.")
 @opt("--val-split", default="validation", help="Split that chooses the epoch.")
 @opt("--test-split", default="test", help="Split scored once at the end ('' for none).")
-@opt("--epochs", type=click.IntRange(1), default=5, help="Passes over the training split.")
+@opt("--epochs", type=click.IntRange(1), default=4, help="Passes over the training split.")
 @opt("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Learning rate.")
 @opt("--batch-size", type=click.IntRange(2), default=32, help="Images per training step.")
 @opt("--seed", type=int, default=0, help="Seed for order, augmentation and the new head.")

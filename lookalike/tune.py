@@ -21,14 +21,14 @@ import torch
 
 from ingest.dataset import Source
 from lookalike import pooling as pooling_
-from lookalike.augment import augment
+from lookalike.augment import EDITS, augment
 from lookalike.embedder import Embedder
 from lookalike.errors import DatasetLoadError
 
 
 @dataclass(frozen=True)
 class TuneSettings:
-    epochs: int = 5
+    epochs: int = 4
     lr: float = 1e-3
     batch_size: int = 32
     seed: int = 0
@@ -46,6 +46,9 @@ class TuneReport:
     settings: TuneSettings
     val_precision_at_k: list[float] = field(default_factory=list)  # before tuning, then per epoch
     best_epoch: int = 0
+    val_near_duplicate_top1: list[float] = field(default_factory=list)  # as val_precision_at_k
+    mix: float = 1.0  # share of the tuning kept: weights = original + mix * (tuned - original)
+    blend_scores: list[list[float]] = field(default_factory=list)  # [mix, precision, near-dup]
     test_split: str | None = None
     test_precision_at_k: tuple[float, float] | None = None  # (before, after) tuning
     seconds: float = 0.0
@@ -59,6 +62,9 @@ def _precision_at_k(queries: torch.Tensor, q_labels, gallery: torch.Tensor, g_la
     return float(
         (torch.as_tensor(g_labels)[top] == torch.as_tensor(q_labels)[:, None]).float().mean()
     )
+
+
+MIXES = (1.0, 0.75, 0.5)
 
 
 class _Trainer:
@@ -131,44 +137,37 @@ def tune(
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TuneReport:
     """Fine-tune `model` on `train`, keep the epoch with the best precision@k of `val`'s
-    images against `train`'s, and save it to `output`. `val` is only used to choose; `test`,
-    if given, is scored once at the end, with the saved folder loaded as users will load it."""
+    images against `train`'s, blend it back towards the original weights only as far as
+    near-duplicate retrieval on `val` needs, and save it to `output`. `val` is only used to
+    choose; `test`, if given, is scored once at the end, with the saved folder loaded as users
+    will load it."""
     if train.label_column is None or val.label_column is None:
         raise DatasetLoadError("tuning needs labels: the splits have no label column")
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
-    rng = random.Random(settings.seed)
     started = time.perf_counter()
     # Unfolded: batch norms folded into convolutions could no longer learn.
     emb = Embedder(model, device=device, precision=precision, fold=False)
-    batches = -(-len(train) // settings.batch_size)
-    trainer = _Trainer(emb, len(train.label_names), settings, settings.epochs * batches)
-    report = TuneReport(
-        emb.model_id, str(output), train.name, train.split, val.split, settings
-    )  # fmt: skip
-
-    def score() -> float:
-        return _score(emb, train, val, settings)
-
-    report.val_precision_at_k.append(score())
-    best = (report.val_precision_at_k[0], copy.deepcopy(emb.model.state_dict()))
+    report = TuneReport(emb.model_id, str(output), train.name, train.split, val.split, settings)
+    judge = _Judge(emb, train, val, settings)
+    original = copy.deepcopy(emb.model.state_dict())
+    report.val_near_duplicate_top1.append(judge.record(report))
+    best = (report.val_precision_at_k[0], original)
+    trainer = _Trainer(
+        emb,
+        len(train.label_names),
+        settings,
+        settings.epochs * -(-len(train) // settings.batch_size),
+    )
     for epoch in range(1, settings.epochs + 1):
-        trainer.train_mode()
-        order = np.random.default_rng(settings.seed + epoch).permutation(len(train))
-        for start in range(0, len(order), settings.batch_size):
-            records, _ = train.load(order[start : start + settings.batch_size])
-            images = [augment(r.image, rng) for r in records]
-            labels = torch.tensor([r.label for r in records])
-            trainer.step(emb.preprocess(images), labels)
-            if on_step:
-                on_step(len(records))
-        report.val_precision_at_k.append(score())
+        _train_epoch(trainer, train, epoch, random.Random(settings.seed + epoch), on_step)
+        report.val_near_duplicate_top1.append(judge.record(report))
         if on_epoch:
             on_epoch(epoch, report.val_precision_at_k[-1])
         if report.val_precision_at_k[-1] > best[0]:
             best = (report.val_precision_at_k[-1], copy.deepcopy(emb.model.state_dict()))
             report.best_epoch = epoch
-    emb.model.load_state_dict(best[1])
+    report.mix = _blend(emb, judge, original, best[1], report)
     report.seconds = time.perf_counter() - started
     _save(emb, report, Path(output))
     if test is not None:
@@ -179,6 +178,74 @@ def tune(
         )
         _save_card(report, Path(output))
     return report
+
+
+def _train_epoch(trainer: _Trainer, train: Source, epoch: int, rng: random.Random, on_step) -> None:
+    trainer.train_mode()
+    size = trainer.settings.batch_size
+    order = np.random.default_rng(trainer.settings.seed + epoch).permutation(len(train))
+    for start in range(0, len(order), size):
+        records, _ = train.load(order[start : start + size])
+        labels = torch.tensor([r.label for r in records])
+        trainer.step(trainer.emb.preprocess([augment(r.image, rng) for r in records]), labels)
+        if on_step:
+            on_step(len(records))
+
+
+class _Judge:
+    """Scores the model on the validation split: precision@k of its images against the
+    training split, and near-duplicate top-1 of edited copies of some of them against both."""
+
+    def __init__(self, emb: Embedder, train: Source, val: Source, settings: TuneSettings):
+        self.emb, self.train, self.val, self.settings = emb, train, val, settings
+        originals, _ = val.load(range(min(40, len(val))))
+        self.edits = [edit(r.image) for r in originals for edit in EDITS.values()]
+        self.sources = torch.tensor([i for i in range(len(originals)) for _ in EDITS])
+
+    def scores(self) -> tuple[float, float]:
+        g, g_labels = _embed_all(self.emb, self.train, self.settings.batch_size)
+        q, q_labels = _embed_all(self.emb, self.val, self.settings.batch_size)
+        precision = _precision_at_k(q, q_labels, g, g_labels, self.settings.k)
+        copies = torch.from_numpy(self.emb.embed(self.edits))
+        top1 = (copies @ torch.cat([g, q]).T).argmax(dim=1)
+        return precision, float((top1 == len(g) + self.sources).float().mean())
+
+    def record(self, report: TuneReport) -> float:
+        precision, near_duplicates = self.scores()
+        report.val_precision_at_k.append(precision)
+        return near_duplicates
+
+
+def _blend(emb: Embedder, judge: _Judge, original: dict, tuned: dict, report: TuneReport) -> float:
+    """The largest share of the tuning (weights original + mix * (tuned - original)) whose
+    near-duplicate score on validation is no lower than the original model's. A classification
+    objective pulls same-label images together; blending back keeps images their own."""
+    floor = report.val_near_duplicate_top1[0]
+    tried = []
+    for mix in MIXES:
+        emb.model.load_state_dict(_interpolate(original, tuned, mix))
+        if mix == 1.0:  # the chosen epoch itself: already scored
+            epoch = report.best_epoch
+            precision = report.val_precision_at_k[epoch]
+            near_duplicates = report.val_near_duplicate_top1[epoch]
+        else:
+            precision, near_duplicates = judge.scores()
+        tried.append((near_duplicates >= floor, mix, near_duplicates))
+        report.blend_scores.append([mix, precision, near_duplicates])
+        if near_duplicates >= floor:
+            return mix
+    mix = max(tried, key=lambda t: t[2])[1]
+    emb.model.load_state_dict(_interpolate(original, tuned, mix))
+    return mix
+
+
+def _interpolate(original: dict, tuned: dict, mix: float) -> dict:
+    return {
+        name: original[name] + mix * (value - original[name])
+        if value.is_floating_point()
+        else value
+        for name, value in tuned.items()
+    }
 
 
 def _score(emb: Embedder, gallery: Source, queries: Source, settings: TuneSettings) -> float:
@@ -208,6 +275,11 @@ def _save_card(report: TuneReport, output: Path) -> None:
         f"- settings: {asdict(report.settings)}",
         f"- {report.val_split} precision@{k} before tuning and after each epoch: {epochs}; "
         f"kept epoch {report.best_epoch}",
+        f"- {report.val_split} near-duplicate top-1 before tuning and after each epoch: "
+        + ", ".join(f"{p:.4f}" for p in report.val_near_duplicate_top1),
+        f"- blended back towards the base model to keep near-duplicate retrieval: "
+        f"weights = base + {report.mix} x (tuned - base); tried [mix, precision, near-dup]: "
+        f"{[[round(v, 4) for v in row] for row in report.blend_scores]}",
         f"- tuning time: {report.seconds:.0f} s",
     ]
     if report.test_precision_at_k:

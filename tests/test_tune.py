@@ -40,6 +40,8 @@ def test_tune_writes_a_model_folder_that_ingest_takes(split_folder, tiny_vit, tm
     report = json.loads(result.stdout)
     assert len(report["val_precision_at_k"]) == 3  # before tuning, then each epoch
     assert 0 <= report["best_epoch"] <= 2
+    assert len(report["val_near_duplicate_top1"]) == 3
+    assert report["mix"] in (1.0, 0.75, 0.5) and report["blend_scores"][0][0] == 1.0
     assert report["test_split"] == "test" and len(report["test_precision_at_k"]) == 2
     assert "epoch 1: validation precision@3" in result.stderr
     card = (out / "README.md").read_text()
@@ -59,3 +61,14 @@ def test_tune_needs_labels(tmp_path, tiny_vit):
             "--test-split", ""]  # fmt: skip
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 1 and "tuning needs labels" in result.stderr
+
+
+def test_interpolate_blends_float_weights_only():
+    import torch
+
+    from lookalike.tune import _interpolate
+
+    original = {"w": torch.zeros(2), "n": torch.tensor(3)}
+    tuned = {"w": torch.ones(2), "n": torch.tensor(7)}
+    mixed = _interpolate(original, tuned, 0.75)
+    assert torch.allclose(mixed["w"], torch.full((2,), 0.75)) and int(mixed["n"]) == 7
