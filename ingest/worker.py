@@ -12,6 +12,7 @@ from ingest.dataset import Source
 from ingest.pipeline import BackgroundWriter, positions, prepared_batches
 from lookalike.embedder import Embedder
 from lookalike.errors import DatasetLoadError, IngestInterrupted, StoreUnavailable
+from lookalike.index import IndexSettings
 from lookalike.records import CollectionMeta, ImageRecord, IngestReport, Skipped
 from lookalike.store import Store
 
@@ -81,8 +82,10 @@ def ingest(
     workers: int | None = None,
     recreate: bool = False,
     resume: bool = True,
+    index: IndexSettings | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
+    on_indexing: Callable[[], None] | None = None,
 ) -> IngestReport:
     """Embed every image of `source` and upsert it into `collection` under deterministic ids.
 
@@ -92,7 +95,7 @@ def ingest(
     """
     if len(source) == 0:
         raise DatasetLoadError(f"split {source.split!r} of {source.name!r} has no rows to ingest")
-    store.prepare(collection, collection_meta(source, embedder), recreate=recreate)
+    store.prepare(collection, collection_meta(source, embedder), recreate=recreate, index=index)
     batch_size = batch_size or embedder.default_batch_size
     run, skipped, started = _Run(source, store, collection, on_progress), [], time.perf_counter()
     with BackgroundWriter(run.write) as writer:
@@ -113,5 +116,8 @@ def ingest(
                 "command again to resume; stored images are not embedded again.",
                 by_user=True,
             ) from None
+    if on_indexing:
+        on_indexing()
+    store.finish(collection)
     seconds = time.perf_counter() - started
     return IngestReport(collection, run.stored, tuple(skipped), seconds, run.already_stored)

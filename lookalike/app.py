@@ -20,6 +20,7 @@ from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.embedder import ModelSettings
 from lookalike.errors import ModelMismatch
 from lookalike.grid import GridRow, render_grid
+from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
 from lookalike.store import StoreConfig, connect
 from lookalike.tune import TuneReport, TuneSettings, tune
@@ -73,6 +74,7 @@ def run_ingest(
     recreate: bool = False,
     resume: bool = True,
     skipped_log: str | None = None,
+    index: IndexSettings | None = None,
 ) -> IngestReport:
     source = load_source(
         data.dataset,
@@ -97,7 +99,8 @@ def run_ingest(
         bar = stack.enter_context(_bar(len(source), f"ingest {data.split}"))
         return ingest(
             source, embedder, store, collection, batch_size=batch_size, workers=workers,
-            recreate=recreate, resume=resume, on_progress=bar.update, on_skip=skip,
+            recreate=recreate, resume=resume, index=index, on_progress=bar.update,
+            on_skip=skip, on_indexing=lambda: bar.set_description("building the search index"),
         )  # fmt: skip
 
 
@@ -110,10 +113,11 @@ def run_search(
     k: int = 5,
     label: str | None = None,
     grid: str | None = None,
+    params: SearchSettings | None = None,
 ) -> list[tuple[str, list[Hit]]]:
     """Hits for each query, in order; with `grid`, also a picture of them in that file."""
     with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, settings=model)
+        searcher = Searcher(collection, store=store, settings=model, params=params)
         images = [searcher.load_query(q) for q in queries]
         results = searcher.search_many(images, k=k, label=label)
         if grid:
@@ -135,13 +139,15 @@ def run_eval(
     batch_size: int | None = None,
     workers: int | None = None,
     near_duplicates: int = 0,
+    recall: bool = False,
+    params: SearchSettings | None = None,
 ) -> EvalReport:
     with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, settings=model)
+        searcher = Searcher(collection, store=store, settings=model, params=params)
         with _bar(len(searcher.source(split)), f"eval {split}") as bar:
             report = evaluate(
                 searcher, split, k=k, batch_size=batch_size, workers=workers,
-                near_duplicates=near_duplicates, on_progress=bar.update,
+                near_duplicates=near_duplicates, recall=recall, on_progress=bar.update,
             )  # fmt: skip
     if report.near_identical_queries:
         warn(
@@ -218,10 +224,15 @@ def _blank():
 
 
 @contextlib.contextmanager
-def open_searcher(store_config: StoreConfig, collection: str, model: ModelSettings):
+def open_searcher(
+    store_config: StoreConfig,
+    collection: str,
+    model: ModelSettings,
+    params: SearchSettings | None = None,
+):
     """A Searcher on an open store, closed on exit (for long-running servers)."""
     with connect(store_config) as store:
-        yield Searcher(collection, store=store, settings=model)
+        yield Searcher(collection, store=store, settings=model, params=params)
 
 
 def collection_info(store_config: StoreConfig, collection: str) -> CollectionInfo:

@@ -14,7 +14,15 @@ import click
 from PIL import Image
 
 from lookalike.defaults import DEFAULT_MAX_PIXELS, DEVICES, PRECISIONS
-from lookalike.options import domain_errors, model_options, opt, store_options, workers_option
+from lookalike.options import (
+    domain_errors,
+    index_options,
+    model_options,
+    opt,
+    search_options,
+    store_options,
+    workers_option,
+)
 from lookalike.output import (
     duplicates_table,
     eval_table,
@@ -78,11 +86,16 @@ def cli() -> None:
 @workers_option
 @model_options(default="nateraw/vit-base-beans", pooling=True)
 @store_options
+@index_options
 @domain_errors
 def ingest(store_config, collection, dataset, split, limit, seed, image_column, label_column,
            batch_size, recreate, resume, max_pixels, skipped_log, as_json, workers,
-           model):  # fmt: skip
+           model, index):  # fmt: skip
     """Embed a dataset's images and upsert them into a collection.
+
+    \b
+    Index options (--hnsw-*, --on-disk, --quantization, --shards, --replicas) apply when the
+    collection is created; --recreate rebuilds it with new ones.
 
     \b
     Example:
@@ -94,7 +107,7 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
     data = DatasetSettings(dataset, split, limit, seed, image_column, label_column, max_pixels)
     report = run_ingest(
         store_config, collection, data, model, batch_size=batch_size, workers=workers,
-        recreate=recreate, resume=resume, skipped_log=skipped_log,
+        recreate=recreate, resume=resume, skipped_log=skipped_log, index=index,
     )  # fmt: skip
     if as_json:
         echo_json(report.to_dict())
@@ -113,10 +126,11 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
     default=None,
     help="Also draw each query and its neighbours, captioned, into this image file (PNG).",
 )
+@search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def search(store_config, collection, queries, k, label, as_json, grid, model):
+def search(store_config, collection, queries, k, label, as_json, grid, model, params):
     """Find the candidates most like each QUERY.
 
     QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
@@ -127,7 +141,9 @@ def search(store_config, collection, queries, k, label, as_json, grid, model):
     """
     from lookalike.app import run_search
 
-    results = run_search(store_config, collection, queries, model, k=k, label=label, grid=grid)
+    results = run_search(
+        store_config, collection, queries, model, k=k, label=label, grid=grid, params=params
+    )
     for query, hits in results:
         if as_json:
             echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
@@ -150,24 +166,32 @@ def search(store_config, collection, queries, k, label, as_json, grid, model):
     default=50,
     help="Edited copies of this many gallery images must find their original (0: skip).",
 )
+@opt(
+    "--recall",
+    is_flag=True,
+    default=False,
+    help="Also measure recall@k of this search (HNSW, quantization) against exact search.",
+)
 @opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
 @workers_option
+@search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def eval_(store_config, collection, split, k, batch_size, near_duplicates, as_json, workers,
-          model):  # fmt: skip
+def eval_(store_config, collection, split, k, batch_size, near_duplicates, recall, as_json,
+          workers, model, params):  # fmt: skip
     """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
 
     \b
     Example:
       lookalike eval --split test --k 5 --json
+      lookalike eval --recall --hnsw-ef 64   # how much the index loses
     """
     from lookalike.app import run_eval
 
     report = run_eval(
         store_config, collection, model, split=split, k=k, batch_size=batch_size,
-        workers=workers, near_duplicates=near_duplicates,
+        workers=workers, near_duplicates=near_duplicates, recall=recall, params=params,
     )  # fmt: skip
     if as_json:
         echo_json(report.to_dict())
@@ -272,10 +296,11 @@ def tune_(store_config, collection, output, model, dataset, split, val_split, te
     default=10,
     help="Largest query upload accepted; larger ones get HTTP 413.",
 )
+@search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def serve(store_config, collection, host, port, max_upload_mb, model):
+def serve(store_config, collection, host, port, max_upload_mb, model, params):
     """Serve the search page and HTTP API (POST /search, GET /points/{id}/image, /health).
 
     The model and the store are opened once, at start-up. OpenAPI schema: /openapi.json.
@@ -289,7 +314,7 @@ def serve(store_config, collection, host, port, max_upload_mb, model):
     from lookalike.app import open_searcher
     from lookalike.server import create_app
 
-    with open_searcher(store_config, collection, model) as searcher:
+    with open_searcher(store_config, collection, model, params) as searcher:
         app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
         click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -7,3 +7,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_PATH = "./lookalike-data"
 # PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
 DEFAULT_MAX_PIXELS = 89_478_485
+QUANTIZATIONS = ("none", "int8", "binary")
+# Embedded engines: edge is Qdrant's own engine in-process (HNSW, quantization); local is
+# qdrant-client's pure-Python local mode (exact, slow beyond ~20k points).
+ENGINES = ("auto", "edge", "local")

@@ -3,11 +3,12 @@ default, and groups of them arrive in the command as one settings object."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import click
 
-from lookalike.defaults import DEFAULT_PATH, DEVICES, POOLINGS, PRECISIONS
+from lookalike.defaults import DEFAULT_PATH, DEVICES, ENGINES, POOLINGS, PRECISIONS, QUANTIZATIONS
 from lookalike.errors import IngestInterrupted, LookalikeError
 
 
@@ -32,7 +33,15 @@ def store_options(f):
             opt(
                 "--qdrant-api-key", default=None, show_default=False, help="Qdrant server API key."
             ),
-            opt("--qdrant-path", default=DEFAULT_PATH, help="Folder of the embedded local store."),
+            opt("--qdrant-path", default=DEFAULT_PATH, help="Folder of the embedded store."),
+            opt(
+                "--embedded-engine",
+                default="auto",
+                type=click.Choice(ENGINES),
+                help="Embedded store engine: edge (HNSW, quantization; fast at any size) or "
+                "local (exact, pure Python, small collections); auto keeps what the folder "
+                "holds, edge for a new one.",
+            ),
             opt("--qdrant-timeout", default=60, type=click.IntRange(1), help="Server timeout, s."),
             opt("--collection", default="beans", help="Qdrant collection."),
         ]
@@ -40,12 +49,14 @@ def store_options(f):
         f = decorator(f)
 
     @functools.wraps(f)
-    def wrapper(qdrant_url, qdrant_api_key, qdrant_path, qdrant_timeout, **kwargs):
+    def wrapper(qdrant_url, qdrant_api_key, qdrant_path, embedded_engine, qdrant_timeout,
+                **kwargs):  # fmt: skip
         from lookalike.store import StoreConfig  # imported late: --help stays fast
 
         config = StoreConfig(
-            url=qdrant_url, api_key=qdrant_api_key, path=qdrant_path, timeout=qdrant_timeout
-        )
+            url=qdrant_url, api_key=qdrant_api_key, path=qdrant_path, engine=embedded_engine,
+            timeout=qdrant_timeout,
+        )  # fmt: skip
         return f(store_config=config, **kwargs)
 
     return wrapper
@@ -107,6 +118,70 @@ def model_options(default: str | None, pooling: bool = False):
         return wrapper
 
     return decorate
+
+
+def index_options(f):
+    """How a new collection is indexed, and how ingest uploads to a server; passed on as
+    `index` (IndexSettings) and in `store_config`. Goes below @store_options."""
+    decorators = [
+        opt("--hnsw-m", type=click.IntRange(2), default=16, help="HNSW edges per node."),
+        opt("--hnsw-ef-construct", type=click.IntRange(4), default=100,
+            help="HNSW build-time candidate list: higher builds slower, finds better."),
+        opt("--on-disk", is_flag=True, default=False,
+            help="Keep original vectors on disk (memory-mapped); best with --quantization."),
+        opt("--quantization", type=click.Choice(QUANTIZATIONS), default="none",
+            help="Compressed copy of the vectors in RAM for the first search pass: int8 is "
+            "4x smaller, binary 32x; results are rescored with the originals."),
+        opt("--shards", type=click.IntRange(1), default=1,
+            help="Server: shards to spread the collection over a cluster's nodes."),
+        opt("--replicas", type=click.IntRange(1), default=1,
+            help="Server: copies of each shard, on different nodes."),
+        opt("--upload-parallel", type=click.IntRange(1), default=4,
+            help="Server: upsert requests in flight at once."),
+        opt("--upsert-batch", type=click.IntRange(1), default=256,
+            help="Points per upsert request (lowered to fit a 32 MB request)."),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        f = decorator(f)
+
+    @functools.wraps(f)
+    def wrapper(store_config, hnsw_m, hnsw_ef_construct, on_disk, quantization, shards,
+                replicas, upload_parallel, upsert_batch, **kwargs):  # fmt: skip
+        from lookalike.index import IndexSettings
+
+        index = IndexSettings(hnsw_m, hnsw_ef_construct, on_disk, quantization, shards, replicas)
+        config = dataclasses.replace(
+            store_config, upload_parallel=upload_parallel, upsert_batch=upsert_batch
+        )
+        return f(store_config=config, index=index, **kwargs)
+
+    return wrapper
+
+
+def search_options(f):
+    """How queries use the index, passed to the command as `params` (SearchSettings)."""
+    decorators = [
+        opt("--exact", is_flag=True, default=False,
+            help="Compare with every vector instead of the HNSW graph: exact, slow at scale."),
+        opt("--hnsw-ef", type=click.IntRange(1), default=None,
+            help="HNSW search candidate list [default: the collection's ef-construct]: "
+            "higher finds more true neighbours, slower."),
+        opt("--oversampling", type=click.FloatRange(1), default=None,
+            help="Quantized collections: fetch this many times k candidates to rescore."),
+        opt("--rescore/--no-rescore", default=True,
+            help="Quantized collections: re-rank candidates with the original vectors."),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        f = decorator(f)
+
+    @functools.wraps(f)
+    def wrapper(exact, hnsw_ef, oversampling, rescore, **kwargs):
+        from lookalike.index import SearchSettings
+
+        params = SearchSettings(exact, hnsw_ef, oversampling, rescore)
+        return f(params=params, **kwargs)
+
+    return wrapper
 
 
 def workers_option(f):

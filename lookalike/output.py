@@ -55,6 +55,8 @@ def eval_table(report: EvalReport) -> str:
     ]
     if report.near_duplicate_top1 is not None:
         rows.append(["near-duplicate top-1", f"{report.near_duplicate_top1:.4f}"])
+    if report.recall_at_k is not None:
+        rows.append([f"recall@{report.k} vs exact", f"{report.recall_at_k:.4f}"])
     if report.near_identical_queries:
         rows.append(["near-identical queries", str(report.near_identical_queries)])
     if report.skipped:
@@ -90,4 +92,13 @@ def info_table(info: CollectionInfo) -> str:
             ["dataset", info.meta.dataset],
             ["labels", ", ".join(info.meta.label_names) or "-"],
         ]
+    rows.append(["engine", info.engine])
+    if info.index:
+        i = info.index
+        rows += [
+            ["hnsw", f"m={i.hnsw_m} ef_construct={i.hnsw_ef_construct}"],
+            ["quantization", i.quantization + (", vectors on disk" if i.on_disk else "")],
+        ]
+        if info.engine == "server":
+            rows.append(["shards x replicas", f"{i.shards} x {i.replicas}"])
     return _table(["collection", info.name], rows)

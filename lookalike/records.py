@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from lookalike.errors import ModelMismatch
+from lookalike.index import IndexSettings
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,15 @@ class CollectionInfo:
     dim: int
     distance: str
     meta: CollectionMeta | None
+    engine: str = ""  # server, edge or local
+    index: IndexSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"collection": self.name, "points": self.points, "dim": self.dim}
         d["distance"] = self.distance
         d.update(self.meta.to_dict() if self.meta else {})
+        d["engine"] = self.engine
+        d["index"] = self.index.to_dict() if self.index else None
         return d
 
 
@@ -146,9 +151,13 @@ class EvalReport:
     per_class_precision_at_k: dict[str, float] = field(default_factory=dict)
     near_duplicate_top1: float | None = None  # edited gallery copies that find their original
     near_identical_queries: int = 0  # queries with a near-identical gallery image: leakage
+    recall_at_k: float | None = None  # the configured search against exact search
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.recall_at_k is None:  # only asked-for numbers appear
+            del d["recall_at_k"]
+        return d
 
 
 def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from ingest.pipeline import prepared_batches
 from lookalike.augment import EDITS
 from lookalike.errors import BadQuery
+from lookalike.index import EXACT
 from lookalike.records import EvalReport, Hit
 from search.searcher import Searcher, check_k
 
@@ -43,6 +44,7 @@ class _Tally:
     knn: float = 0.0
     ap: float = 0.0
     near_identical: int = 0
+    recall: float = 0.0
     per_class: dict = field(default_factory=lambda: defaultdict(list))
 
     def add(self, label, label_name, hits: list[Hit], k: int) -> None:
@@ -64,10 +66,12 @@ def evaluate(
     batch_size: int | None = None,
     workers: int | None = None,
     near_duplicates: int = 0,
+    recall: bool = False,
     on_progress: Callable[[int], None] | None = None,
 ) -> EvalReport:
     """precision@k, precision@1, k-NN accuracy, mAP@k and per-class precision@k of `split`'s
-    images against the collection; with `near_duplicates`, also the near-duplicate score.
+    images against the collection; with `near_duplicates`, also the near-duplicate score;
+    with `recall`, recall@k of the searcher's settings against exact search.
 
     A query's own point (when its split is also in the collection) is not counted as a hit.
     """
@@ -82,10 +86,11 @@ def evaluate(
         records = batch.records
         vectors = searcher.embedder.embed_pixels(batch.pixels) if records else None
         results = searcher.search_vectors(vectors, k=k + 1) if records else []
-        for record, hits in zip(records, results):
-            tally.add(
-                record.label, record.label_name, [h for h in hits if h.id != record.id][:k], k
-            )
+        exact = searcher.search_vectors(vectors, k=k + 1, params=EXACT) if recall else results
+        for record, hits, truth in zip(records, results, exact):
+            hits = [h for h in hits if h.id != record.id][:k]
+            tally.add(record.label, record.label_name, hits, k)
+            tally.recall += overlap(hits, [h for h in truth if h.id != record.id][:k])
         if on_progress:
             on_progress(len(records) + len(batch.skipped))
     if tally.n == 0:
@@ -105,7 +110,15 @@ def evaluate(
         if near_duplicates
         else None,
         near_identical_queries=tally.near_identical,
+        recall_at_k=tally.recall / tally.n if recall else None,
     )
+
+
+def overlap(found: list[Hit], truth: list[Hit]) -> float:
+    """Share of the true neighbours that were found (1.0 when there are none to find)."""
+    if not truth:
+        return 1.0
+    return len({h.id for h in found} & {h.id for h in truth}) / len(truth)
 
 
 def near_duplicate_score(searcher: Searcher, n: int) -> float:

@@ -13,6 +13,7 @@ from ingest.dataset import Source, load_source
 from lookalike.embedder import Embedder, ModelSettings, canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
+from lookalike.index import SearchSettings
 from lookalike.records import CollectionMeta, Hit, check_compatible
 from lookalike.store import Store, connect
 
@@ -68,8 +69,10 @@ class Searcher:
         store: Store | None = None,
         settings: ModelSettings | None = None,
         embedder: Embedder | None = None,
+        params: SearchSettings | None = None,
     ) -> None:
         self.store = store or connect()
+        self.params = params or SearchSettings()
         self.collection = collection
         settings = settings or ModelSettings()
         info = self.store.info(collection)
@@ -135,9 +138,16 @@ class Searcher:
         return self.search_vectors(vectors, k=k, label=label_id)
 
     def search_vectors(
-        self, vectors: np.ndarray, k: int, label: int | None = None
+        self,
+        vectors: np.ndarray,
+        k: int,
+        label: int | None = None,
+        params: SearchSettings | None = None,
     ) -> list[list[Hit]]:
-        return self.store.query(self.collection, vectors, k, label=label)
+        """Hits for embedded queries; `params` overrides the searcher's search settings."""
+        return self.store.query(
+            self.collection, vectors, k, label=label, params=params or self.params
+        )
 
 
 def check_k(k: int) -> None:

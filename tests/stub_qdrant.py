@@ -29,6 +29,7 @@ class StubQdrant:
                     {
                         "method": self.command,
                         "path": path,
+                        "query": self.path.partition("?")[2],
                         "headers": dict(self.headers),
                         "body": body,
                     }  # fmt: skip
@@ -65,6 +66,14 @@ class StubQdrant:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def bodies(self, method: str, path: str) -> list[dict]:
+        """The JSON bodies of the requests to (method, path), in order."""
+        return [
+            json.loads(r["body"] or b"null")
+            for r in self.requests
+            if (r["method"], r["path"]) == (method, path)
+        ]
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for r in self.requests if (r["method"], r["path"]) == (method, path))

@@ -11,9 +11,10 @@ from search import Searcher
 from tests.conftest import COLOURS, make_image
 
 
-@pytest.fixture
-def config(tmp_path):
-    return StoreConfig(path=str(tmp_path / "store"))
+@pytest.fixture(params=["edge", "local"])
+def config(tmp_path, request):
+    """Both embedded engines must behave the same."""
+    return StoreConfig(path=str(tmp_path / "store"), engine=request.param)
 
 
 def run_ingest(config, dataset, model, collection="c", **kwargs):
@@ -28,13 +29,14 @@ def test_ingest_stores_every_image_with_readable_payloads(config, image_folder, 
     assert (report.embedded, report.skipped) == (12, ())
     with connect(config) as store:
         info = store.info("c")
-        points, _ = store.client.scroll("c", limit=100, with_payload=True)
+        points, _, _ = store.scroll("c", limit=100)
     assert (info.points, info.dim, info.distance) == (12, 32, "Cosine")
     assert info.meta.pooling == "cls" and info.meta.label_names == ("blue", "green", "red")
-    payload = next(p.payload for p in points if p.payload["row"] == 0)
-    assert set(payload) == {"label", "label_name", "split", "row", "path"}
-    assert payload["split"] == "train" and payload["path"].endswith(".jpg")
-    assert payload["label_name"] == ["blue", "green", "red"][payload["label"]]
+    assert info.engine == config.engine
+    assert sorted(p.row for p in points) == list(range(12))
+    first = next(p for p in points if p.row == 0)
+    assert first.split == "train" and first.path.endswith(".jpg")
+    assert first.label_name == ["blue", "green", "red"][first.label]
 
 
 def test_reingest_upserts_instead_of_appending(config, image_folder, tiny_vit):

@@ -75,18 +75,26 @@ def test_killed_ingest_resumes_to_one_point_per_image(ingest_args, tmp_path, sig
 
     with connect(StoreConfig(path=str(tmp_path / "store"))) as store:
         assert store.info("beans").points == ROWS
-        points, _ = store.client.scroll("beans", limit=1000, with_payload=True, with_vectors=True)
-    assert len({p.payload["row"] for p in points}) == ROWS
-    assert all(p.payload["label_name"] and p.payload["path"] for p in points)
-    assert all(len(p.vector) == 1280 for p in points)
+        points, vectors, _ = store.scroll("beans", limit=1000, with_vectors=True)
+    assert len({p.row for p in points}) == ROWS
+    assert all(p.label_name and p.path for p in points)
+    assert vectors.shape == (ROWS, 1280)
 
 
-def test_second_process_on_the_embedded_store_gets_a_clear_message(tmp_path):
+HOLDERS = {
+    "local": "from qdrant_client import QdrantClient; c = QdrantClient(path={path!r})",
+    "edge": "from lookalike.records import CollectionMeta; "
+    "from lookalike.store import StoreConfig, connect; s = connect(StoreConfig(path={path!r})); "
+    "s.prepare('beans', CollectionMeta('m', 'cls', 4, 'd', 'image', None))",
+}
+
+
+@pytest.mark.parametrize("engine", HOLDERS)
+def test_second_process_on_the_embedded_store_gets_a_clear_message(tmp_path, engine):
     path = tmp_path / "store"
+    hold = HOLDERS[engine].format(path=str(path))
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from qdrant_client import QdrantClient; "
-         f"c = QdrantClient(path={str(path)!r}); print('open', flush=True); time.sleep(60)"],
+        [sys.executable, "-c", f"import time; {hold}; print('open', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -95,5 +103,5 @@ def test_second_process_on_the_embedded_store_gets_a_clear_message(tmp_path):
     finally:
         holder.kill()
     assert result.exit_code == 1
-    assert "is in use by another process" in result.stderr
+    assert "another process" in result.stderr
     assert "--qdrant-url" in result.stderr and "Traceback" not in result.output

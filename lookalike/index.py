@@ -1,0 +1,70 @@
+"""How a collection is indexed (fixed when it is created) and how a query uses the index.
+
+Plain dataclasses shared by every store engine; each engine translates them to its own API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from lookalike.errors import BadQuery
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Collection options chosen at creation. Quantization keeps a compressed copy of every
+    vector in RAM for the first pass of a search (int8: 4x smaller, binary: 32x) and rescores
+    the best candidates with the original vectors, which may then live on disk."""
+
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    on_disk: bool = False
+    quantization: str = "none"  # none | int8 | binary
+    shards: int = 1  # server only: split over the nodes of a cluster
+    replicas: int = 1  # server only: copies of each shard on different nodes
+
+    def __post_init__(self) -> None:
+        if self.quantization not in ("none", "int8", "binary"):
+            raise BadQuery(f"quantization must be none, int8 or binary, not {self.quantization!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+                raise BadQuery(f"{f.name} must be at least 1, not {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IndexSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Per-query knobs. `exact` scans every vector (ground truth, slow at scale); `hnsw_ef`
+    widens the graph search (recall up, speed down); with quantization, `oversampling` x k
+    candidates are fetched from the compressed vectors and, with `rescore`, re-ranked with the
+    originals."""
+
+    exact: bool = False
+    hnsw_ef: int | None = None
+    oversampling: float | None = None
+    rescore: bool = True
+
+    def __post_init__(self) -> None:
+        if self.hnsw_ef is not None and self.hnsw_ef < 1:
+            raise BadQuery(f"hnsw_ef must be at least 1, not {self.hnsw_ef}")
+        if self.oversampling is not None and self.oversampling < 1:
+            raise BadQuery(f"oversampling must be at least 1, not {self.oversampling}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == SearchSettings()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EXACT = SearchSettings(exact=True)

@@ -1,0 +1,273 @@
+"""The qdrant-client engine: a Qdrant server or cluster, or qdrant-client's local mode.
+
+The only module that imports qdrant_client. Retries, timeouts, the API key, request sizes and
+parallel uploads are handled here.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from lookalike.errors import StoreLocked, StoreUnavailable
+from lookalike.index import IndexSettings, SearchSettings
+from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord
+from lookalike.store import Store, StoreConfig, hit
+
+# Worth another try: the server is restarting, overloaded or briefly unreachable.
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+T = TypeVar("T")
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, UnexpectedResponse):
+        return error.status_code in TRANSIENT_STATUS
+    return isinstance(error, (ResponseHandlingException, httpx.TransportError, ConnectionError))
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, UnexpectedResponse):
+        if error.status_code in (401, 403):
+            return f"HTTP {error.status_code}: the server refused the API key (--qdrant-api-key)"
+        return f"HTTP {error.status_code} {error.reason_phrase}".strip()
+    cause = error.__cause__ or error.__context__ or error
+    return f"{type(cause).__name__}: {cause}".rstrip(": ")
+
+
+def _quantization(index: IndexSettings) -> models.QuantizationConfig | None:
+    if index.quantization == "int8":
+        # quantile 0.99 clips the rare extreme components that would waste the int8 range.
+        config = models.ScalarQuantizationConfig(
+            type=models.ScalarType.INT8, quantile=0.99, always_ram=True
+        )
+        return models.ScalarQuantization(scalar=config)
+    if index.quantization == "binary":
+        return models.BinaryQuantization(binary=models.BinaryQuantizationConfig(always_ram=True))
+    return None
+
+
+def _index_settings(config: models.CollectionConfig) -> IndexSettings:
+    q = config.quantization_config
+    kind = "int8" if isinstance(q, models.ScalarQuantization) else "none"
+    kind = "binary" if isinstance(q, models.BinaryQuantization) else kind
+    return IndexSettings(
+        hnsw_m=config.hnsw_config.m,
+        hnsw_ef_construct=config.hnsw_config.ef_construct,
+        on_disk=bool(config.params.vectors.on_disk),
+        quantization=kind,
+        shards=config.params.shard_number or 1,
+        replicas=config.params.replication_factor or 1,
+    )
+
+
+def search_params(params: SearchSettings | None) -> models.SearchParams | None:
+    if params is None or params.is_default:
+        return None  # the server's own defaults
+    quantization = None
+    if params.oversampling is not None or not params.rescore:
+        quantization = models.QuantizationSearchParams(
+            rescore=params.rescore, oversampling=params.oversampling
+        )
+    return models.SearchParams(
+        hnsw_ef=params.hnsw_ef, exact=params.exact, quantization=quantization
+    )
+
+
+class QdrantStore(Store):
+    """A Qdrant server (or cluster) through qdrant-client, or its embedded local mode."""
+
+    def __init__(self, client: QdrantClient, config: StoreConfig) -> None:
+        self.client = client
+        self.config = config
+        self.engine = "server" if config.url else "local"
+
+    @classmethod
+    def open(cls, config: StoreConfig) -> QdrantStore:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the client's own warnings repeat ours or mislead
+                if config.url:
+                    client = QdrantClient(
+                        url=config.url,
+                        api_key=config.api_key,
+                        timeout=config.timeout,
+                        check_compatibility=config.check_compatibility,
+                    )
+                else:
+                    # Ingest writes from one writer thread while the main thread embeds; the
+                    # accesses never overlap, so sqlite's same-thread check can go.
+                    client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
+        except RuntimeError as e:
+            if "already accessed" in str(e):
+                raise StoreLocked(
+                    f"the local store {config.path} is in use by another process (local mode "
+                    "allows one at a time): wait for it to finish, or run a Qdrant server "
+                    "(docker compose up -d) and pass --qdrant-url"
+                ) from e
+            raise
+        return cls(client, config)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _call(self, what: str, fn: Callable[..., T], *args, **kwargs) -> T:
+        """Call the client; retry transient server errors with exponential backoff, then fail
+        with one StoreUnavailable that says what was being done and why it failed."""
+        attempts = 1 + (self.config.retries if self.config.url else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (ResponseHandlingException, UnexpectedResponse, httpx.HTTPError, OSError) as e:
+                if attempt == attempts or not _transient(e):
+                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    raise StoreUnavailable(
+                        f"Qdrant at {self.config.location} failed to {what}{tries}: {_describe(e)}"
+                    ) from e
+                time.sleep(self.config.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def names(self) -> list[str]:
+        found = self._call("list collections", self.client.get_collections).collections
+        return [c.name for c in found]
+
+    def exists(self, name: str) -> bool:
+        return self._call("check collection " + repr(name), self.client.collection_exists, name)
+
+    def info(self, name: str) -> CollectionInfo:
+        if not self.exists(name):
+            raise self.not_found(name)
+        desc = self._call(f"describe collection {name!r}", self.client.get_collection, name)
+        points = self._call(f"count {name!r}", self.client.count, name, exact=True).count
+        params = desc.config.params.vectors
+        meta = desc.config.metadata
+        return CollectionInfo(
+            name=name,
+            points=points,
+            dim=params.size,
+            distance=str(params.distance.value),
+            meta=CollectionMeta.from_dict(meta) if meta and "model" in meta else None,
+            engine=self.engine,
+            index=_index_settings(desc.config),
+        )
+
+    def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
+        vectors = models.VectorParams(
+            size=meta.dim, distance=models.Distance.COSINE, on_disk=index.on_disk
+        )
+        self._call(
+            f"create collection {name!r}",
+            self.client.create_collection,
+            name,
+            vectors_config=vectors,
+            hnsw_config=models.HnswConfigDiff(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct),
+            quantization_config=_quantization(index),
+            shard_number=index.shards,
+            replication_factor=index.replicas,
+            metadata=meta.to_dict(),
+        )
+        if self.config.url:  # local mode has no payload indexes (and says so in a warning)
+            self._call(
+                "index the label field",
+                self.client.create_payload_index,
+                name,
+                field_name="label",
+                field_schema=models.PayloadSchemaType.INTEGER,
+                wait=True,
+            )
+
+    def _delete(self, name: str) -> None:
+        self._call(f"delete collection {name!r}", self.client.delete_collection, name)
+
+    def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
+        """Batches sized under the server's request limit, several in flight on a server; each
+        waits (wait=True) until the server has applied it, so a search right after sees it."""
+        step = self.config.batch_size(vectors.shape[1] if vectors.ndim == 2 else 1)
+        chunks = [
+            models.Batch(
+                ids=[r.id for r in records[i : i + step]],
+                vectors=vectors[i : i + step].tolist(),
+                payloads=[r.payload() for r in records[i : i + step]],
+            )
+            for i in range(0, len(records), step)
+        ]
+
+        def send(batch: models.Batch) -> None:
+            what = f"store {len(batch.ids)} points"
+            self._call(what, self.client.upsert, name, batch, wait=True)
+
+        parallel = min(self.config.upload_parallel, len(chunks)) if self.config.url else 1
+        if parallel <= 1:
+            for batch in chunks:
+                send(batch)
+            return
+        with ThreadPoolExecutor(parallel, thread_name_prefix="lookalike-upload") as pool:
+            list(pool.map(send, chunks))  # list() re-raises the first failure
+
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        found = self._call(
+            "look up stored points", self.client.retrieve, name, ids=list(ids),
+            with_payload=False, with_vectors=False,
+        )  # fmt: skip
+        return {str(p.id) for p in found}
+
+    def similar_pairs(
+        self, name: str, sample: int, neighbours: int
+    ) -> list[tuple[str, str, float]]:
+        response = self._call(
+            "compute similar pairs", self.client.search_matrix_pairs, name,
+            sample=sample, limit=neighbours,
+        )  # fmt: skip
+        return [(str(p.a), str(p.b), float(p.score)) for p in response.pairs]
+
+    def points(self, name: str, ids: Sequence[str]) -> dict[str, Hit]:
+        found = self._call("fetch points", self.client.retrieve, name, ids=list(ids))
+        return {str(p.id): hit(0, p.id, 0.0, p.payload) for p in found}
+
+    def scroll(
+        self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[Hit], np.ndarray | None, str | None]:
+        points, nxt = self._call(
+            "read points", self.client.scroll, name, limit=limit, offset=offset,
+            with_payload=True, with_vectors=with_vectors,
+        )  # fmt: skip
+        hits = [hit(0, p.id, 0.0, p.payload) for p in points]
+        vectors = np.asarray([p.vector for p in points], np.float32) if with_vectors else None
+        return hits, vectors, None if nxt is None else str(nxt)
+
+    def query(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        label: int | None = None,
+        params: SearchSettings | None = None,
+    ) -> list[list[Hit]]:
+        flt = None
+        if label is not None:
+            flt = models.Filter(
+                must=[models.FieldCondition(key="label", match=models.MatchValue(value=label))]
+            )
+        requests = [
+            models.QueryRequest(
+                query=v.tolist(), limit=k, filter=flt, params=search_params(params),
+                with_payload=True,
+            )
+            for v in vectors
+        ]  # fmt: skip
+        if not requests:
+            return []
+        responses = self._call("search", self.client.query_batch_points, name, requests=requests)
+        return [
+            [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(r.points, 1)]
+            for r in responses
+        ]
