@@ -145,12 +145,14 @@ def serve(engine: str, data: str, path: str, queries: str, truth: str) -> dict:
 
         ids = list(range(len(vectors)))
     else:
+        from lookalike.index import effective
+
         store = _store(engine, path)
-        store.info("bench")  # opens the collection
+        params = effective(None, store.info("bench").index)  # as a Searcher would
         reopened = time.perf_counter()
 
         def search(v):
-            return [h.row for h in store.query("bench", v[None], K)[0]]
+            return [h.row for h in store.query("bench", v[None], K, params=params)[0]]
 
         ids = None
     for v in q[:10]:  # warm-up: first queries fault pages in

@@ -5,7 +5,7 @@ Plain dataclasses shared by every store engine; each engine translates them to i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from lookalike.errors import BadQuery
@@ -68,3 +68,16 @@ class SearchSettings:
 
 
 EXACT = SearchSettings(exact=True)
+# Candidates fetched per result from quantized vectors before rescoring, measured with
+# bench/store_bench.py: int8 needs 2x to keep recall@5 at 1.0; binary, which keeps one bit
+# per dimension, needs 8x for 0.995 on embeddings that are not centred.
+OVERSAMPLING = {"int8": 2.0, "binary": 8.0}
+
+
+def effective(params: SearchSettings | None, index: IndexSettings | None) -> SearchSettings:
+    """`params` with the quantization's oversampling filled in where it is left unset."""
+    params = params or SearchSettings()
+    kind = index.quantization if index else "none"
+    if kind in OVERSAMPLING and params.oversampling is None and not params.exact:
+        return replace(params, oversampling=OVERSAMPLING[kind])
+    return params

@@ -252,6 +252,8 @@ class QdrantStore(Store):
         label: int | None = None,
         params: SearchSettings | None = None,
     ) -> list[list[Hit]]:
+        if len(vectors) == 0:
+            return []
         flt = None
         if label is not None:
             flt = models.Filter(
@@ -264,8 +266,6 @@ class QdrantStore(Store):
             )
             for v in vectors
         ]  # fmt: skip
-        if not requests:
-            return []
         responses = self._call("search", self.client.query_batch_points, name, requests=requests)
         return [
             [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(r.points, 1)]

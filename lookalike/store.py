@@ -204,7 +204,8 @@ class Store(ABC):
         label: int | None = None,
         params: SearchSettings | None = None,
     ) -> list[list[Hit]]:
-        """Top-k neighbours for each row of `vectors`, optionally only those with `label`."""
+        """Top-k neighbours for each row of `vectors`, optionally only those with `label`.
+        `params` go to the engine as they are (see index.effective for quantized defaults)."""
 
 
 def hit(rank: int, point_id: object, score: float, payload: dict | None) -> Hit:

@@ -13,7 +13,7 @@ from ingest.dataset import Source, load_source
 from lookalike.embedder import Embedder, ModelSettings, canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
-from lookalike.index import SearchSettings
+from lookalike.index import SearchSettings, effective
 from lookalike.records import CollectionMeta, Hit, check_compatible
 from lookalike.store import Store, connect
 
@@ -72,7 +72,6 @@ class Searcher:
         params: SearchSettings | None = None,
     ) -> None:
         self.store = store or connect()
-        self.params = params or SearchSettings()
         self.collection = collection
         settings = settings or ModelSettings()
         info = self.store.info(collection)
@@ -87,6 +86,8 @@ class Searcher:
         emb_meta = _as_meta(self.meta, self.embedder.model_id, self.embedder)
         check_compatible(info, emb_meta, ingest=False)
         self.gallery = Gallery(self.meta)
+        self.index = info.index
+        self.params = effective(params, self.index)  # with the quantization's oversampling
 
     def source(self, split: str) -> Source:
         return self.gallery.source(split)
@@ -145,9 +146,8 @@ class Searcher:
         params: SearchSettings | None = None,
     ) -> list[list[Hit]]:
         """Hits for embedded queries; `params` overrides the searcher's search settings."""
-        return self.store.query(
-            self.collection, vectors, k, label=label, params=params or self.params
-        )
+        params = effective(params, self.index) if params else self.params
+        return self.store.query(self.collection, vectors, k, label=label, params=params)
 
 
 def check_k(k: int) -> None:
