@@ -92,9 +92,10 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarra
     return np.take_along_axis(top, order, 1)
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
     with open("/proc/self/status") as f:
-        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        kb = next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
     return kb / 1024
 
 
@@ -131,7 +132,11 @@ def build(engine: str, data: str, path: str) -> dict:
         upserted = time.perf_counter()
         store.finish("bench")
         built = time.perf_counter()
-    return {"upsert_per_s": n / (upserted - started), "build_s": built - upserted}
+    return {
+        "upsert_per_s": n / (upserted - started),
+        "build_s": built - upserted,
+        "build_peak_mb": rss_mb("VmHWM"),  # includes the memory-mapped input vectors
+    }
 
 
 def serve(engine: str, data: str, path: str, queries: str, truth: str) -> dict:

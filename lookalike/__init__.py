@@ -9,6 +9,8 @@ _EXPORTS = {
     "Embedder": "lookalike.embedder",
     "ModelSettings": "lookalike.embedder",
     "LookalikeError": "lookalike.errors",
+    "IndexSettings": "lookalike.index",
+    "SearchSettings": "lookalike.index",
     "CollectionInfo": "lookalike.records",
     "CollectionMeta": "lookalike.records",
     "EvalReport": "lookalike.records",

@@ -116,6 +116,7 @@ class EdgeStore(Store):
         return CollectionInfo(
             name=name,
             points=shard.count(qe.CountRequest(exact=True)),
+            indexed_points=shard.info().indexed_vectors_count,
             dim=int(settings["dim"]),
             distance="Cosine",
             meta=CollectionMeta.from_dict(meta) if meta else None,
@@ -125,6 +126,8 @@ class EdgeStore(Store):
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
         folder = self._dir(name)
+        if os.path.isdir(folder):  # a create that died before its settings file: start over
+            shutil.rmtree(folder)
         try:
             shard = qe.EdgeShard.create(
                 os.path.join(folder, "shard"), _edge_config(meta.dim, index)

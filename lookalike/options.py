@@ -28,7 +28,7 @@ def store_options(f):
             opt(
                 "--qdrant-url",
                 default=None,
-                help="Qdrant server URL; embedded local mode if unset.",
+                help="Qdrant server URL; the embedded store (--qdrant-path) if unset.",
             ),
             opt(
                 "--qdrant-api-key", default=None, show_default=False, help="Qdrant server API key."

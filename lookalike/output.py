@@ -93,6 +93,8 @@ def info_table(info: CollectionInfo) -> str:
             ["labels", ", ".join(info.meta.label_names) or "-"],
         ]
     rows.append(["engine", info.engine])
+    if info.indexed_points is not None:
+        rows.append(["in the HNSW graph", f"{info.indexed_points} (the rest are scanned)"])
     if info.index:
         i = info.index
         rows += [

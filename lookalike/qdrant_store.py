@@ -156,6 +156,7 @@ class QdrantStore(Store):
             meta=CollectionMeta.from_dict(meta) if meta and "model" in meta else None,
             engine=self.engine,
             index=_index_settings(desc.config),
+            indexed_points=desc.indexed_vectors_count if self.config.url else None,
         )
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:

@@ -101,6 +101,7 @@ class CollectionInfo:
     meta: CollectionMeta | None
     engine: str = ""  # server, edge or local
     index: IndexSettings | None = None
+    indexed_points: int | None = None  # points in the HNSW graph; the rest are scanned
 
     def to_dict(self) -> dict[str, Any]:
         d = {"collection": self.name, "points": self.points, "dim": self.dim}
@@ -108,6 +109,7 @@ class CollectionInfo:
         d.update(self.meta.to_dict() if self.meta else {})
         d["engine"] = self.engine
         d["index"] = self.index.to_dict() if self.index else None
+        d["indexed_points"] = self.indexed_points
         return d
 
 

@@ -21,10 +21,12 @@ def beans_store(tmp_path_factory, beans_dir, effnet_dir):
 
 
 def test_eval_on_test_split_is_far_above_chance(beans_store):
-    result = CliRunner().invoke(cli, ["eval", "--split", "test", "--json", *beans_store])
+    args = ["eval", "--split", "test", "--recall", "--json", *beans_store]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["queries"] == 128
+    assert report["recall_at_k"] == 1.0  # 300 points: the default search is exact
     # Measured 0.80 / 0.84 / 0.86 with the full train split as gallery; 300 rows give a bit less.
     assert report["precision_at_k"] > 0.65
     assert report["precision_at_1"] > 0.65

@@ -79,6 +79,8 @@ def flaky_upserts(method, path, n):
         return {"exists": False}
     if method == "PUT" and path == "/collections/c":
         return True
+    if method == "PUT" and path == "/collections/c/index":  # the label index
+        return {"operation_id": 0, "status": "completed"}
     if method == "PUT" and path == "/collections/c/points":
         return {"operation_id": n, "status": "completed"} if n <= 2 else 503
     if method == "POST" and path == "/collections/c/points":  # resume's look-up: none stored
