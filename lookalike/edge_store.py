@@ -89,7 +89,33 @@ class EdgeStore(Store):
                         "run a Qdrant server (docker compose up -d) and pass --qdrant-url"
                     ) from e
                 raise self._fail(f"open collection {name!r}", e) from e
+            self._prefetch(name)
         return self._shards[name]
+
+    def _prefetch(self, name: str) -> None:
+        """Ask the kernel to read the collection's graph and vectors ahead, in the background.
+        The engine memory-maps them, and the first searches would otherwise fault them in a
+        page at a time: ~55 MB/s of random 4 KB reads on our CI disk against ~500 MB/s read
+        in order. On-disk originals are left on disk, as asked."""
+        if not hasattr(os, "posix_fadvise"):  # not Linux: the page faults it is
+            return
+        on_disk = self._index(name).on_disk
+        for folder, _, files in os.walk(os.path.join(self._dir(name), "shard", "segments")):
+            originals = on_disk and "vector_storage" in folder.split(os.sep)
+            for file in files:
+                if originals and "quantized" not in file:
+                    continue
+                try:
+                    fd = os.open(os.path.join(folder, file), os.O_RDONLY)
+                except OSError:
+                    continue
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+
+    def _index(self, name: str) -> IndexSettings:
+        return IndexSettings.from_dict(self._settings(name)["index"])
 
     def _settings(self, name: str) -> dict:
         with open(os.path.join(self._dir(name), META_FILE)) as f:
@@ -121,7 +147,7 @@ class EdgeStore(Store):
             distance="Cosine",
             meta=CollectionMeta.from_dict(meta) if meta else None,
             engine=self.engine,
-            index=IndexSettings.from_dict(settings["index"]),
+            index=self._index(name),
         )
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
