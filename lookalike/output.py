@@ -94,7 +94,9 @@ def info_table(info: CollectionInfo) -> str:
         ]
     rows.append(["engine", info.engine])
     if info.indexed_points is not None:
-        rows.append(["in the HNSW graph", f"{info.indexed_points} (the rest are scanned)"])
+        rows.append(
+            ["in the HNSW graph", f"{info.indexed_points} of {info.points} (the rest: exact scan)"]
+        )
     if info.index:
         i = info.index
         rows += [
