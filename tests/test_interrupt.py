@@ -44,6 +44,10 @@ class Progress:
             time.sleep(0.05)
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def ingest_args(beans_dir, effnet_dir, tmp_path):
     # The real model in fp32, one image per batch: slow enough to be stopped part-way.
@@ -55,7 +59,11 @@ def ingest_args(beans_dir, effnet_dir, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_killed_ingest_resumes_to_one_point_per_image(ingest_args, tmp_path, sig):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(lookalike(*ingest_args), stderr=subprocess.PIPE, env=env)
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then
+    # keeps ignoring it: give the child the default disposition, as a terminal would.
+    proc = subprocess.Popen(
+        lookalike(*ingest_args), stderr=subprocess.PIPE, env=env, preexec_fn=default_sigint
+    )
     progress = Progress(proc)
     progress.wait_for(20)
     proc.send_signal(sig)
