@@ -15,6 +15,7 @@ from PIL import Image
 
 from lookalike.defaults import DEFAULT_MAX_PIXELS, DEVICES, PRECISIONS
 from lookalike.options import (
+    batch_size_option,
     domain_errors,
     index_options,
     model_options,
@@ -58,12 +59,7 @@ def cli() -> None:
 @opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
 @opt("--image-column", default=None, help="Image column; detected when unset.")
 @opt("--label-column", default=None, help="Label column; detected when unset.")
-@opt(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=None,
-    help="Images per model batch [default: 16 on CPU, 64 on GPU].",
-)
+@batch_size_option
 @opt("--recreate", is_flag=True, default=False, help="Delete and rebuild the collection.")
 @opt(
     "--resume/--no-resume",
@@ -154,12 +150,7 @@ def search(store_config, collection, queries, k, label, as_json, grid, model, pa
 @cli.command("eval")
 @opt("--split", default="test", help="Split whose images are the queries.")
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
-@opt(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=None,
-    help="Images per model batch [default: 16 on CPU, 64 on GPU].",
-)
+@batch_size_option
 @opt(
     "--near-duplicates",
     type=click.IntRange(0),

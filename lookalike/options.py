@@ -184,6 +184,15 @@ def search_options(f):
     return wrapper
 
 
+def batch_size_option(f):
+    return opt(
+        "--batch-size",
+        type=click.IntRange(1),
+        default=None,
+        help="Images per model batch [default: 16 on CPU, 64 on GPU].",
+    )(f)
+
+
 def workers_option(f):
     return opt(
         "--workers",
