@@ -36,11 +36,12 @@ import datasets  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ingest import ingest, load_source  # noqa: E402
 from lookalike import StoreConfig, connect  # noqa: E402
-from lookalike.embedder import Embedder  # noqa: E402
-from lookalike.pooling import pool  # noqa: E402
-from search import Searcher, evaluate  # noqa: E402
+from lookalike.embed.embedder import Embedder  # noqa: E402
+from lookalike.embed.pooling import pool  # noqa: E402
+from lookalike.ingest import ingest  # noqa: E402
+from lookalike.search import Searcher, evaluate  # noqa: E402
+from lookalike.source import load_source  # noqa: E402
 
 
 def tutorial_embeddings(ds: datasets.Dataset, emb: Embedder, model, device) -> np.ndarray:

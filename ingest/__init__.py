@@ -1,6 +1,6 @@
-"""The ingest worker: load a dataset, embed every image, upsert the vectors into Qdrant."""
+"""The ingest stage (installed as `lookalike.ingest`): embed every image of a source and upsert
+the vectors into a collection, resumably."""
 
-from ingest.dataset import Source, load_source, point_id
-from ingest.worker import ingest
+from lookalike.ingest.worker import ingest
 
-__all__ = ["Source", "ingest", "load_source", "point_id"]
+__all__ = ["ingest"]

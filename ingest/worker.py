@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.dataset import Source
-from ingest.pipeline import BackgroundWriter, positions, prepared_batches
-from lookalike.embedder import Embedder
+from lookalike.embed import Embedder
 from lookalike.errors import DatasetLoadError, IngestInterrupted, StoreUnavailable
 from lookalike.index import IndexSettings
+from lookalike.ingest.writer import BackgroundWriter
 from lookalike.records import CollectionMeta, ImageRecord, IngestReport, Skipped
+from lookalike.source import Source
+from lookalike.source.batches import positions, prepared_batches
 from lookalike.store import Store
 
 
@@ -51,8 +52,7 @@ class _Run:
             self.store.upsert(self.collection, records, vectors)
         except StoreUnavailable as e:
             raise IngestInterrupted(
-                f"{e}\nstoring rows {_rows(records)} failed; the {self.stored} images before "
-                "them are stored. Run the same command again to resume from there."
+                self.collection, self.stored, cause=e, rows=_rows(records)
             ) from e
         self.stored += len(records)
 
@@ -94,14 +94,22 @@ def ingest(
     ingest picks up where it stopped. Preprocessing, the model and upserts overlap.
     """
     if len(source) == 0:
-        raise DatasetLoadError(f"split {source.split!r} of {source.name!r} has no rows to ingest")
+        raise DatasetLoadError(
+            source.name,
+            f"split {source.split!r} of {source.name!r} has no rows to ingest",
+            kind="no_rows",
+            split=source.split,
+        )
     store.prepare(collection, collection_meta(source, embedder), recreate=recreate, index=index)
     batch_size = batch_size or embedder.default_batch_size
     run, skipped, started = _Run(source, store, collection, on_progress), [], time.perf_counter()
     with BackgroundWriter(run.write) as writer:
         todo = run.todo(batch_size, resume, writer)
         try:
-            for batch in prepared_batches(source, embedder, batch_size, workers, batches=todo):
+            prepared = prepared_batches(
+                source, embedder.preprocess, batch_size, workers, batches=todo
+            )
+            for batch in prepared:
                 skipped += batch.skipped
                 for item in batch.skipped if on_skip else ():
                     on_skip(item)
@@ -111,11 +119,7 @@ def ingest(
                     on_progress(len(batch.records) + len(batch.skipped))
         except KeyboardInterrupt:
             writer.drain()
-            raise IngestInterrupted(
-                f"interrupted: {run.stored} images stored in {collection!r}. Run the same "
-                "command again to resume; stored images are not embedded again.",
-                by_user=True,
-            ) from None
+            raise IngestInterrupted(collection, run.stored, by_user=True) from None
     if on_indexing:
         on_indexing()
     store.finish(collection)

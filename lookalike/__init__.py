@@ -1,13 +1,21 @@
 """lookalike: image-similarity search with transformers embeddings and Qdrant.
 
+Floors, each importing only those below it:
+
+- `lookalike.cli`: the edge (click commands, HTTP API and page, tables);
+- `lookalike.ingest`, `lookalike.search`, `lookalike.tune`: the stages;
+- `lookalike.source` (datasets, folders, batches), `lookalike.embed` (the one embedder),
+  `lookalike.store` (Qdrant engines behind one interface);
+- records, settings, errors and image decoding.
+
 The names below are imported on first use, so the command line starts without torch.
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "Embedder": "lookalike.embedder",
-    "ModelSettings": "lookalike.embedder",
+    "Embedder": "lookalike.embed",
+    "ModelSettings": "lookalike.embed",
     "LookalikeError": "lookalike.errors",
     "IndexSettings": "lookalike.index",
     "SearchSettings": "lookalike.index",
@@ -16,6 +24,11 @@ _EXPORTS = {
     "EvalReport": "lookalike.records",
     "Hit": "lookalike.records",
     "IngestReport": "lookalike.records",
+    "StoredPoint": "lookalike.records",
+    "Searcher": "lookalike.search",
+    "Source": "lookalike.source",
+    "load_source": "lookalike.source",
+    "evaluate": "lookalike.search",
     "Store": "lookalike.store",
     "StoreConfig": "lookalike.store",
     "connect": "lookalike.store",

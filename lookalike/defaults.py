@@ -1,10 +1,14 @@
-"""Defaults and choices shared by the command line and the library, importable without torch
-or qdrant-client so that `lookalike --help` starts fast."""
+"""Defaults and choices shared by the command line and the library, each written once here,
+importable without torch or qdrant-client so that `lookalike --help` starts fast."""
 
+# The benchmark the project grew from: the tutorial's dataset and model.
+DEFAULT_DATASET = "beans"
+DEFAULT_COLLECTION = "beans"
+DEFAULT_MODEL = "nateraw/vit-base-beans"
+DEFAULT_PATH = "./lookalike-data"
 POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_PATH = "./lookalike-data"
 # PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
 DEFAULT_MAX_PIXELS = 89_478_485
 QUANTIZATIONS = ("none", "int8", "binary")

@@ -1,45 +1,148 @@
-"""The library's exceptions: one base class, so callers can catch everything lookalike raises."""
+"""The library's exceptions: one base class, so callers can catch everything lookalike raises.
+
+Each error carries what happened in fields, and its message is a plain sentence for a Python
+caller. Advice that names a command-line flag or an HTTP status is added at the edge
+(`lookalike.cli.errors`), never here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class LookalikeError(Exception):
-    """Base class; the message says what happened and what to do."""
+    """Base class of every error lookalike raises."""
 
 
 class DatasetLoadError(LookalikeError):
-    """A dataset, split or column could not be loaded."""
+    """A dataset, split, column or row could not be loaded.
+
+    `kind` says which: missing (a local path that does not exist), empty, unreachable (a hub
+    id that could not be fetched), unreadable, no_split, no_image_column, no_label_column,
+    no_rows, row."""
+
+    def __init__(
+        self,
+        dataset: str,
+        reason: str,
+        *,
+        kind: str = "unreadable",
+        split: str | None = None,
+        available: Sequence[str] = (),
+    ) -> None:
+        self.dataset, self.reason, self.kind = dataset, reason, kind
+        self.split, self.available = split, tuple(available)
+        super().__init__(reason)
 
 
 class ModelLoadError(LookalikeError):
-    """A model or its image processor could not be loaded."""
+    """A model or its image processor could not be loaded, or cannot run as asked.
+
+    `kind`: missing, unreachable, unreadable, device, precision, pooling."""
+
+    def __init__(self, model: str | None, reason: str, *, kind: str = "unreadable") -> None:
+        self.model, self.reason, self.kind = model, reason, kind
+        super().__init__(reason)
 
 
 class CollectionNotFound(LookalikeError):
-    """The Qdrant collection does not exist."""
+    """The collection does not exist where the store looked."""
+
+    def __init__(self, collection: str, location: str, known: Sequence[str] = ()) -> None:
+        self.collection, self.location, self.known = collection, location, tuple(known)
+        listed = ", ".join(sorted(self.known)) or "none"
+        super().__init__(
+            f"collection {collection!r} does not exist at {location} (collections there: {listed})"
+        )
 
 
 class ModelMismatch(LookalikeError):
-    """A collection was built with another model, pooling, vector size or dataset."""
+    """A collection was built another way than asked (`what`: foreign, dim, model, dataset)."""
+
+    def __init__(self, collection: str, what: str, have: str = "", want: str = "") -> None:
+        self.collection, self.what, self.have, self.want = collection, what, have, want
+        super().__init__(_mismatch(collection, what, have, want))
+
+
+def _mismatch(collection: str, what: str, have: str, want: str) -> str:
+    if what == "foreign":
+        return f"collection {collection!r} was not built by lookalike"
+    if what == "dim":
+        return f"collection {collection!r} holds {have} vectors, but the model makes {want} vectors"
+    if what == "model":
+        return f"collection {collection!r} was built with model {have}, not {want}"
+    return f"collection {collection!r} holds images of dataset {have!r}, not {want!r}"
 
 
 class StoreLocked(LookalikeError):
-    """The embedded store's folder is in use by another process."""
+    """The embedded store's folder (or one collection in it) is open in another process."""
+
+    def __init__(self, location: str, collection: str | None = None) -> None:
+        self.location, self.collection = location, collection
+        what = f"collection {collection!r} in {location}" if collection else f"the store {location}"
+        super().__init__(
+            f"{what} is open in another process (an embedded store admits one at a time)"
+        )
 
 
 class StoreUnavailable(LookalikeError):
-    """The Qdrant server could not be reached or answered with an error."""
+    """The store could not do what was asked: a server unreachable or answering an error, or
+    an embedded engine failing. `status` is the HTTP status when there was one."""
+
+    def __init__(
+        self,
+        location: str,
+        action: str,
+        reason: str,
+        *,
+        attempts: int = 1,
+        status: int | None = None,
+    ) -> None:
+        self.location, self.action, self.reason = location, action, reason
+        self.attempts, self.status = attempts, status
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{location} failed to {action}{tries}: {reason}")
+
+    @property
+    def refused_key(self) -> bool:
+        return self.status in (401, 403)
 
 
 class BadImage(LookalikeError):
-    """An image could not be read or decoded."""
+    """An image could not be read or decoded (`kind`: too_many_pixels, missing, ... or None)."""
+
+    def __init__(self, source: str, reason: str, *, kind: str | None = None) -> None:
+        self.source, self.reason, self.kind = source, reason, kind
+        super().__init__(f"{source}: {reason}")
 
 
 class BadQuery(LookalikeError):
-    """A query, label or k that cannot be answered."""
+    """A query, label, k or setting that cannot be answered; `field` names the input."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason, self.field = reason, field
+        super().__init__(reason)
 
 
 class IngestInterrupted(LookalikeError):
     """Ingest stopped part-way (Ctrl-C or a store failure); what was stored stays stored."""
 
-    def __init__(self, message: str, *, by_user: bool = False) -> None:
+    def __init__(
+        self,
+        collection: str,
+        stored: int,
+        *,
+        by_user: bool = False,
+        cause: LookalikeError | None = None,
+        rows: str | None = None,
+    ) -> None:
+        self.collection, self.stored, self.by_user = collection, stored, by_user
+        self.cause, self.rows = cause, rows
+        if by_user:
+            message = f"interrupted: {stored} images stored in {collection!r}"
+        else:
+            at = f"storing rows {rows} " if rows else ""
+            message = (
+                f"{cause}\n{at}failed; the {stored} images before them are stored in {collection!r}"
+            )
         super().__init__(message)
-        self.by_user = by_user

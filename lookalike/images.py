@@ -45,14 +45,14 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             data, path = source.get("bytes"), source.get("path")
             source = data if data is not None else path
             if source is None:
-                raise BadImage(f"{name}: the row has no image")
+                raise BadImage(name, "the row has no image")
         if isinstance(source, bytes):
             if not source:
-                raise BadImage(f"{name}: empty file (0 bytes)")
+                raise BadImage(name, "empty file (0 bytes)")
             fp = io.BytesIO(source)
         else:
             if os.path.isfile(source) and os.path.getsize(source) == 0:
-                raise BadImage(f"{name}: empty file (0 bytes)")
+                raise BadImage(name, "empty file (0 bytes)")
             fp = source
         if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
             # PIL refuses above 2x its own limit before we can look: a raised limit must win.
@@ -64,30 +64,31 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
     except BadImage:
         raise
     except Image.DecompressionBombError as e:
-        raise BadImage(f"{name}: too many pixels ({e}); raise --max-pixels to allow it") from e
+        raise BadImage(name, f"too many pixels ({e})", kind="too_many_pixels") from e
     except FileNotFoundError as e:
-        raise BadImage(f"{name}: no such file") from e
+        raise BadImage(name, "no such file", kind="missing") from e
     except PermissionError as e:
-        raise BadImage(f"{name}: permission denied; make it readable to include it") from e
+        raise BadImage(name, "permission denied; make it readable to include it") from e
     except UnidentifiedImageError as e:
-        raise BadImage(f"{name}: not a readable image") from e
+        raise BadImage(name, "not a readable image") from e
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise BadImage(f"{name}: symlink loop") from e
-        raise BadImage(f"{name}: cannot decode image ({e})") from e
+            raise BadImage(name, "symlink loop") from e
+        raise BadImage(name, f"cannot decode image ({e})") from e
     except Exception as e:  # PIL's decoders fail in many ways (struct.error, IndexError...)
-        raise BadImage(f"{name}: cannot decode image ({type(e).__name__}: {e})") from e
+        raise BadImage(name, f"cannot decode image ({type(e).__name__}: {e})") from e
 
 
 def _check_size(image: Image.Image, name: str, max_pixels: int) -> None:
     width, height = image.size
     if width * height > max_pixels:
         raise BadImage(
-            f"{name}: too many pixels ({width}x{height} = {width * height:,} > {max_pixels:,}); "
-            "raise --max-pixels to allow it"
+            name,
+            f"too many pixels ({width}x{height} = {width * height:,} > {max_pixels:,})",
+            kind="too_many_pixels",
         )
     if width == 0 or height == 0:
-        raise BadImage(f"{name}: empty image ({width}x{height})")
+        raise BadImage(name, f"empty image ({width}x{height})")
 
 
 def describe(source: Any) -> str:

@@ -26,11 +26,14 @@ class IndexSettings:
 
     def __post_init__(self) -> None:
         if self.quantization not in ("none", "int8", "binary"):
-            raise BadQuery(f"quantization must be none, int8 or binary, not {self.quantization!r}")
+            raise BadQuery(
+                f"quantization must be none, int8 or binary, not {self.quantization!r}",
+                field="quantization",
+            )
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-                raise BadQuery(f"{f.name} must be at least 1, not {value}")
+                raise BadQuery(f"{f.name} must be at least 1, not {value}", field=f.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,9 +58,11 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         if self.hnsw_ef is not None and self.hnsw_ef < 1:
-            raise BadQuery(f"hnsw_ef must be at least 1, not {self.hnsw_ef}")
+            raise BadQuery(f"hnsw_ef must be at least 1, not {self.hnsw_ef}", field="hnsw_ef")
         if self.oversampling is not None and self.oversampling < 1:
-            raise BadQuery(f"oversampling must be at least 1, not {self.oversampling}")
+            raise BadQuery(
+                f"oversampling must be at least 1, not {self.oversampling}", field="oversampling"
+            )
 
     @property
     def is_default(self) -> bool:

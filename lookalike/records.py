@@ -35,29 +35,56 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class Skipped:
-    """An item that was not embedded, and why."""
+    """An item that was not embedded, and why (`kind` as in BadImage, for the edge's advice)."""
 
     split: str
     row: int
     path: str | None
     reason: str
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
-class Hit:
-    """One neighbour returned by a search."""
+class StoredPoint:
+    """A point as the collection holds it: its id and payload."""
 
-    rank: int
     id: str
-    score: float
     label: int | None
     label_name: str | None
     split: str | None
     row: int | None
     path: str | None
 
+    @classmethod
+    def from_payload(cls, point_id: object, payload: dict | None) -> StoredPoint:
+        p = payload or {}
+        return cls(
+            id=str(point_id),
+            label=p.get("label"),
+            label_name=p.get("label_name"),
+            split=p.get("split"),
+            row=p.get("row"),
+            path=p.get("path"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit(StoredPoint):
+    """A stored point found by a search: its rank (1 = best) and cosine similarity."""
+
+    rank: int
+    score: float
+
+    @classmethod
+    def found(cls, point: StoredPoint, rank: int, score: float) -> Hit:
+        return cls(**asdict(point), rank=rank, score=float(score))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {"rank": d.pop("rank"), "id": d.pop("id"), "score": d.pop("score"), **d}
 
 
 @dataclass(frozen=True)
@@ -163,27 +190,19 @@ class EvalReport:
 
 
 def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool) -> None:
-    """Refuse to mix vectors from different models, poolings, sizes or datasets."""
+    """Refuse to mix vectors from different models, poolings, sizes or datasets (the dataset
+    only matters when adding images: `ingest`)."""
     have = info.meta
-    fix = (
-        "pass --recreate to rebuild it, or use another --collection"
-        if ingest
-        else ("search with the model it was built with (leave --model out), or re-ingest")
-    )
     if have is None:
-        raise ModelMismatch(f"collection {info.name!r} was not built by lookalike: {fix}")
+        raise ModelMismatch(info.name, "foreign")
     if info.dim != meta.dim:
-        raise ModelMismatch(
-            f"collection {info.name!r} holds {info.dim}-d vectors but model {meta.model!r} "
-            f"makes {meta.dim}-d vectors: {fix}"
-        )
+        raise ModelMismatch(info.name, "dim", f"{info.dim}-d", f"{meta.dim}-d")
     if (have.model, have.pooling) != (meta.model, meta.pooling):
         raise ModelMismatch(
-            f"collection {info.name!r} was built with model {have.model!r} ({have.pooling} "
-            f"pooling), not {meta.model!r} ({meta.pooling} pooling): {fix}"
+            info.name,
+            "model",
+            f"{have.model!r} ({have.pooling} pooling)",
+            f"{meta.model!r} ({meta.pooling} pooling)",
         )
     if ingest and have.dataset != meta.dataset:
-        raise ModelMismatch(
-            f"collection {info.name!r} holds images of dataset {have.dataset!r}, not "
-            f"{meta.dataset!r}: {fix}"
-        )
+        raise ModelMismatch(info.name, "dataset", have.dataset, meta.dataset)

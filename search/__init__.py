@@ -1,6 +1,7 @@
-"""Search a lookalike collection with images, and measure its retrieval quality."""
+"""The search stage (installed as `lookalike.search`): query a collection with images, measure
+its retrieval quality, find its near-duplicates."""
 
-from search.evaluate import evaluate
-from search.searcher import Searcher
+from lookalike.search.evaluate import evaluate
+from lookalike.search.searcher import Searcher
 
 __all__ = ["Searcher", "evaluate"]

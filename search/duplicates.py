@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lookalike.errors import BadQuery
-from lookalike.records import Hit
+from lookalike.records import StoredPoint
 from lookalike.store import Store
 
 
 @dataclass(frozen=True)
 class DuplicatePair:
     score: float
-    a: Hit
-    b: Hit
+    a: StoredPoint
+    b: StoredPoint
 
     @property
     def cross_split(self) -> bool:
@@ -22,7 +22,7 @@ class DuplicatePair:
     def to_dict(self) -> dict:
         keep = ("id", "label", "label_name", "split", "row", "path")
         side = {
-            name: {f: getattr(hit, f) for f in keep} for name, hit in (("a", self.a), ("b", self.b))
+            name: {f: getattr(p, f) for f in keep} for name, p in (("a", self.a), ("b", self.b))
         }
         return {"score": round(self.score, 6), "cross_split": self.cross_split, **side}
 
@@ -32,7 +32,7 @@ class DuplicateReport:
     points: int
     threshold: float
     pairs: list[DuplicatePair]
-    groups: list[list[Hit]]  # connected by pairs above the threshold, largest first
+    groups: list[list[StoredPoint]]  # connected by pairs above the threshold, largest first
 
     def to_dict(self) -> dict:
         return {
@@ -44,7 +44,7 @@ class DuplicateReport:
         }
 
 
-def _groups(pairs: list[DuplicatePair]) -> list[list[Hit]]:
+def _groups(pairs: list[DuplicatePair]) -> list[list[StoredPoint]]:
     parent: dict[str, str] = {}
 
     def root(x: str) -> str:
@@ -53,13 +53,13 @@ def _groups(pairs: list[DuplicatePair]) -> list[list[Hit]]:
             x = parent[x]
         return x
 
-    hits: dict[str, Hit] = {}
+    points: dict[str, StoredPoint] = {}
     for p in pairs:
-        hits[p.a.id], hits[p.b.id] = p.a, p.b
+        points[p.a.id], points[p.b.id] = p.a, p.b
         parent[root(p.a.id)] = root(p.b.id)
-    members: dict[str, list[Hit]] = {}
-    for pid, hit in hits.items():
-        members.setdefault(root(pid), []).append(hit)
+    members: dict[str, list[StoredPoint]] = {}
+    for pid, point in points.items():
+        members.setdefault(root(pid), []).append(point)
     ordered = [sorted(g, key=lambda h: (h.split or "", h.row or 0)) for g in members.values()]
     return sorted(ordered, key=lambda g: (-len(g), g[0].split or "", g[0].row or 0))
 
@@ -70,7 +70,7 @@ def find_duplicates(
     """Pairs of points with cosine similarity >= threshold, best first, over the whole
     collection (each point's `neighbours` nearest are examined)."""
     if not 0 < threshold <= 1:
-        raise BadQuery(f"threshold must be in (0, 1], not {threshold}")
+        raise BadQuery(f"threshold must be in (0, 1], not {threshold}", field="threshold")
     points = store.info(collection).points
     raw = store.similar_pairs(collection, sample=points, neighbours=neighbours) if points else []
     best: dict[frozenset, float] = {}

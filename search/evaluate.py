@@ -6,12 +6,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ingest.pipeline import prepared_batches
 from lookalike.augment import EDITS
 from lookalike.errors import BadQuery
 from lookalike.index import EXACT
 from lookalike.records import EvalReport, Hit
-from search.searcher import Searcher, check_k
+from lookalike.search.searcher import Searcher, check_k
+from lookalike.source.batches import prepared_batches
 
 # A gallery image this close to a query is the same picture (leakage), not a neighbour.
 NEAR_IDENTICAL = 0.99
@@ -78,10 +78,12 @@ def evaluate(
     check_k(k)
     source = searcher.source(split)
     if source.label_column is None:
-        raise BadQuery(f"split {split!r} has no label column, so there is nothing to score")
+        raise BadQuery(
+            f"split {split!r} has no label column, so there is nothing to score", field="split"
+        )
     tally, skipped = _Tally(), 0
     batch_size = batch_size or searcher.embedder.default_batch_size
-    for batch in prepared_batches(source, searcher.embedder, batch_size, workers):
+    for batch in prepared_batches(source, searcher.embedder.preprocess, batch_size, workers):
         skipped += len(batch.skipped)
         records = batch.records
         vectors = searcher.embedder.embed_pixels(batch.pixels) if records else None
@@ -94,7 +96,7 @@ def evaluate(
         if on_progress:
             on_progress(len(records) + len(batch.skipped))
     if tally.n == 0:
-        raise BadQuery(f"split {split!r} has no readable images to evaluate")
+        raise BadQuery(f"split {split!r} has no readable images to evaluate", field="split")
     return EvalReport(
         k=k,
         queries=tally.n,
@@ -124,15 +126,14 @@ def overlap(found: list[Hit], truth: list[Hit]) -> float:
 def near_duplicate_score(searcher: Searcher, n: int) -> float:
     """Share of edited copies (crop, rescale, JPEG, brightness) of n gallery images whose
     first hit is their original."""
-    originals = [h for h in searcher.store.sample(searcher.collection, n)]
     found = total = 0
-    for hit in originals:
-        image = searcher.candidate_image(hit)
+    for point in searcher.store.sample(searcher.collection, n):
+        image = searcher.candidate_image(point)
         if image is None:
             continue
         copies = [edit(image) for edit in EDITS.values()]
         for hits in searcher.search_vectors(searcher.embedder.embed(copies), k=1):
-            found += bool(hits) and hits[0].id == hit.id
+            found += bool(hits) and hits[0].id == point.id
             total += 1
     if total == 0:
         raise BadQuery("no gallery image could be read for the near-duplicate score")

@@ -9,12 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ingest.dataset import Source, load_source
-from lookalike.embedder import Embedder, ModelSettings, canonical_model_id
+from lookalike.defaults import DEFAULT_COLLECTION
+from lookalike.embed import Embedder, ModelSettings
+from lookalike.embed.embedder import canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.index import SearchSettings, effective
-from lookalike.records import CollectionMeta, Hit, check_compatible
+from lookalike.records import CollectionMeta, Hit, StoredPoint, check_compatible
+from lookalike.source import Source, load_source
 from lookalike.store import Store, connect
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
@@ -39,16 +41,16 @@ class Gallery:
             )
         return self._sources[split]
 
-    def image(self, hit: Hit) -> Image.Image | None:
-        """A stored candidate's image: its row of the collection's dataset, else its path."""
-        if hit.split is not None and hit.row is not None:
+    def image(self, point: StoredPoint) -> Image.Image | None:
+        """A stored point's image: its row of the collection's dataset, else its path."""
+        if point.split is not None and point.row is not None:
             try:
-                return self.source(hit.split).record(hit.row).image
+                return self.source(point.split).record(point.row).image
             except (DatasetLoadError, BadImage):
                 pass
-        if hit.path and os.path.isfile(hit.path):
+        if point.path and os.path.isfile(point.path):
             try:
-                return open_image(hit.path)
+                return open_image(point.path)
             except BadImage:
                 return None
         return None
@@ -64,7 +66,7 @@ class Searcher:
 
     def __init__(
         self,
-        collection: str = "beans",
+        collection: str = DEFAULT_COLLECTION,
         *,
         store: Store | None = None,
         settings: ModelSettings | None = None,
@@ -76,7 +78,7 @@ class Searcher:
         settings = settings or ModelSettings()
         info = self.store.info(collection)
         if info.meta is None:
-            raise ModelMismatch(f"collection {collection!r} was not built by lookalike")
+            raise ModelMismatch(collection, "foreign")
         self.meta: CollectionMeta = info.meta
         model = settings.model
         if model and canonical_model_id(model) != self.meta.model:
@@ -92,8 +94,8 @@ class Searcher:
     def source(self, split: str) -> Source:
         return self.gallery.source(split)
 
-    def candidate_image(self, hit: Hit) -> Image.Image | None:
-        return self.gallery.image(hit)
+    def candidate_image(self, point: StoredPoint) -> Image.Image | None:
+        return self.gallery.image(point)
 
     def load_query(self, query: str) -> Image.Image:
         """An image file path, or SPLIT:ROW meaning that row of the collection's dataset."""
@@ -101,13 +103,16 @@ class Searcher:
             return open_image(query)
         match = SPLIT_ROW.match(query)
         if not match:
-            raise BadQuery(f"query {query!r} is neither an image file nor SPLIT:ROW (e.g. test:17)")
+            raise BadQuery(
+                f"query {query!r} is neither an image file nor SPLIT:ROW (e.g. test:17)",
+                field="query",
+            )
         try:
             return self.source(match["split"]).record(int(match["row"])).image
         except DatasetLoadError as e:
-            raise BadQuery(f"query {query!r}: {e}") from e
+            raise BadQuery(f"query {query!r}: {e}", field="query") from e
 
-    def point(self, point_id: str) -> Hit | None:
+    def point(self, point_id: str) -> StoredPoint | None:
         return self.store.point(self.collection, point_id)
 
     def label_id(self, label: str | int | None) -> int | None:
@@ -118,12 +123,14 @@ class Searcher:
         if isinstance(label, int) or str(label).isdigit():
             value = int(label)
             if names and not 0 <= value < len(names):
-                raise BadQuery(f"label id {value} is out of range 0..{len(names) - 1}")
+                raise BadQuery(
+                    f"label id {value} is out of range 0..{len(names) - 1}", field="label"
+                )
             return value
         if label in names:
             return names.index(label)
         known = ", ".join(names) or "none (the collection has no labels)"
-        raise BadQuery(f"unknown label {label!r}; labels are: {known}")
+        raise BadQuery(f"unknown label {label!r}; labels are: {known}", field="label")
 
     def search(self, image: ImageSource, k: int = 5, label: str | int | None = None) -> list[Hit]:
         """The top-k candidates most like `image` (a path, bytes or PIL image)."""
@@ -152,7 +159,7 @@ class Searcher:
 
 def check_k(k: int) -> None:
     if not 1 <= k <= MAX_K:
-        raise BadQuery(f"k must be between 1 and {MAX_K}, not {k}")
+        raise BadQuery(f"k must be between 1 and {MAX_K}, not {k}", field="k")
 
 
 def _as_meta(meta: CollectionMeta, model: str, embedder: Embedder | None = None) -> CollectionMeta:

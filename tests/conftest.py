@@ -70,9 +70,13 @@ def make_tiny_vit(folder: Path, hidden: int = 32, seed: int = 0) -> str:
 
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=32, patch_size=8, hidden_size=hidden, num_hidden_layers=2,
-        num_attention_heads=2, intermediate_size=2 * hidden,
-    )  # fmt: skip
+        image_size=32,
+        patch_size=8,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+    )
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return str(folder)

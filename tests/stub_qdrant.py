@@ -32,7 +32,7 @@ class StubQdrant:
                         "query": self.path.partition("?")[2],
                         "headers": dict(self.headers),
                         "body": body,
-                    }  # fmt: skip
+                    }
                 )
                 n = sum(
                     1 for r in stub.requests if (r["method"], r["path"]) == (self.command, path)
@@ -45,9 +45,9 @@ class StubQdrant:
                 if isinstance(action, tuple) and action[0] == "sleep":
                     time.sleep(action[1])
                     action = True
-                status, result = (action, None) if isinstance(action, int) and action >= 300 else (
-                    200, action
-                )  # fmt: skip
+                status, result = (
+                    (action, None) if isinstance(action, int) and action >= 300 else (200, action)
+                )
                 payload = json.dumps({"result": result, "status": "ok", "time": 0.0}).encode()
                 if status >= 300:
                     payload = json.dumps({"status": {"error": "stub says no"}}).encode()

@@ -5,11 +5,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from ingest import ingest, load_source
-from lookalike.embedder import Embedder
-from lookalike.server import create_app
+from lookalike.cli.web import create_app
+from lookalike.embed.embedder import Embedder
+from lookalike.ingest import ingest
+from lookalike.search import Searcher
+from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from search import Searcher
 
 
 @pytest.fixture(scope="module")

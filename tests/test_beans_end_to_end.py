@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli import cli
+from lookalike.cli.main import cli
 
 
 @pytest.fixture(scope="module")

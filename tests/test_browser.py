@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from ingest import ingest, load_source
-from lookalike.embedder import Embedder
-from lookalike.server import create_app
+from lookalike.cli.web import create_app
+from lookalike.embed.embedder import Embedder
+from lookalike.ingest import ingest
+from lookalike.search import Searcher
+from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from search import Searcher
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("LOOKALIKE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
@@ -33,9 +34,17 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1280,900"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+    ):
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager must not try to download one.
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli import cli
+from lookalike.cli.main import cli
 
 
 def run(*args, env=None):
@@ -52,15 +52,41 @@ def test_search_table_for_people(built):
     assert all(" green " in ln for ln in lines[3:] if ln.strip())
 
 
-def test_env_vars_configure_every_option(built, image_folder):
+def test_env_vars_shared_and_per_command(built, image_folder):
     env = {
-        "LOOKALIKE_QDRANT_PATH": str(built[1]),
+        "LOOKALIKE_QDRANT_PATH": str(built[1]),  # shared: the store is the same for every command
         "LOOKALIKE_COLLECTION": "colours",
-        "LOOKALIKE_K": "2",
+        "LOOKALIKE_SEARCH_K": "2",  # per command
+        "LOOKALIKE_EVAL_K": "4",  # not search's
     }
     result = run("search", "train:0", "--json", env=env)
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["hits"]) == 2
+    assert "warning" not in result.stderr
+
+
+def test_old_shared_variables_are_not_read_and_say_so(built, image_folder, tiny_vit):
+    """LOOKALIKE_SPLIT meant test for eval and train for ingest: exported for eval, it once put
+    the test split into the gallery at the next ingest."""
+    env = {"LOOKALIKE_SPLIT": "nonexistent", "LOOKALIKE_RECREATE": "1"}
+    args = ["ingest", "--dataset", image_folder, "--model", tiny_vit, "--json", *built]
+    result = run(*args, env=env)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["already_stored"] == 12  # not recreated, and the train split as before
+    assert "LOOKALIKE_SPLIT is not read by lookalike: set " in result.stderr
+    assert "LOOKALIKE_EVAL_SPLIT" in result.stderr and "LOOKALIKE_INGEST_SPLIT" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable", ["LOOKALIKE_INGEST_RECREATE", "LOOKALIKE_RECREATE", "LOOKALIKE_TRUST_REMOTE_CODE"]
+)
+def test_destructive_and_trust_flags_come_only_from_the_command_line(variable):
+    from lookalike.cli.environment import read_variables
+
+    assert variable not in read_variables(cli)
+    flags = {opt for opts in read_variables(cli).values() for opt in opts}
+    assert not any("--recreate" in f or "--trust-remote-code" in f for f in flags)
 
 
 def test_reingest_keeps_one_point_per_image(built, image_folder, tiny_vit):
@@ -78,9 +104,17 @@ def test_eval_json(built):
     result = run("eval", "--split", "train", "--k", 3, "--near-duplicates", 6, "--json", *built)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) >= {"k", "queries", "precision_at_k", "precision_at_1", "knn_accuracy",
-                           "map_at_k", "per_class_precision_at_k", "near_duplicate_top1",
-                           "near_identical_queries"}  # fmt: skip
+    assert set(report) >= {
+        "k",
+        "queries",
+        "precision_at_k",
+        "precision_at_1",
+        "knn_accuracy",
+        "map_at_k",
+        "per_class_precision_at_k",
+        "near_duplicate_top1",
+        "near_identical_queries",
+    }
     assert (report["k"], report["queries"]) == (3, 12)
     assert 0.0 <= report["precision_at_k"] <= report["map_at_k"] <= 1.0
     assert set(report["per_class_precision_at_k"]) == {"blue", "green", "red"}

@@ -1,8 +1,8 @@
 import datasets
 import pytest
 
-from ingest.dataset import load_source, point_id
 from lookalike.errors import DatasetLoadError
+from lookalike.source.dataset import load_source, point_id
 
 
 def test_image_folder_detects_columns_and_labels(image_folder):
@@ -83,6 +83,8 @@ def test_dataset_errors_name_the_fix(image_folder, kwargs, message):
         load_source(str(image_folder), **kwargs)
 
 
-def test_unreachable_hub_dataset_says_use_a_local_folder():
-    with pytest.raises(DatasetLoadError, match="pass its local folder with --dataset PATH"):
+def test_unreachable_hub_dataset_says_so_in_fields():
+    with pytest.raises(DatasetLoadError, match="hub may be unreachable") as err:
         load_source("nobody/no-such-dataset")
+    assert (err.value.dataset, err.value.kind) == ("nobody/no-such-dataset", "unreachable")
+    assert "--" not in str(err.value)  # flags are the command line's words, not the library's

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from lookalike.cli import cli
+from lookalike.cli.main import cli
 from tests.conftest import make_image
 
 

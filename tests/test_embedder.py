@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lookalike.embedder import Embedder
+from lookalike.embed.embedder import Embedder
 from lookalike.errors import ModelLoadError
 from tests.conftest import make_image
 
@@ -59,7 +59,7 @@ def test_embedding_is_deterministic_and_mode_independent(tiny_vit):
 @pytest.mark.parametrize(
     "model, expected",
     [
-        ("nobody/no-such-model", "pass its local folder with --model PATH"),
+        ("nobody/no-such-model", "the Hugging Face hub may be unreachable"),
         (".", "the folder must hold a transformers model"),
     ],
 )
@@ -67,6 +67,7 @@ def test_unloadable_model_says_what_and_how(model, expected):
     with pytest.raises(ModelLoadError) as err:
         Embedder(model, device="cpu")
     assert repr(model) in str(err.value) and expected in str(err.value)
+    assert err.value.model == model and "--" not in str(err.value)
 
 
 def test_unknown_pooling_is_refused(tiny_vit):

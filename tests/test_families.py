@@ -5,11 +5,17 @@ import pytest
 import torch
 import transformers as tf
 
-from lookalike.embedder import Embedder
+from lookalike.embed.embedder import Embedder
 from tests.conftest import make_image
 
-VIT = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1,
-           num_attention_heads=2, intermediate_size=64)  # fmt: skip
+VIT = dict(
+    image_size=32,
+    patch_size=8,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+)
 CNN = dict(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
 
 
@@ -32,7 +38,7 @@ FAMILIES = {
     "swin": (
         tf.SwinConfig(
             image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
-        ),  # fmt: skip
+        ),
         "pooler",
         16,
         pooler,
@@ -57,7 +63,7 @@ FAMILIES = {
             depth_coefficient=0.2,
             hidden_dim=320,
             initializer_range=0.5,
-        ),  # fmt: skip
+        ),
         "pooler",
         320,
         pooler,
@@ -73,7 +79,7 @@ FAMILIES = {
                 intermediate_size=32,
                 vocab_size=100,
             ),
-        ),  # fmt: skip
+        ),
         "image_features",
         24,
         image_features,
@@ -88,7 +94,7 @@ FAMILIES = {
                 intermediate_size=32,
                 vocab_size=100,
             ),
-        ),  # fmt: skip
+        ),
         "image_features",
         32,
         image_features,

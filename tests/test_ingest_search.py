@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 
-from ingest import ingest, load_source
-from lookalike.embedder import Embedder, ModelSettings
+from lookalike.embed import ModelSettings
+from lookalike.embed.embedder import Embedder
 from lookalike.errors import BadQuery, CollectionNotFound, ModelMismatch
+from lookalike.ingest import ingest
+from lookalike.search import Searcher
+from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from search import Searcher
 from tests.conftest import COLOURS, make_image
 
 
@@ -82,11 +84,12 @@ def test_collection_built_with_another_model_is_refused(
     run_ingest(config, str(image_folder), tiny_vit)
     with pytest.raises(ModelMismatch, match="was built with model .*tiny-vit0"):
         run_ingest(config, str(image_folder), tiny_vit_other)
-    with pytest.raises(ModelMismatch, match="holds 32-d vectors but model .* makes 48-d"):
+    with pytest.raises(ModelMismatch, match="holds 32-d vectors, but the model makes 48-d"):
         run_ingest(config, str(image_folder), tiny_vit_wide)
     with connect(config) as store:
-        with pytest.raises(ModelMismatch, match="leave --model out"):
+        with pytest.raises(ModelMismatch, match="was built with model") as err:
             Searcher("c", store=store, settings=ModelSettings(model=tiny_vit_other))
+        assert (err.value.collection, err.value.what) == ("c", "model")
         assert store.info("c").points == 12  # nothing was mixed in
 
 
@@ -127,7 +130,7 @@ def test_bad_queries_are_refused_clearly(config, image_folder, tiny_vit, query, 
 
 
 def test_average_precision_and_near_duplicates(config, image_folder, tiny_vit):
-    from search.evaluate import average_precision, near_duplicate_score
+    from lookalike.search.evaluate import average_precision, near_duplicate_score
 
     assert average_precision([True, False, True]) == pytest.approx((1 + 2 / 3) / 2)
     assert average_precision([False, False]) == 0.0

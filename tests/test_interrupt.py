@@ -13,7 +13,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli import cli
+from lookalike.cli.main import cli
 from lookalike.store import StoreConfig, connect
 
 ROWS = 160
@@ -51,9 +51,21 @@ def default_sigint() -> None:
 @pytest.fixture
 def ingest_args(beans_dir, effnet_dir, tmp_path):
     # The real model in fp32, one image per batch: slow enough to be stopped part-way.
-    return ["ingest", "--dataset", beans_dir, "--model", effnet_dir, "--limit", ROWS,
-            "--batch-size", 1, "--precision", "fp32",
-            "--qdrant-path", tmp_path / "store"]  # fmt: skip
+    return [
+        "ingest",
+        "--dataset",
+        beans_dir,
+        "--model",
+        effnet_dir,
+        "--limit",
+        ROWS,
+        "--batch-size",
+        1,
+        "--precision",
+        "fp32",
+        "--qdrant-path",
+        tmp_path / "store",
+    ]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
@@ -104,7 +116,7 @@ def test_second_process_on_the_embedded_store_gets_a_clear_message(tmp_path, eng
     holder = subprocess.Popen(
         [sys.executable, "-c", f"import time; {hold}; print('open', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == b"open"
         result = CliRunner().invoke(cli, ["info", "--qdrant-path", str(path)])

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from ingest.dataset import load_source
-from ingest.pipeline import BackgroundWriter, prepared_batches
-from lookalike.embedder import Embedder
+from lookalike.embed.embedder import Embedder
+from lookalike.ingest.writer import BackgroundWriter
+from lookalike.source.batches import prepared_batches
+from lookalike.source.dataset import load_source
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def emb(tiny_vit):
 @pytest.mark.parametrize("workers", [1, 3])
 def test_batches_come_in_order_with_pixels_for_each_record(image_folder, emb, workers):
     source = load_source(str(image_folder))
-    batches = list(prepared_batches(source, emb, batch_size=5, workers=workers))
+    batches = list(prepared_batches(source, emb.preprocess, batch_size=5, workers=workers))
     rows = [r.row for b in batches for r in b.records]
     assert rows == list(range(12)) and [len(b.records) for b in batches] == [5, 5, 2]
     assert all(b.pixels.shape == (len(b.records), 3, 32, 32) for b in batches)
@@ -31,7 +32,7 @@ def test_a_batch_of_only_bad_images_yields_skips_and_no_pixels(image_folder, tmp
         (tmp_path / "junk").mkdir(exist_ok=True)
         (tmp_path / "junk" / f"{i}.png").write_bytes(b"nope")
     source = load_source(str(tmp_path))
-    (batch,) = list(prepared_batches(source, emb, batch_size=8))
+    (batch,) = list(prepared_batches(source, emb.preprocess, batch_size=8))
     assert batch.records == [] and batch.pixels is None and len(batch.skipped) == 3
 
 

@@ -14,12 +14,13 @@ import uuid
 import numpy as np
 import pytest
 
-from ingest import ingest, load_source
-from lookalike.embedder import Embedder
+from lookalike.embed.embedder import Embedder
 from lookalike.index import EXACT, IndexSettings, SearchSettings
+from lookalike.ingest import ingest
+from lookalike.search import Searcher
+from lookalike.search.evaluate import overlap
+from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from search import Searcher
-from search.evaluate import overlap
 from tests.conftest import COLOURS, make_image
 
 URL = os.environ.get("LOOKALIKE_QDRANT_URL")
@@ -71,8 +72,9 @@ def test_parallel_upserts_all_land(store, collection, image_folder, tiny_vit):
 
     meta = CollectionMeta("m", "cls", 8, "d", "image", None)
     store.prepare(collection, meta)
-    records = [ImageRecord(str(uuid.uuid4()), "train", i, None, None, None, None)
-               for i in range(1000)]  # fmt: skip
+    records = [
+        ImageRecord(str(uuid.uuid4()), "train", i, None, None, None, None) for i in range(1000)
+    ]
     vectors = np.random.default_rng(0).random((1000, 8), dtype=np.float32)
     store.upsert(collection, records, vectors)  # 4 batches of 256 in flight at once
     assert store.info(collection).points == 1000

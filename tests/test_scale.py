@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lookalike import app
-from lookalike.cli import cli
+from lookalike.cli import commands
+from lookalike.cli.main import cli
 from lookalike.index import EXACT, IndexSettings, SearchSettings, effective
 from lookalike.records import CollectionMeta, ImageRecord
+from lookalike.search.evaluate import overlap
 from lookalike.store import StoreConfig, connect
-from search.evaluate import overlap
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 from store_bench import Synthetic, exact_top  # noqa: E402  (the benchmark's own vectors)
@@ -32,8 +32,12 @@ def vectors():
 
 
 def build(path, vectors, **index):
-    records = [ImageRecord(str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))), "train", i, i % 7,
-                           None, None, None) for i in range(N)]  # fmt: skip
+    records = [
+        ImageRecord(
+            str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))), "train", i, i % 7, None, None, None
+        )
+        for i in range(N)
+    ]
     store = connect(StoreConfig(path=str(path)))
     store.prepare("big", META, index=IndexSettings(**index))
     store.upsert("big", records, vectors)
@@ -79,9 +83,22 @@ def run(*args):
 @pytest.fixture
 def quantized(tmp_path, image_folder, tiny_vit):
     store = ["--qdrant-path", tmp_path / "store", "--collection", "q"]
-    result = run("ingest", "--dataset", image_folder, "--model", tiny_vit, "--device", "cpu",
-                 "--quantization", "int8", "--hnsw-m", 8, "--hnsw-ef-construct", 32,
-                 *store)  # fmt: skip
+    result = run(
+        "ingest",
+        "--dataset",
+        image_folder,
+        "--model",
+        tiny_vit,
+        "--device",
+        "cpu",
+        "--quantization",
+        "int8",
+        "--hnsw-m",
+        8,
+        "--hnsw-ef-construct",
+        32,
+        *store,
+    )
     assert result.exit_code == 0, result.output
     return store
 
@@ -89,8 +106,14 @@ def quantized(tmp_path, image_folder, tiny_vit):
 def test_index_options_reach_the_collection(quantized):
     info = json.loads(run("info", "--json", *quantized).stdout)
     assert info["engine"] == "edge" and info["points"] == 12
-    assert info["index"] == {"hnsw_m": 8, "hnsw_ef_construct": 32, "on_disk": False,
-                             "quantization": "int8", "shards": 1, "replicas": 1}  # fmt: skip
+    assert info["index"] == {
+        "hnsw_m": 8,
+        "hnsw_ef_construct": 32,
+        "on_disk": False,
+        "quantization": "int8",
+        "shards": 1,
+        "replicas": 1,
+    }
     table = run("info", *quantized).stdout
     assert "m=8 ef_construct=32" in table and "int8" in table
 
@@ -98,12 +121,14 @@ def test_index_options_reach_the_collection(quantized):
 def test_search_params_and_recall_from_the_command_line(quantized):
     default = run("search", "train:0", "--json", "--k", 4, *quantized)
     exact = run("search", "train:0", "--json", "--k", 4, "--exact", *quantized)
-    wide = run("search", "train:0", "--json", "--k", 4, "--hnsw-ef", 64, "--oversampling", 3,
-               *quantized)  # fmt: skip
+    wide = run(
+        "search", "train:0", "--json", "--k", 4, "--hnsw-ef", 64, "--oversampling", 3, *quantized
+    )
     ids = [[h["id"] for h in json.loads(r.stdout)["hits"]] for r in (default, exact, wide)]
     assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 4
-    report = run("eval", "--split", "train", "--recall", "--near-duplicates", 0, "--json",
-                 *quantized)  # fmt: skip
+    report = run(
+        "eval", "--split", "train", "--recall", "--near-duplicates", 0, "--json", *quantized
+    )
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)["recall_at_k"] == 1.0
     plain = run("eval", "--split", "train", "--near-duplicates", 0, "--json", *quantized)
@@ -123,16 +148,29 @@ def test_overlap_counts_the_true_neighbours_found():
     from lookalike.records import Hit
 
     def hits(*ids):
-        return [Hit(i, str(x), 0.0, None, None, None, None, None) for i, x in enumerate(ids)]
+        return [
+            Hit(str(x), None, None, None, None, None, rank=i, score=0.0) for i, x in enumerate(ids)
+        ]
 
     assert overlap(hits(1, 2, 3), hits(1, 2, 4)) == pytest.approx(2 / 3)
     assert overlap([], []) == 1.0
 
 
 def test_local_mode_warns_past_its_size(tmp_path, image_folder, tiny_vit, monkeypatch):
-    monkeypatch.setattr(app, "LOCAL_MODE_POINTS", 5)
-    result = run("ingest", "--dataset", image_folder, "--model", tiny_vit, "--device", "cpu",
-                 "--qdrant-path", tmp_path / "s", "--embedded-engine", "local")  # fmt: skip
+    monkeypatch.setattr(commands, "LOCAL_MODE_POINTS", 5)
+    result = run(
+        "ingest",
+        "--dataset",
+        image_folder,
+        "--model",
+        tiny_vit,
+        "--device",
+        "cpu",
+        "--qdrant-path",
+        tmp_path / "s",
+        "--embedded-engine",
+        "local",
+    )
     assert result.exit_code == 0, result.output
     assert "local-mode folder" in result.stderr and "--qdrant-path" in result.stderr
     info = json.loads(run("info", "--json", "--qdrant-path", tmp_path / "s").stdout)
@@ -145,6 +183,9 @@ def test_a_collection_whose_creation_died_is_made_again(tmp_path):
     with connect(StoreConfig(path=str(tmp_path / "s"))) as store:
         assert not store.exists("c") and store.names() == []
         store.prepare("c", meta)
-        store.upsert("c", [ImageRecord(str(uuid.uuid4()), "train", 0, None, None, None, None)],
-                     np.ones((1, 4), np.float32))  # fmt: skip
+        store.upsert(
+            "c",
+            [ImageRecord(str(uuid.uuid4()), "train", 0, None, None, None, None)],
+            np.ones((1, 4), np.float32),
+        )
         assert store.info("c").points == 1 and store.names() == ["c"]

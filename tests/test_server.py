@@ -7,11 +7,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ingest import ingest, load_source
-from lookalike.embedder import Embedder
-from lookalike.server import create_app
+from lookalike.cli.web import create_app
+from lookalike.embed.embedder import Embedder
+from lookalike.ingest import ingest
+from lookalike.search import Searcher
+from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from search import Searcher
 from tests.conftest import COLOURS, make_image
 
 
@@ -73,8 +74,13 @@ def test_point_image_is_the_candidate(client):
 
 def test_health_and_page_and_schema(client):
     health = client.get("/health").json()
-    assert health == {"status": "ok", "collection": "colours", "points": 12,
-                      "model": health["model"], "labels": ["blue", "green", "red"]}  # fmt: skip
+    assert health == {
+        "status": "ok",
+        "collection": "colours",
+        "points": 12,
+        "model": health["model"],
+        "labels": ["blue", "green", "red"],
+    }
     page = client.get("/")
     assert page.status_code == 200 and '<input type="file"' in page.text
     schema = client.get("/openapi.json").json()

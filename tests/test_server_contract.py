@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli import cli
+from lookalike.cli.main import cli
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import CollectionMeta, ImageRecord
 from lookalike.store import StoreConfig, connect
@@ -45,8 +45,9 @@ def open_store(stub, **kwargs):
 
 
 def records(n):
-    return [ImageRecord(str(uuid.uuid4()), "train", i, i % 2, "ab"[i % 2], None, None)
-            for i in range(n)]  # fmt: skip
+    return [
+        ImageRecord(str(uuid.uuid4()), "train", i, i % 2, "ab"[i % 2], None, None) for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -58,8 +59,14 @@ def records(n):
     ],
 )
 def test_create_sends_index_quantization_and_cluster_options(stub, quantization, expected):
-    index = IndexSettings(hnsw_m=32, hnsw_ef_construct=200, on_disk=True,
-                          quantization=quantization, shards=3, replicas=2)  # fmt: skip
+    index = IndexSettings(
+        hnsw_m=32,
+        hnsw_ef_construct=200,
+        on_disk=True,
+        quantization=quantization,
+        shards=3,
+        replicas=2,
+    )
     with open_store(stub) as store:
         store.prepare("c", META, index=index)
     (body,) = stub.bodies("PUT", "/collections/c")
@@ -93,8 +100,7 @@ def test_upserts_are_waited_batches_under_the_request_limit_sent_in_parallel(stu
 def test_query_sends_filter_and_search_params(stub):
     q = np.ones((2, 4), np.float32)
     with open_store(stub) as store:
-        hits = store.query("c", q, 5, label=1,
-                           params=SearchSettings(hnsw_ef=64, oversampling=2.0))  # fmt: skip
+        hits = store.query("c", q, 5, label=1, params=SearchSettings(hnsw_ef=64, oversampling=2.0))
         store.query("c", q[:1], 3, params=SearchSettings(exact=True))
         store.query("c", q[:1], 3)
     tuned, exact, default = stub.bodies("POST", "/collections/c/points/query/batch")
@@ -119,11 +125,31 @@ def test_every_request_carries_the_api_key(stub):
 
 def test_ingest_command_passes_cluster_options_through(stub, image_folder, tiny_vit, monkeypatch):
     monkeypatch.setenv("LOOKALIKE_QDRANT_URL", stub.url)
-    result = CliRunner().invoke(cli, [
-        "ingest", "--dataset", str(image_folder), "--model", tiny_vit, "--collection", "c",
-        "--shards", "2", "--replicas", "2", "--quantization", "binary", "--on-disk",
-        "--hnsw-m", "8", "--upsert-batch", "5", "--device", "cpu",
-    ])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "ingest",
+            "--dataset",
+            str(image_folder),
+            "--model",
+            tiny_vit,
+            "--collection",
+            "c",
+            "--shards",
+            "2",
+            "--replicas",
+            "2",
+            "--quantization",
+            "binary",
+            "--on-disk",
+            "--hnsw-m",
+            "8",
+            "--upsert-batch",
+            "5",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (body,) = stub.bodies("PUT", "/collections/c")
     assert (body["shard_number"], body["replication_factor"]) == (2, 2)

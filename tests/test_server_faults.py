@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli import cli
+from lookalike.cli.main import cli
 from lookalike.errors import StoreUnavailable
 from lookalike.store import StoreConfig, connect
 from tests.stub_qdrant import StubQdrant
@@ -93,8 +93,19 @@ def test_partial_ingest_says_what_was_stored_and_never_shows_the_key(
     stub, image_folder, tiny_vit, monkeypatch
 ):
     monkeypatch.setenv("LOOKALIKE_QDRANT_API_KEY", "s3cret-key")
-    args = ["ingest", "--dataset", image_folder, "--model", tiny_vit, "--batch-size", 4,
-            "--collection", "c", "--qdrant-url", stub.url]  # fmt: skip
+    args = [
+        "ingest",
+        "--dataset",
+        image_folder,
+        "--model",
+        tiny_vit,
+        "--batch-size",
+        4,
+        "--collection",
+        "c",
+        "--qdrant-url",
+        stub.url,
+    ]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 1
     err = result.stderr
@@ -126,8 +137,9 @@ def test_an_unreachable_server_fails_after_bounded_retries():
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = StoreConfig(url=f"http://127.0.0.1:{port}", retries=2, backoff=0.01,
-                         check_compatibility=False)  # fmt: skip
+    config = StoreConfig(
+        url=f"http://127.0.0.1:{port}", retries=2, backoff=0.01, check_compatibility=False
+    )
     with connect(config) as store, pytest.raises(StoreUnavailable) as err:
         store.exists("c")
     assert "after 3 attempts: ConnectError" in str(err.value)

@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 
 from lookalike.augment import augment
-from lookalike.cli import cli
-from lookalike.embedder import Embedder
+from lookalike.cli.main import cli
+from lookalike.embed.embedder import Embedder
 from tests.conftest import COLOURS, make_image
 
 
@@ -32,9 +32,24 @@ def test_augment_keeps_the_size_and_changes_the_pixels():
 
 def test_tune_writes_a_model_folder_that_ingest_takes(split_folder, tiny_vit, tmp_path):
     out = tmp_path / "tuned"
-    args = ["tune", "--model", tiny_vit, "--dataset", split_folder, "--output", out,
-            "--epochs", 2, "--batch-size", 6, "--k", 3, "--precision", "fp32",
-            "--json"]  # fmt: skip
+    args = [
+        "tune",
+        "--model",
+        tiny_vit,
+        "--dataset",
+        split_folder,
+        "--output",
+        out,
+        "--epochs",
+        2,
+        "--batch-size",
+        6,
+        "--k",
+        3,
+        "--precision",
+        "fp32",
+        "--json",
+    ]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -57,8 +72,17 @@ def test_tune_needs_labels(tmp_path, tiny_vit):
     for split in ("train", "validation"):
         (tmp_path / "d" / split).mkdir(parents=True)
         make_image((1, 2, 3), seed=1).save(tmp_path / "d" / split / "a.png")
-    args = ["tune", "--model", tiny_vit, "--dataset", tmp_path / "d", "--output", tmp_path / "o",
-            "--test-split", ""]  # fmt: skip
+    args = [
+        "tune",
+        "--model",
+        tiny_vit,
+        "--dataset",
+        tmp_path / "d",
+        "--output",
+        tmp_path / "o",
+        "--test-split",
+        "",
+    ]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 1 and "tuning needs labels" in result.stderr
 
@@ -66,7 +90,7 @@ def test_tune_needs_labels(tmp_path, tiny_vit):
 def test_interpolate_blends_float_weights_only():
     import torch
 
-    from lookalike.tune import _interpolate
+    from lookalike.tune.trainer import _interpolate
 
     original = {"w": torch.zeros(2), "n": torch.tensor(3)}
     tuned = {"w": torch.ones(2), "n": torch.tensor(7)}

@@ -13,48 +13,18 @@ import json
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ingest.dataset import Source
-from lookalike import pooling as pooling_
 from lookalike.augment import EDITS, augment
-from lookalike.embedder import Embedder
+from lookalike.embed import Embedder, ModelSettings
+from lookalike.embed import pooling as pooling_
 from lookalike.errors import DatasetLoadError
-
-
-@dataclass(frozen=True)
-class TuneSettings:
-    epochs: int = 4
-    lr: float = 1e-3
-    batch_size: int = 32
-    seed: int = 0
-    freeze: float = 0.4  # share of the parameter tensors, from the input side, left as they are
-    k: int = 5
-
-
-@dataclass
-class TuneReport:
-    base_model: str
-    output: str
-    dataset: str
-    train_split: str
-    val_split: str
-    settings: TuneSettings
-    val_precision_at_k: list[float] = field(default_factory=list)  # before tuning, then per epoch
-    best_epoch: int = 0
-    val_near_duplicate_top1: list[float] = field(default_factory=list)  # as val_precision_at_k
-    mix: float = 1.0  # share of the tuning kept: weights = original + mix * (tuned - original)
-    blend_scores: list[list[float]] = field(default_factory=list)  # [mix, precision, near-dup]
-    test_split: str | None = None
-    test_precision_at_k: tuple[float, float] | None = None  # (before, after) tuning
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from lookalike.source import Source
+from lookalike.tune.settings import TuneReport, TuneSettings
 
 
 def _precision_at_k(queries: torch.Tensor, q_labels, gallery: torch.Tensor, g_labels, k) -> float:
@@ -124,30 +94,31 @@ def _embed_all(emb: Embedder, source: Source, batch_size: int) -> tuple[torch.Te
 
 
 def tune(
-    model: str,
+    model: ModelSettings,
     train: Source,
     val: Source,
     output: str,
-    settings: TuneSettings = TuneSettings(),
+    settings: TuneSettings | None = None,
     test: Source | None = None,
     *,
-    device: str = "auto",
-    precision: str = "auto",
     on_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TuneReport:
-    """Fine-tune `model` on `train`, keep the epoch with the best precision@k of `val`'s
-    images against `train`'s, blend it back towards the original weights only as far as
-    near-duplicate retrieval on `val` needs, and save it to `output`. `val` is only used to
+    """Fine-tune the model `model` names on `train`, keep the epoch with the best precision@k
+    of `val`'s images against `train`'s, blend it back towards the original weights only as far
+    as near-duplicate retrieval on `val` needs, and save it to `output`. `val` is only used to
     choose; `test`, if given, is scored once at the end, with the saved folder loaded as users
     will load it."""
     if train.label_column is None or val.label_column is None:
-        raise DatasetLoadError("tuning needs labels: the splits have no label column")
+        raise DatasetLoadError(
+            train.name, "tuning needs labels: the splits have no label column", kind="no_labels"
+        )
+    settings = settings or TuneSettings()
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     started = time.perf_counter()
-    # Unfolded: batch norms folded into convolutions could no longer learn.
-    emb = Embedder(model, device=device, precision=precision, fold=False)
+    # Unfolded and not compiled: batch norms folded into convolutions could no longer learn.
+    emb = model.load(fold=False)
     report = TuneReport(emb.model_id, str(output), train.name, train.split, val.split, settings)
     judge = _Judge(emb, train, val, settings)
     original = copy.deepcopy(emb.model.state_dict())
@@ -173,8 +144,7 @@ def tune(
     if test is not None:
         report.test_split = test.split
         report.test_precision_at_k = tuple(
-            _score(Embedder(m, device=device, precision=precision), train, test, settings)
-            for m in (model, str(output))
+            _score(model.load(m), train, test, settings) for m in (emb.model_id, str(output))
         )
         _save_card(report, Path(output))
     return report

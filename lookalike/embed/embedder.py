@@ -6,18 +6,17 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from lookalike import pooling as pooling_
 from lookalike.defaults import POOLINGS, PRECISIONS
+from lookalike.embed import pooling as pooling_
+from lookalike.embed.optimize import fold_batchnorms
 from lookalike.errors import ModelLoadError
 from lookalike.images import to_rgb
-from lookalike.optimize import fold_batchnorms
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -30,11 +29,15 @@ def resolve_device(device: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("--device cuda was asked for, but torch sees no CUDA GPU")
+        raise ModelLoadError(
+            None, "the cuda device was asked for, but torch sees no CUDA GPU", kind="device"
+        )
     try:
         return torch.device(device)
     except RuntimeError as e:
-        raise ModelLoadError(f"unknown device {device!r}: use auto, cpu, cuda or mps") from e
+        raise ModelLoadError(
+            None, f"unknown device {device!r}: use auto, cpu, cuda or mps", kind="device"
+        ) from e
 
 
 def cpu_has_native_bf16() -> bool:
@@ -51,7 +54,9 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
-        raise ModelLoadError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+        raise ModelLoadError(
+            None, f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}", kind="precision"
+        )
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -68,38 +73,18 @@ def canonical_model_id(model: str) -> str:
 
 
 def _load_error(model: str, err: Exception) -> ModelLoadError:
+    local = os.path.isdir(model)
     hint = (
-        "the Hugging Face hub may be unreachable or the id may be wrong; "
-        "download the model elsewhere and pass its local folder with --model PATH"
+        "the folder must hold a transformers model: config.json, weights, image processor"
+        if local
+        else "the Hugging Face hub may be unreachable or the id may be wrong"
     )
-    if os.path.isdir(model):
-        hint = "the folder must hold a transformers model: config.json, weights, image processor"
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ModelLoadError(f"could not load model {model!r} ({first}): {hint}")
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """How to load and run a model; `model=None` means the one a collection was built with."""
-
-    model: str | None = None
-    revision: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    pooling: str = "auto"
-    compile: bool = False
-    trust_remote_code: bool = False
-
-    def load(self, model: str | None = None, pooling: str | None = None) -> Embedder:
-        return Embedder(
-            model or self.model,
-            revision=self.revision,
-            device=self.device,
-            pooling=pooling or self.pooling,
-            precision=self.precision,
-            compile=self.compile,
-            trust_remote_code=self.trust_remote_code,
-        )
+    return ModelLoadError(
+        model,
+        f"could not load model {model!r} ({first}): {hint}",
+        kind="unreadable" if local else "unreachable",
+    )
 
 
 class Embedder:
@@ -126,7 +111,9 @@ class Embedder:
     ) -> None:
         if pooling not in POOLINGS:
             raise ModelLoadError(
-                f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}"
+                model,
+                f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}",
+                kind="pooling",
             )
         self.model_id = canonical_model_id(model)
         self.device = resolve_device(device)
@@ -196,7 +183,7 @@ class Embedder:
             with torch.inference_mode(), self.autocast():
                 vectors = pooling_.pool(self.pooling, self.model, pixels, self.model_type)
         except pooling_.PoolingError as e:
-            raise ModelLoadError(str(e)) from e
+            raise ModelLoadError(self.model_id, str(e), kind="pooling") from e
         vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
         return vectors.cpu().numpy()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lookalike.cli.errors import skip_message
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport
 
 
@@ -37,7 +38,11 @@ def ingest_summary(report: IngestReport) -> str:
         f"({report.images_per_s:.1f} images/s)"
         + (f"; {report.already_stored} already stored" if report.already_stored else "")
     ]
-    lines += [f"  skipped {s.split}:{s.row} {s.reason}" for s in report.skipped]
+    lines += [
+        f"  skipped {s.split}:{s.row}{f' ({s.path})' if s.path else ''}: "
+        + skip_message(s.reason, s.kind)
+        for s in report.skipped
+    ]
     return "\n".join(lines)
 
 
@@ -66,10 +71,15 @@ def eval_table(report: EvalReport) -> str:
 
 def duplicates_table(report) -> str:
     rows = [
-        [f"{p.score:.4f}", f"{p.a.split}:{p.a.row}", f"{p.b.split}:{p.b.row}",
-         "yes" if p.cross_split else "", f"{p.a.path or ''} | {p.b.path or ''}"]
+        [
+            f"{p.score:.4f}",
+            f"{p.a.split}:{p.a.row}",
+            f"{p.b.split}:{p.b.row}",
+            "yes" if p.cross_split else "",
+            f"{p.a.path or ''} | {p.b.path or ''}",
+        ]
         for p in report.pairs
-    ]  # fmt: skip
+    ]
     body = _table(["score", "a", "b", "cross-split", "paths"], rows) if rows else "(no pairs)"
     summary = report.to_dict()
     return (

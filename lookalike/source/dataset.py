@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
-from ingest.folder import is_image_folder, load_image_folder
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import BadImage, DatasetLoadError
 from lookalike.images import open_image
 from lookalike.records import ImageRecord, Skipped
+from lookalike.source.folder import is_image_folder, load_image_folder
 
 # Point ids are uuid5 of (dataset, split, row): the same image always gets the same id.
 ID_NAMESPACE = uuid.UUID("6f1b7a52-4d0e-4c7b-9a55-6b3f0c1e2d41")
@@ -32,7 +32,9 @@ def canonical_dataset_id(dataset: str) -> str:
 
 def _load_dict(dataset: str) -> datasets.DatasetDict:
     if os.path.isdir(dataset) and not any(files for _, _, files in os.walk(dataset)):
-        raise DatasetLoadError(f"folder {dataset!r} is empty: no images or data files in it")
+        raise DatasetLoadError(
+            dataset, f"folder {dataset!r} is empty: no images or data files in it", kind="empty"
+        )
     try:
         if os.path.isdir(dataset) and (
             os.path.exists(os.path.join(dataset, "dataset_dict.json"))
@@ -44,15 +46,19 @@ def _load_dict(dataset: str) -> datasets.DatasetDict:
         else:
             loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
     except Exception as e:  # datasets raises many types; all mean "could not load"
+        local = os.path.isdir(dataset)
         hint = (
             "check the folder holds a datasets save_to_disk folder, data files, or images in "
             "class sub-folders"
-            if os.path.isdir(dataset)
-            else "the Hugging Face hub may be unreachable or the id may be wrong; download it "
-            "elsewhere and pass its local folder with --dataset PATH"
+            if local
+            else "the Hugging Face hub may be unreachable or the id may be wrong"
         )
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DatasetLoadError(f"could not load dataset {dataset!r} ({first}): {hint}") from e
+        raise DatasetLoadError(
+            dataset,
+            f"could not load dataset {dataset!r} ({first}): {hint}",
+            kind="unreadable" if local else "unreachable",
+        ) from e
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
@@ -130,7 +136,7 @@ class Source:
         try:
             image = open_image(value, self.max_pixels)
         except BadImage as e:
-            return Skipped(self.split, row, path, str(e))
+            return Skipped(self.split, row, path, e.reason, e.kind)
         label, label_name = self._label(batch[self.label_column][i] if self.label_column else None)
         return ImageRecord(
             id=point_id(self.name, self.split, row),
@@ -147,13 +153,16 @@ class Source:
         position = np.flatnonzero(self.rows == row)
         if len(position) == 0:
             raise DatasetLoadError(
+                self.name,
                 f"row {row} is out of range for split {self.split!r} of {self.name!r} "
-                f"(rows 0..{len(self.data) - 1})"
+                f"(rows 0..{len(self.data) - 1})",
+                kind="row",
+                split=self.split,
             )
         i = int(position[0])
         result = self._record(self.data[i : i + 1], 0, row)
         if isinstance(result, Skipped):
-            raise BadImage(result.reason)
+            raise BadImage(result.path or f"{self.split}:{row}", result.reason, kind=result.kind)
         return result
 
 
@@ -171,21 +180,31 @@ def load_source(
     splits = _load_dict(dataset)
     if split not in splits:
         raise DatasetLoadError(
-            f"dataset {dataset!r} has no split {split!r}; its splits are: {', '.join(splits)}"
+            dataset,
+            f"dataset {dataset!r} has no split {split!r}; its splits are: {', '.join(splits)}",
+            kind="no_split",
+            split=split,
+            available=list(splits),
         )
     data = splits[split]
     feats = data.features
     image_col = _detect(feats, image_column, (datasets.Image,), ("image", "img", "path"))
     if image_col is None or image_col not in feats:
         raise DatasetLoadError(
-            f"no image column {image_column or ''} in {dataset!r} (columns: {', '.join(feats)}); "
-            "pass --image-column"
+            dataset,
+            f"no image column {image_column or ''} in {dataset!r} (columns: {', '.join(feats)})",
+            kind="no_image_column",
+            split=split,
+            available=list(feats),
         )
     label_col = _detect(feats, label_column, (datasets.ClassLabel,), ("label", "labels"))
     if label_col is not None and label_col not in feats:
         raise DatasetLoadError(
-            f"no label column {label_col!r} in {dataset!r} (columns: {', '.join(feats)}); "
-            "pass --label-column"
+            dataset,
+            f"no label column {label_col!r} in {dataset!r} (columns: {', '.join(feats)})",
+            kind="no_label_column",
+            split=split,
+            available=list(feats),
         )
     names = _label_names(data, label_col)
     if isinstance(feats[image_col], datasets.Image):

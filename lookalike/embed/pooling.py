@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import torch
 
-from lookalike.defaults import POOLINGS  # noqa: F401  (re-exported)
-
 # The CLS token. ViTModel also has a pooler, but classification checkpoints (such as
 # nateraw/vit-base-beans) leave it randomly initialised.
 CLS_FAMILIES = {
-    "vit", "deit", "dinov2", "dinov2_with_registers", "beit", "data2vec-vision", "vit_msn",
-    "vit_mae", "dinov3_vit",
-}  # fmt: skip
+    *("vit", "deit", "dinov2", "dinov2_with_registers", "beit", "data2vec-vision"),
+    *("vit_msn", "vit_mae", "dinov3_vit"),
+}
 # pooler_output: the global pool of a CNN (EfficientNet, ResNet, RegNet, ConvNeXT...), Swin's
 # mean of patch tokens, a CLIP/SigLIP vision tower's pooled output.
 POOLER_FAMILIES = {
-    "efficientnet", "resnet", "regnet", "convnext", "convnextv2", "mobilenet_v1", "mobilenet_v2",
-    "swin", "swinv2", "bit", "levit", "poolformer", "van", "dinov3_convnext",
-    "clip_vision_model", "siglip_vision_model", "siglip2_vision_model",
-}  # fmt: skip
+    *("efficientnet", "resnet", "regnet", "convnext", "convnextv2", "dinov3_convnext"),
+    *("mobilenet_v1", "mobilenet_v2", "swin", "swinv2", "bit", "levit", "poolformer", "van"),
+    *("clip_vision_model", "siglip_vision_model", "siglip2_vision_model"),
+}
 # Dual encoders: the image tower's projected features, in the space text queries also use.
 IMAGE_FEATURE_FAMILIES = {"clip", "siglip", "siglip2", "chinese_clip", "altclip"}
 
@@ -56,12 +54,12 @@ def pool(pooling: str, model: torch.nn.Module, pixels: torch.Tensor, model_type:
         if hidden.ndim != 3:
             raise PoolingError(
                 f"pooling 'cls' needs a token sequence, but {model_type!r} outputs a feature "
-                "map: use --pooling pooler or mean"
+                "map: use pooling pooler or mean"
             )
         return hidden[:, 0]
     if pooling == "pooler":
         pooled = getattr(out, "pooler_output", None)
         if pooled is None:
-            raise PoolingError(f"{model_type!r} has no pooler_output: use --pooling mean")
+            raise PoolingError(f"{model_type!r} has no pooler_output: use pooling mean")
         return pooled.flatten(1)  # ResNet-style poolers are (B, C, 1, 1)
     return hidden.mean(dim=1) if hidden.ndim == 3 else hidden.mean(dim=(2, 3))

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from lookalike.errors import BadImage, BadQuery
 from lookalike.images import open_image
 from lookalike.records import Hit
-from search.searcher import MAX_K, Searcher
+from lookalike.search.searcher import MAX_K, Searcher
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP photo is large; more is an attack or a mistake
@@ -50,7 +50,7 @@ def create_app(
     thread-safe); FastAPI runs the handlers in its thread pool."""
     app = FastAPI(title="lookalike", description="Search images by looks.", version="1")
     lock = threading.Lock()
-    page = resources.files("lookalike").joinpath("static/index.html").read_text()
+    page = resources.files("lookalike.cli").joinpath("static/index.html").read_text()
 
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next):
@@ -70,9 +70,12 @@ def create_app(
             points = searcher.store.info(searcher.collection).points
         meta = searcher.meta
         return HealthOut(
-            status="ok", collection=searcher.collection, points=points, model=meta.model,
+            status="ok",
+            collection=searcher.collection,
+            points=points,
+            model=meta.model,
             labels=list(meta.label_names),
-        )  # fmt: skip
+        )
 
     @app.post("/search", response_model=SearchOut, responses=ERRORS)
     def search(
@@ -87,7 +90,7 @@ def create_app(
             query = open_image(data, max_pixels=max_pixels)
         except BadImage as e:
             # Judged by content: the file name and content type are never trusted.
-            raise HTTPException(400, "upload" + str(e).removeprefix("<image bytes>")) from e
+            raise HTTPException(400, f"upload: {e.reason}") from e
         try:
             with lock:
                 hits = searcher.search(query, k=k, label=label or None)
@@ -103,8 +106,8 @@ def create_app(
     def point_image(point_id: uuid.UUID) -> Response:
         # The image is found from the stored payload; nothing in the request names a file.
         with lock:
-            hit = searcher.point(str(point_id))
-        image = searcher.candidate_image(hit) if hit else None
+            point = searcher.point(str(point_id))
+        image = searcher.candidate_image(point) if point else None
         if image is None:
             raise HTTPException(404, f"no image for point {point_id}")
         buf = io.BytesIO()

@@ -13,33 +13,48 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from lookalike.defaults import DEFAULT_MAX_PIXELS, DEVICES, PRECISIONS
-from lookalike.options import (
+from lookalike.cli.environment import warn_unread_variables
+from lookalike.cli.errors import domain_errors
+from lookalike.cli.options import (
+    PREFIX,
     batch_size_option,
-    domain_errors,
+    flag,
     index_options,
+    json_option,
     model_options,
     opt,
     search_options,
     store_options,
     workers_option,
 )
-from lookalike.output import (
+from lookalike.cli.output import (
     duplicates_table,
     eval_table,
     hits_table,
     info_table,
     ingest_summary,
 )
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.tune.settings import TuneSettings
+
+TUNE = TuneSettings()
 
 
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+CONTEXT = {
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+    "auto_envvar_prefix": PREFIX,  # LOOKALIKE_<COMMAND>_<OPTION>
+}
+
+
+@click.group(context_settings=CONTEXT)
 @click.version_option(package_name="lookalike")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """lookalike: find the images that look most like a query image.
 
     Candidates are embedded with a transformers vision model and stored in Qdrant.
@@ -50,17 +65,23 @@ def cli() -> None:
     warnings.showwarning = lambda message, *args, **kwargs: click.echo(
         f"warning: {message}", err=True
     )
+    warn_unread_variables(ctx.command)
 
 
 @cli.command()
-@opt("--dataset", default="beans", help="Hub id, local datasets folder, or folder of images.")
+@opt(
+    "--dataset",
+    shared=True,
+    default=DEFAULT_DATASET,
+    help="Hub id, local datasets folder, or image folder.",
+)
 @opt("--split", default="train", help="Split to ingest.")
 @opt("--limit", type=click.IntRange(1), default=None, help="Ingest N rows sampled with --seed.")
 @opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
 @opt("--image-column", default=None, help="Image column; detected when unset.")
 @opt("--label-column", default=None, help="Label column; detected when unset.")
 @batch_size_option
-@opt("--recreate", is_flag=True, default=False, help="Delete and rebuild the collection.")
+@flag("--recreate", help="Delete and rebuild the collection.")
 @opt(
     "--resume/--no-resume",
     default=True,
@@ -78,15 +99,13 @@ def cli() -> None:
     default=None,
     help="Also write each skipped image, with the reason, to this JSON-lines file.",
 )
-@opt("--json", "as_json", is_flag=True, default=False, help="Print the summary as JSON.")
+@json_option
 @workers_option
-@model_options(default="nateraw/vit-base-beans", pooling=True)
+@model_options(default=DEFAULT_MODEL, pooling=True)
 @store_options
 @index_options
 @domain_errors
-def ingest(store_config, collection, dataset, split, limit, seed, image_column, label_column,
-           batch_size, recreate, resume, max_pixels, skipped_log, as_json, workers,
-           model, index):  # fmt: skip
+def ingest(store_config, collection, model_settings, index, as_json, **options):
     """Embed a dataset's images and upsert them into a collection.
 
     \b
@@ -98,13 +117,10 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
       lookalike ingest --dataset ../shared/data/beans \\
           --model ../shared/models/efficientnet-lite0 --split train
     """
-    from lookalike.app import DatasetSettings, run_ingest
+    from lookalike.cli.commands import DatasetSettings, run_ingest
 
-    data = DatasetSettings(dataset, split, limit, seed, image_column, label_column, max_pixels)
-    report = run_ingest(
-        store_config, collection, data, model, batch_size=batch_size, workers=workers,
-        recreate=recreate, resume=resume, skipped_log=skipped_log, index=index,
-    )  # fmt: skip
+    data = DatasetSettings(**{f: options.pop(f) for f in DatasetSettings.__dataclass_fields__})
+    report = run_ingest(store_config, collection, data, model_settings, index=index, **options)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -115,7 +131,7 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
 @click.argument("queries", nargs=-1, required=True)
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
-@opt("--json", "as_json", is_flag=True, default=False, help="One JSON object per query.")
+@json_option
 @opt(
     "--grid",
     type=click.Path(dir_okay=False, writable=True),
@@ -126,7 +142,7 @@ def ingest(store_config, collection, dataset, split, limit, seed, image_column, 
 @model_options(default=None)
 @store_options
 @domain_errors
-def search(store_config, collection, queries, k, label, as_json, grid, model, params):
+def search(store_config, collection, queries, k, label, as_json, grid, model_settings, params):
     """Find the candidates most like each QUERY.
 
     QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
@@ -135,10 +151,17 @@ def search(store_config, collection, queries, k, label, as_json, grid, model, pa
     Example:
       lookalike search test:17 leaf.jpg --k 5 --label healthy --json
     """
-    from lookalike.app import run_search
+    from lookalike.cli.commands import run_search
 
     results = run_search(
-        store_config, collection, queries, model, k=k, label=label, grid=grid, params=params
+        store_config,
+        collection,
+        queries,
+        model_settings,
+        k=k,
+        label=label,
+        grid=grid,
+        params=params,
     )
     for query, hits in results:
         if as_json:
@@ -163,14 +186,13 @@ def search(store_config, collection, queries, k, label, as_json, grid, model, pa
     default=False,
     help="Also measure recall@k of this search (HNSW, quantization) against exact search.",
 )
-@opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
+@json_option
 @workers_option
 @search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def eval_(store_config, collection, split, k, batch_size, near_duplicates, recall, as_json,
-          workers, model, params):  # fmt: skip
+def eval_(store_config, collection, model_settings, as_json, **options):
     """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
 
     \b
@@ -178,12 +200,9 @@ def eval_(store_config, collection, split, k, batch_size, near_duplicates, recal
       lookalike eval --split test --k 5 --json
       lookalike eval --recall --hnsw-ef 64   # how much the index loses
     """
-    from lookalike.app import run_eval
+    from lookalike.cli.commands import run_eval
 
-    report = run_eval(
-        store_config, collection, model, split=split, k=k, batch_size=batch_size,
-        workers=workers, near_duplicates=near_duplicates, recall=recall, params=params,
-    )  # fmt: skip
+    report = run_eval(store_config, collection, model_settings, **options)
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -191,12 +210,12 @@ def eval_(store_config, collection, split, k, batch_size, near_duplicates, recal
 
 
 @cli.command()
-@opt("--json", "as_json", is_flag=True, default=False, help="Print as JSON.")
+@json_option
 @store_options
 @domain_errors
 def info(store_config, collection, as_json):
     """Show a collection's size, vector parameters, model and dataset."""
-    from lookalike.app import collection_info
+    from lookalike.cli.commands import collection_info
 
     result = collection_info(store_config, collection)
     click.echo(json.dumps(result.to_dict()) if as_json else info_table(result))
@@ -206,7 +225,7 @@ def info(store_config, collection, as_json):
 @opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
 @opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
 @opt("--grid", type=click.Path(dir_okay=False), default=None, help="Draw the best pairs here.")
-@opt("--json", "as_json", is_flag=True, default=False, help="JSON lines: pairs, then a summary.")
+@flag("--json", "as_json", help="JSON lines: pairs, then a summary.")
 @store_options
 @domain_errors
 def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
@@ -216,7 +235,7 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
     Example:
       lookalike duplicates --threshold 0.97 --grid pairs.png
     """
-    from lookalike.app import run_duplicates
+    from lookalike.cli.commands import run_duplicates
 
     report = run_duplicates(
         store_config, collection, threshold=threshold, neighbours=neighbours, grid=grid
@@ -231,29 +250,26 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
 
 @cli.command("tune")
 @opt("--output", required=True, type=click.Path(file_okay=False), help="Folder to save to.")
-@opt("--model", default=None, help="Model to tune [default: the collection's].")
-@opt("--dataset", default=None, help="Labelled dataset [default: the collection's].")
+@opt("--dataset", shared=True, default=None, help="Labelled dataset [default: the collection's].")
 @opt("--split", default="train", help="Split to train on.")
 @opt("--val-split", default="validation", help="Split that chooses the epoch.")
 @opt("--test-split", default="test", help="Split scored once at the end ('' for none).")
-@opt("--epochs", type=click.IntRange(1), default=4, help="Passes over the training split.")
-@opt("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="Learning rate.")
-@opt("--batch-size", type=click.IntRange(2), default=32, help="Images per training step.")
-@opt("--seed", type=int, default=0, help="Seed for order, augmentation and the new head.")
+@opt("--epochs", type=click.IntRange(1), default=TUNE.epochs, help="Passes over the train split.")
+@opt("--lr", type=click.FloatRange(min=0, min_open=True), default=TUNE.lr, help="Learning rate.")
+@opt("--batch-size", type=click.IntRange(2), default=TUNE.batch_size, help="Images per step.")
+@opt("--seed", type=int, default=TUNE.seed, help="Seed for order, augmentation and the new head.")
 @opt(
     "--freeze",
     type=click.FloatRange(0, 1),
-    default=0.4,
+    default=TUNE.freeze,
     help="Share of the model's parameters, from the input side, left untrained.",
 )
-@opt("--k", "k", type=click.IntRange(1), default=5, help="k of the precision@k that chooses.")
-@opt("--device", default="auto", type=click.Choice(DEVICES), help="Where to train.")
-@opt("--precision", default="auto", type=click.Choice(PRECISIONS), help="As for ingest.")
-@opt("--json", "as_json", is_flag=True, default=False, help="Print the report as JSON.")
+@opt("--k", "k", type=click.IntRange(1), default=TUNE.k, help="k of the precision@k that chooses.")
+@json_option
+@model_options(default=None, compile=False)
 @store_options
 @domain_errors
-def tune_(store_config, collection, output, model, dataset, split, val_split, test_split, epochs,
-          lr, batch_size, seed, freeze, k, device, precision, as_json):  # fmt: skip
+def tune_(store_config, collection, model_settings, output, dataset, as_json, **options):
     """Fine-tune the embedding on your labels; the epoch is chosen on --val-split.
 
     Writes a model folder (with a README card) that `ingest --model` takes like any other.
@@ -263,15 +279,17 @@ def tune_(store_config, collection, output, model, dataset, split, val_split, te
       lookalike tune --output tuned-beans && \\
       lookalike ingest --model tuned-beans --collection beans-tuned
     """
-    from lookalike.app import run_tune
-    from lookalike.tune import TuneSettings
+    from lookalike.cli.commands import run_tune
 
-    settings = TuneSettings(epochs, lr, batch_size, seed, freeze, k)
     report = run_tune(
-        store_config, collection, output=output, model=model, dataset=dataset,
-        splits=(split, val_split, test_split or None), settings=settings, device=device,
-        precision=precision,
-    )  # fmt: skip
+        store_config,
+        collection,
+        model_settings,
+        output=output,
+        dataset=dataset,
+        splits=(options.pop("split"), options.pop("val_split"), options.pop("test_split") or None),
+        settings=TuneSettings(**options),
+    )
     if as_json:
         echo_json(report.to_dict())
     else:
@@ -291,7 +309,7 @@ def tune_(store_config, collection, output, model, dataset, split, val_split, te
 @model_options(default=None)
 @store_options
 @domain_errors
-def serve(store_config, collection, host, port, max_upload_mb, model, params):
+def serve(store_config, collection, host, port, max_upload_mb, model_settings, params):
     """Serve the search page and HTTP API (POST /search, GET /points/{id}/image, /health).
 
     The model and the store are opened once, at start-up. OpenAPI schema: /openapi.json.
@@ -302,10 +320,10 @@ def serve(store_config, collection, host, port, max_upload_mb, model, params):
     """
     import uvicorn
 
-    from lookalike.app import open_searcher
-    from lookalike.server import create_app
+    from lookalike.cli.commands import open_searcher
+    from lookalike.cli.web import create_app
 
-    with open_searcher(store_config, collection, model, params) as searcher:
+    with open_searcher(store_config, collection, model_settings, params) as searcher:
         app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
         click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")

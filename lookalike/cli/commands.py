@@ -14,26 +14,27 @@ from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
-from ingest.dataset import load_source
-from ingest.worker import ingest
-from lookalike.defaults import DEFAULT_MAX_PIXELS
-from lookalike.embedder import ModelSettings
+from lookalike.cli.errors import skip_message
+from lookalike.cli.grid import GridRow, render_grid
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS
+from lookalike.embed import ModelSettings
 from lookalike.errors import ModelMismatch
-from lookalike.grid import GridRow, render_grid
 from lookalike.index import IndexSettings, SearchSettings
+from lookalike.ingest import ingest
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
+from lookalike.search.duplicates import DuplicateReport, find_duplicates
+from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate
+from lookalike.search.searcher import Gallery, Searcher
+from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 from lookalike.tune import TuneReport, TuneSettings, tune
-from search.duplicates import DuplicateReport, find_duplicates
-from search.evaluate import NEAR_IDENTICAL, evaluate
-from search.searcher import Gallery, Searcher
 
 
 @dataclass(frozen=True)
 class DatasetSettings:
     """Which images to ingest."""
 
-    dataset: str = "beans"
+    dataset: str = DEFAULT_DATASET
     split: str = "train"
     limit: int | None = None
     seed: int = 42
@@ -71,7 +72,7 @@ def run_ingest(
     store_config: StoreConfig,
     collection: str,
     data: DatasetSettings,
-    model: ModelSettings,
+    model_settings: ModelSettings,
     *,
     batch_size: int | None = None,
     workers: int | None = None,
@@ -89,12 +90,14 @@ def run_ingest(
         seed=data.seed,
         max_pixels=data.max_pixels,
     )
-    embedder = model.load()
+    embedder = model_settings.load()
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
 
         def skip(item: Skipped) -> None:
-            warn(f"skipped {data.split}:{item.row}: {item.reason}")
+            item = replace(item, reason=skip_message(item.reason, item.kind))
+            where = f" ({item.path})" if item.path else ""
+            warn(f"skipped {data.split}:{item.row}{where}: {item.reason}")
             if log:  # written as they come, so an interrupted run still has its log
                 log.write(json.dumps(asdict(item)) + "\n")
                 log.flush()
@@ -102,10 +105,19 @@ def run_ingest(
         store = stack.enter_context(connect(store_config))
         bar = stack.enter_context(_bar(len(source), f"ingest {data.split}"))
         report = ingest(
-            source, embedder, store, collection, batch_size=batch_size, workers=workers,
-            recreate=recreate, resume=resume, index=index, on_progress=bar.update,
-            on_skip=skip, on_indexing=lambda: bar.set_description("building the search index"),
-        )  # fmt: skip
+            source,
+            embedder,
+            store,
+            collection,
+            batch_size=batch_size,
+            workers=workers,
+            recreate=recreate,
+            resume=resume,
+            index=index,
+            on_progress=bar.update,
+            on_skip=skip,
+            on_indexing=lambda: bar.set_description("building the search index"),
+        )
         if store.engine == "local" and store.info(collection).points > LOCAL_MODE_POINTS:
             warn(
                 f"{collection!r} is in a local-mode folder, which searches by brute force in "
@@ -119,7 +131,7 @@ def run_search(
     store_config: StoreConfig,
     collection: str,
     queries: Sequence[str],
-    model: ModelSettings,
+    model_settings: ModelSettings,
     *,
     k: int = 5,
     label: str | None = None,
@@ -128,7 +140,7 @@ def run_search(
 ) -> list[tuple[str, list[Hit]]]:
     """Hits for each query, in order; with `grid`, also a picture of them in that file."""
     with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, settings=model, params=params)
+        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         images = [searcher.load_query(q) for q in queries]
         results = searcher.search_many(images, k=k, label=label)
         if grid:
@@ -143,7 +155,7 @@ def run_search(
 def run_eval(
     store_config: StoreConfig,
     collection: str,
-    model: ModelSettings,
+    model_settings: ModelSettings,
     *,
     split: str = "test",
     k: int = 5,
@@ -154,12 +166,18 @@ def run_eval(
     params: SearchSettings | None = None,
 ) -> EvalReport:
     with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, settings=model, params=params)
+        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         with _bar(len(searcher.source(split)), f"eval {split}") as bar:
             report = evaluate(
-                searcher, split, k=k, batch_size=batch_size, workers=workers,
-                near_duplicates=near_duplicates, recall=recall, on_progress=bar.update,
-            )  # fmt: skip
+                searcher,
+                split,
+                k=k,
+                batch_size=batch_size,
+                workers=workers,
+                near_duplicates=near_duplicates,
+                recall=recall,
+                on_progress=bar.update,
+            )
     if report.near_identical_queries:
         warn(
             f"{report.near_identical_queries} of {report.queries} {split} queries have a "
@@ -172,22 +190,22 @@ def run_eval(
 def run_tune(
     store_config: StoreConfig,
     collection: str,
+    model_settings: ModelSettings,
     *,
     output: str,
-    model: str | None,
     dataset: str | None,
     splits: tuple[str, str, str | None],
     settings: TuneSettings,
-    device: str = "auto",
-    precision: str = "auto",
 ) -> TuneReport:
-    """Tune `model` (default: the collection's) on `dataset` (default: the collection's)."""
-    if model is None or dataset is None:
+    """Tune the settings' model (default: the collection's) on `dataset` (default: the
+    collection's)."""
+    if model_settings.model is None or dataset is None:
         with connect(store_config) as store:
             meta = store.info(collection).meta
         if meta is None:
-            raise ModelMismatch(f"collection {collection!r} was not built by lookalike")
-        model, dataset = model or meta.model, dataset or meta.dataset
+            raise ModelMismatch(collection, "foreign")
+        model_settings = replace(model_settings, model=model_settings.model or meta.model)
+        dataset = dataset or meta.dataset
     train, val, test = (load_source(dataset, s) if s else None for s in splits)
     total = settings.epochs * len(train)
     with _bar(total, f"tune on {train.split}") as bar:
@@ -199,9 +217,15 @@ def run_tune(
             )
 
         return tune(
-            model, train, val, output, settings, test=test, device=device,
-            precision=precision, on_step=bar.update, on_epoch=epoch_done,
-        )  # fmt: skip
+            model_settings,
+            train,
+            val,
+            output,
+            settings,
+            test=test,
+            on_step=bar.update,
+            on_epoch=epoch_done,
+        )
 
 
 def run_duplicates(
@@ -220,10 +244,14 @@ def run_duplicates(
     if grid and report.pairs and meta:
         gallery = Gallery(meta)
         rows = [
-            GridRow(f"{p.a.split}:{p.a.row}", gallery.image(p.a) or _blank(),
-                    [replace(p.b, rank=1, score=p.score)], [gallery.image(p.b)])
+            GridRow(
+                f"{p.a.split}:{p.a.row}",
+                gallery.image(p.a) or _blank(),
+                [Hit.found(p.b, 1, p.score)],
+                [gallery.image(p.b)],
+            )
             for p in report.pairs[:grid_pairs]
-        ]  # fmt: skip
+        ]
         render_grid(rows).save(grid)
     return report
 
@@ -238,12 +266,12 @@ def _blank():
 def open_searcher(
     store_config: StoreConfig,
     collection: str,
-    model: ModelSettings,
+    model_settings: ModelSettings,
     params: SearchSettings | None = None,
 ):
     """A Searcher on an open store, closed on exit (for long-running servers)."""
     with connect(store_config) as store:
-        yield Searcher(collection, store=store, settings=model, params=params)
+        yield Searcher(collection, store=store, settings=model_settings, params=params)
 
 
 def collection_info(store_config: StoreConfig, collection: str) -> CollectionInfo:

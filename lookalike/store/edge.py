@@ -18,8 +18,9 @@ import qdrant_edge as qe
 
 from lookalike.errors import StoreLocked, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord
-from lookalike.store import Store, StoreConfig, check_name, hit
+from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, StoredPoint
+from lookalike.store.base import Store, hit
+from lookalike.store.config import StoreConfig, check_name
 
 META_FILE = "lookalike.json"
 # Segments under this size (KB) are scanned, not graph-searched: exact and fast when small.
@@ -73,7 +74,7 @@ class EdgeStore(Store):
         return os.path.join(self.root, check_name(name))
 
     def _fail(self, what: str, error: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"the edge store {self.config.path} failed to {what}: {error}")
+        return StoreUnavailable(f"the edge store {self.config.path}", what, str(error))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         if name not in self._shards:
@@ -83,11 +84,7 @@ class EdgeStore(Store):
                 self._shards[name] = qe.EdgeShard.load(os.path.join(self._dir(name), "shard"))
             except Exception as e:  # the bindings raise plain Exception
                 if "WouldBlock" in str(e):
-                    raise StoreLocked(
-                        f"collection {name!r} in {self.config.path} is open in another process "
-                        "(an embedded store allows one at a time): wait for it to finish, or "
-                        "run a Qdrant server (docker compose up -d) and pass --qdrant-url"
-                    ) from e
+                    raise StoreLocked(self.config.path, name) from e
                 raise self._fail(f"open collection {name!r}", e) from e
             self._prefetch(name)
         return self._shards[name]
@@ -205,31 +202,31 @@ class EdgeStore(Store):
         self, name: str, sample: int, neighbours: int
     ) -> list[tuple[str, str, float]]:
         # No distance-matrix API in edge: query each sampled point's own vector instead.
-        hits, vectors, _ = self.scroll(name, sample, with_vectors=True)
-        results = self.query(name, vectors, neighbours + 1) if hits else []
+        points, vectors, _ = self.scroll(name, sample, with_vectors=True)
+        results = self.query(name, vectors, neighbours + 1) if points else []
         return [
-            (h.id, n.id, n.score)
-            for h, found in zip(hits, results)
-            for n in [n for n in found if n.id != h.id][:neighbours]
+            (p.id, n.id, n.score)
+            for p, found in zip(points, results)
+            for n in [n for n in found if n.id != p.id][:neighbours]
         ]
 
-    def points(self, name: str, ids: Sequence[str]) -> dict[str, Hit]:
+    def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
         try:
             found = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=False)
         except ValueError:  # an id that is not a uuid cannot be stored here
             return {}
-        return {str(p.id): hit(0, p.id, 0.0, p.payload) for p in found}
+        return {str(p.id): StoredPoint.from_payload(p.id, p.payload) for p in found}
 
     def scroll(
         self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
-    ) -> tuple[list[Hit], np.ndarray | None, str | None]:
+    ) -> tuple[list[StoredPoint], np.ndarray | None, str | None]:
         request = qe.ScrollRequest(
             offset=offset, limit=limit, with_payload=True, with_vector=with_vectors
         )
         records, nxt = self._shard(name).scroll(request)
-        hits = [hit(0, p.id, 0.0, p.payload) for p in records]
+        points = [StoredPoint.from_payload(p.id, p.payload) for p in records]
         vectors = np.asarray([p.vector for p in records], np.float32) if with_vectors else None
-        return hits, vectors, None if nxt is None else str(nxt)
+        return points, vectors, None if nxt is None else str(nxt)
 
     def query(
         self,
@@ -247,11 +244,14 @@ class EdgeStore(Store):
         search = _search_params(params)
         requests = [
             qe.QueryRequest(
-                limit=k, query=qe.Query.Nearest(v.tolist()), filter=flt, params=search,
+                limit=k,
+                query=qe.Query.Nearest(v.tolist()),
+                filter=flt,
+                params=search,
                 with_payload=True,
             )
             for v in np.asarray(vectors, np.float32)
-        ]  # fmt: skip
+        ]
         shard = self._shard(name)
         results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [

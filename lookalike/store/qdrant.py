@@ -19,8 +19,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from lookalike.errors import StoreLocked, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord
-from lookalike.store import Store, StoreConfig, hit
+from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, StoredPoint
+from lookalike.store.base import Store, hit
+from lookalike.store.config import StoreConfig
 
 # Worth another try: the server is restarting, overloaded or briefly unreachable.
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -36,7 +37,7 @@ def _transient(error: Exception) -> bool:
 def _describe(error: Exception) -> str:
     if isinstance(error, UnexpectedResponse):
         if error.status_code in (401, 403):
-            return f"HTTP {error.status_code}: the server refused the API key (--qdrant-api-key)"
+            return f"HTTP {error.status_code}: the server refused the API key"
         return f"HTTP {error.status_code} {error.reason_phrase}".strip()
     cause = error.__cause__ or error.__context__ or error
     return f"{type(cause).__name__}: {cause}".rstrip(": ")
@@ -107,11 +108,7 @@ class QdrantStore(Store):
                     client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
         except RuntimeError as e:
             if "already accessed" in str(e):
-                raise StoreLocked(
-                    f"the local store {config.path} is in use by another process (local mode "
-                    "allows one at a time): wait for it to finish, or run a Qdrant server "
-                    "(docker compose up -d) and pass --qdrant-url"
-                ) from e
+                raise StoreLocked(config.path) from e
             raise
         return cls(client, config)
 
@@ -127,9 +124,13 @@ class QdrantStore(Store):
                 return fn(*args, **kwargs)
             except (ResponseHandlingException, UnexpectedResponse, httpx.HTTPError, OSError) as e:
                 if attempt == attempts or not _transient(e):
-                    tries = f" after {attempt} attempts" if attempt > 1 else ""
+                    status = e.status_code if isinstance(e, UnexpectedResponse) else None
                     raise StoreUnavailable(
-                        f"Qdrant at {self.config.location} failed to {what}{tries}: {_describe(e)}"
+                        f"Qdrant at {self.config.location}",
+                        what,
+                        _describe(e),
+                        attempts=attempt,
+                        status=status,
                     ) from e
                 time.sleep(self.config.backoff * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
@@ -190,7 +191,7 @@ class QdrantStore(Store):
     def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
         """Batches sized under the server's request limit, several in flight on a server; each
         waits (wait=True) until the server has applied it, so a search right after sees it."""
-        step = self.config.batch_size(vectors.shape[1] if vectors.ndim == 2 else 1)
+        step = self.config.points_per_request(vectors.shape[1] if vectors.ndim == 2 else 1)
         chunks = [
             models.Batch(
                 ids=[r.id for r in records[i : i + step]],
@@ -216,34 +217,46 @@ class QdrantStore(Store):
         if not ids:
             return set()
         found = self._call(
-            "look up stored points", self.client.retrieve, name, ids=list(ids),
-            with_payload=False, with_vectors=False,
-        )  # fmt: skip
+            "look up stored points",
+            self.client.retrieve,
+            name,
+            ids=list(ids),
+            with_payload=False,
+            with_vectors=False,
+        )
         return {str(p.id) for p in found}
 
     def similar_pairs(
         self, name: str, sample: int, neighbours: int
     ) -> list[tuple[str, str, float]]:
         response = self._call(
-            "compute similar pairs", self.client.search_matrix_pairs, name,
-            sample=sample, limit=neighbours,
-        )  # fmt: skip
+            "compute similar pairs",
+            self.client.search_matrix_pairs,
+            name,
+            sample=sample,
+            limit=neighbours,
+        )
         return [(str(p.a), str(p.b), float(p.score)) for p in response.pairs]
 
-    def points(self, name: str, ids: Sequence[str]) -> dict[str, Hit]:
+    def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
         found = self._call("fetch points", self.client.retrieve, name, ids=list(ids))
-        return {str(p.id): hit(0, p.id, 0.0, p.payload) for p in found}
+        return {str(p.id): StoredPoint.from_payload(p.id, p.payload) for p in found}
 
     def scroll(
         self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
-    ) -> tuple[list[Hit], np.ndarray | None, str | None]:
-        points, nxt = self._call(
-            "read points", self.client.scroll, name, limit=limit, offset=offset,
-            with_payload=True, with_vectors=with_vectors,
-        )  # fmt: skip
-        hits = [hit(0, p.id, 0.0, p.payload) for p in points]
-        vectors = np.asarray([p.vector for p in points], np.float32) if with_vectors else None
-        return hits, vectors, None if nxt is None else str(nxt)
+    ) -> tuple[list[StoredPoint], np.ndarray | None, str | None]:
+        records, nxt = self._call(
+            "read points",
+            self.client.scroll,
+            name,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=with_vectors,
+        )
+        points = [StoredPoint.from_payload(p.id, p.payload) for p in records]
+        vectors = np.asarray([p.vector for p in records], np.float32) if with_vectors else None
+        return points, vectors, None if nxt is None else str(nxt)
 
     def query(
         self,
@@ -262,11 +275,14 @@ class QdrantStore(Store):
             )
         requests = [
             models.QueryRequest(
-                query=v.tolist(), limit=k, filter=flt, params=search_params(params),
+                query=v.tolist(),
+                limit=k,
+                filter=flt,
+                params=search_params(params),
                 with_payload=True,
             )
             for v in vectors
-        ]  # fmt: skip
+        ]
         responses = self._call("search", self.client.query_batch_points, name, requests=requests)
         return [
             [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(r.points, 1)]

@@ -1,0 +1,5 @@
+"""`python -m lookalike`: the `lookalike` command."""
+
+from lookalike.cli.main import main
+
+main()

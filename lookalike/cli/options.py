@@ -1,0 +1,304 @@
+"""Click options shared by the commands. Groups of them arrive in a command as one settings
+object (StoreConfig, ModelSettings, IndexSettings, SearchSettings).
+
+Environment variables: options that mean the same for every command read one shared variable
+(`LOOKALIKE_MODEL`, `LOOKALIKE_COLLECTION`...); every other option reads a variable of its
+command (`LOOKALIKE_INGEST_SPLIT`, `LOOKALIKE_EVAL_SPLIT`), through click's
+auto_envvar_prefix; destructive and trust flags read none, so damage needs a typed flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import click
+
+from lookalike.defaults import (
+    DEFAULT_COLLECTION,
+    DEFAULT_PATH,
+    DEVICES,
+    ENGINES,
+    POOLINGS,
+    PRECISIONS,
+    QUANTIZATIONS,
+)
+from lookalike.embed.settings import ModelSettings
+from lookalike.index import IndexSettings
+from lookalike.store.config import StoreConfig
+
+PREFIX = "LOOKALIKE"
+
+
+def opt(*decls: str, shared: bool = False, **kwargs):
+    """An option with its default shown in --help. `shared`: one LOOKALIKE_<OPTION> variable
+    for every command; otherwise the command's own LOOKALIKE_<COMMAND>_<OPTION>."""
+    if shared:
+        name = max((d for d in decls if d.startswith("--")), key=len)[2:]
+        kwargs.setdefault("envvar", f"{PREFIX}_{name.upper().replace('-', '_')}")
+    kwargs.setdefault("show_envvar", kwargs.get("allow_from_autoenv", True))
+    kwargs.setdefault("show_default", True)
+    return click.option(*decls, **kwargs)
+
+
+def flag(*decls: str, help: str):
+    """An on/off flag read from the command line only: never from the environment."""
+    return opt(*decls, is_flag=True, default=False, allow_from_autoenv=False, help=help)
+
+
+def apply(f, decorators):
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+json_option = flag("--json", "as_json", help="Print JSON for programs.")
+
+_DEFAULT_STORE = StoreConfig()
+
+
+def store_options(f):
+    """Qdrant location and collection, shared by every command."""
+    f = apply(
+        f,
+        [
+            opt(
+                "--qdrant-url",
+                shared=True,
+                default=None,
+                help="Qdrant server URL; the embedded store (--qdrant-path) if unset.",
+            ),
+            opt(
+                "--qdrant-api-key",
+                shared=True,
+                default=None,
+                show_default=False,
+                help="Qdrant server API key.",
+            ),
+            opt("--qdrant-path", shared=True, default=DEFAULT_PATH, help="Embedded store folder."),
+            opt(
+                "--embedded-engine",
+                shared=True,
+                default=_DEFAULT_STORE.engine,
+                type=click.Choice(ENGINES),
+                help="Embedded store engine: edge (HNSW, quantization; fast at any size) or "
+                "local (exact, pure Python, small collections); auto keeps what the folder "
+                "holds, edge for a new one.",
+            ),
+            opt(
+                "--qdrant-timeout",
+                shared=True,
+                default=_DEFAULT_STORE.timeout,
+                type=click.IntRange(1),
+                help="Server timeout, s.",
+            ),
+            opt("--collection", shared=True, default=DEFAULT_COLLECTION, help="Collection."),
+        ],
+    )
+
+    @functools.wraps(f)
+    def wrapper(qdrant_url, qdrant_api_key, qdrant_path, embedded_engine, qdrant_timeout, **kw):
+        config = StoreConfig(
+            url=qdrant_url,
+            api_key=qdrant_api_key,
+            path=qdrant_path,
+            engine=embedded_engine,
+            timeout=qdrant_timeout,
+        )
+        return f(store_config=config, **kw)
+
+    return wrapper
+
+
+def model_options(default: str | None, *, pooling: bool = False, compile: bool = True):
+    """Model loading and running options, passed to the command as one ModelSettings
+    (`model_settings`)."""
+
+    d = ModelSettings()
+
+    def decorate(f):
+        help_model = "Model hub id or local folder" + (
+            "." if default else "; default: the model the collection was built with."
+        )
+        decorators = [
+            opt("--model", shared=True, default=default, help=help_model),
+            opt("--revision", default=None, help="Model revision (hub branch, tag or commit)."),
+            opt(
+                "--device",
+                shared=True,
+                default=d.device,
+                type=click.Choice(DEVICES),
+                help="Where the model runs; auto picks a GPU when there is one.",
+            ),
+            opt(
+                "--precision",
+                shared=True,
+                default=d.precision,
+                type=click.Choice(PRECISIONS),
+                help="auto: bf16/fp16 on GPU, bf16 on CPUs with native bf16, else fp32.",
+            ),
+            flag(
+                "--trust-remote-code",
+                help="Allow a model to run its own Python code from its folder or hub repo.",
+            ),
+        ]
+        if compile:
+            decorators.append(
+                opt("--compile", is_flag=True, default=d.compile, help="torch.compile the model.")
+            )
+        if pooling:
+            decorators.append(
+                opt(
+                    "--pooling",
+                    default=d.pooling,
+                    type=click.Choice(POOLINGS),
+                    help="Embedding: auto picks the model family's (CLS, pooler, image features).",
+                )
+            )
+        f = apply(f, decorators)
+
+        @functools.wraps(f)
+        def wrapper(model, revision, device, precision, trust_remote_code, **kw):
+            settings = ModelSettings(
+                model=model,
+                revision=revision,
+                device=device,
+                precision=precision,
+                pooling=kw.pop("pooling", d.pooling),
+                compile=kw.pop("compile", d.compile),
+                trust_remote_code=trust_remote_code,
+            )
+            return f(model_settings=settings, **kw)
+
+        return wrapper
+
+    return decorate
+
+
+_DEFAULT_INDEX = IndexSettings()
+
+
+def index_options(f):
+    """How a new collection is indexed, and how ingest uploads to a server; passed on as
+    `index` (IndexSettings) and in `store_config`. Goes below @store_options."""
+    d = _DEFAULT_INDEX
+    f = apply(
+        f,
+        [
+            opt("--hnsw-m", type=click.IntRange(2), default=d.hnsw_m, help="HNSW edges per node."),
+            opt(
+                "--hnsw-ef-construct",
+                type=click.IntRange(4),
+                default=d.hnsw_ef_construct,
+                help="HNSW build-time candidate list: higher builds slower, finds better.",
+            ),
+            opt(
+                "--on-disk",
+                is_flag=True,
+                default=d.on_disk,
+                help="Keep original vectors on disk (memory-mapped); best with --quantization.",
+            ),
+            opt(
+                "--quantization",
+                type=click.Choice(QUANTIZATIONS),
+                default=d.quantization,
+                help="Compressed copy of the vectors in RAM for the first search pass: int8 is "
+                "4x smaller, binary 32x; results are rescored with the originals.",
+            ),
+            opt(
+                "--shards",
+                type=click.IntRange(1),
+                default=d.shards,
+                help="Server: shards to spread the collection over a cluster's nodes.",
+            ),
+            opt(
+                "--replicas",
+                type=click.IntRange(1),
+                default=d.replicas,
+                help="Server: copies of each shard, on different nodes.",
+            ),
+            opt(
+                "--upload-parallel",
+                type=click.IntRange(1),
+                default=_DEFAULT_STORE.upload_parallel,
+                help="Server: upsert requests in flight at once.",
+            ),
+            opt(
+                "--upsert-batch",
+                type=click.IntRange(1),
+                default=_DEFAULT_STORE.upsert_batch,
+                help="Points per upsert request (lowered to fit a 32 MB request).",
+            ),
+        ],
+    )
+
+    @functools.wraps(f)
+    def wrapper(store_config, upload_parallel, upsert_batch, **kw):
+        names = [f.name for f in dataclasses.fields(IndexSettings)]
+        index = IndexSettings(**{name: kw.pop(name) for name in names})
+        config = dataclasses.replace(
+            store_config, upload_parallel=upload_parallel, upsert_batch=upsert_batch
+        )
+        return f(store_config=config, index=index, **kw)
+
+    return wrapper
+
+
+def search_options(f):
+    """How queries use the index, passed to the command as `params` (SearchSettings)."""
+    f = apply(
+        f,
+        [
+            opt(
+                "--exact",
+                is_flag=True,
+                default=False,
+                help="Compare with every vector instead of the HNSW graph: exact, slow at scale.",
+            ),
+            opt(
+                "--hnsw-ef",
+                type=click.IntRange(1),
+                default=None,
+                help="HNSW search candidate list [default: the collection's ef-construct]: "
+                "higher finds more true neighbours, slower.",
+            ),
+            opt(
+                "--oversampling",
+                type=click.FloatRange(1),
+                default=None,
+                help="Quantized collections: fetch this many times k candidates to rescore.",
+            ),
+            opt(
+                "--rescore/--no-rescore",
+                default=True,
+                help="Quantized collections: re-rank candidates with the original vectors.",
+            ),
+        ],
+    )
+
+    @functools.wraps(f)
+    def wrapper(exact, hnsw_ef, oversampling, rescore, **kw):
+        from lookalike.index import SearchSettings
+
+        return f(params=SearchSettings(exact, hnsw_ef, oversampling, rescore), **kw)
+
+    return wrapper
+
+
+def batch_size_option(f):
+    return opt(
+        "--batch-size",
+        type=click.IntRange(1),
+        default=None,
+        help="Images per model batch [default: 16 on CPU, 64 on GPU].",
+    )(f)
+
+
+def workers_option(f):
+    return opt(
+        "--workers",
+        type=click.IntRange(1),
+        default=None,
+        help="Threads decoding and preprocessing images ahead of the model "
+        "[default: one per core but one, at most 4].",
+    )(f)

@@ -1,0 +1,45 @@
+"""How to load and run a model, importable without torch (the command line builds one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lookalike.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from lookalike.embed.embedder import Embedder
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """How to load and run a model; `model=None` means the one a collection was built with."""
+
+    model: str | None = None
+    revision: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    pooling: str = "auto"
+    compile: bool = False
+    trust_remote_code: bool = False
+
+    def load(
+        self, model: str | None = None, pooling: str | None = None, *, fold: bool = True
+    ) -> Embedder:
+        """The Embedder for `model` (default: this one's); `fold=False` keeps a model
+        trainable (no folded batch norms, not compiled)."""
+        model = model or self.model
+        if model is None:
+            raise ModelLoadError(None, "no model given", kind="missing")
+        from lookalike.embed.embedder import Embedder  # torch loads here, not on import
+
+        return Embedder(
+            model,
+            revision=self.revision,
+            device=self.device,
+            pooling=pooling or self.pooling,
+            precision=self.precision,
+            compile=self.compile and fold,
+            trust_remote_code=self.trust_remote_code,
+            fold=fold,
+        )

@@ -1,0 +1,128 @@
+"""The store interface every engine implements; it imports no engine (the factory,
+`lookalike.store.factory`, stands above them)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from lookalike.errors import CollectionNotFound
+from lookalike.index import IndexSettings, SearchSettings
+from lookalike.records import (
+    CollectionInfo,
+    CollectionMeta,
+    Hit,
+    ImageRecord,
+    StoredPoint,
+    check_compatible,
+)
+from lookalike.store.config import StoreConfig, check_name
+
+
+class Store(ABC):
+    """Collections of image vectors with label/split/row/path payloads and a label index."""
+
+    engine: str
+    config: StoreConfig
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def prepare(
+        self,
+        name: str,
+        meta: CollectionMeta,
+        *,
+        recreate: bool = False,
+        index: IndexSettings | None = None,
+    ) -> None:
+        """Create the collection for `meta`, or check an existing one was built the same way
+        (`index` applies only when the collection is created)."""
+        check_name(name)
+        if recreate and self.exists(name):
+            self._delete(name)
+        if not self.exists(name):
+            self._create(name, meta, index or IndexSettings())
+            return
+        check_compatible(self.info(name), meta, ingest=True)
+
+    def not_found(self, name: str) -> CollectionNotFound:
+        return CollectionNotFound(name, self.config.location, self.names())
+
+    def finish(self, name: str) -> None:
+        """Called once an ingest has written everything: build what searches need."""
+        return None  # a server indexes in the background, as points arrive
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def names(self) -> list[str]: ...
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def info(self, name: str) -> CollectionInfo:
+        """Size, vector and index parameters and build metadata; CollectionNotFound if absent."""
+
+    @abstractmethod
+    def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None: ...
+
+    @abstractmethod
+    def _delete(self, name: str) -> None: ...
+
+    @abstractmethod
+    def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
+        """Store the points and return once a search would see them. Upserts are idempotent
+        (deterministic ids), so retrying one is always safe."""
+
+    @abstractmethod
+    def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the collection already holds."""
+
+    @abstractmethod
+    def similar_pairs(
+        self, name: str, sample: int, neighbours: int
+    ) -> list[tuple[str, str, float]]:
+        """(id, id, score) for each of `sample` points and its nearest `neighbours`."""
+
+    @abstractmethod
+    def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
+        """The stored points among `ids`, by id."""
+
+    @abstractmethod
+    def scroll(
+        self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
+    ) -> tuple[list[StoredPoint], np.ndarray | None, str | None]:
+        """A page of stored points in id order: points, their vectors if asked, next offset."""
+
+    def sample(self, name: str, n: int) -> list[StoredPoint]:
+        """Up to n stored points (in id order, which deterministic uuids make arbitrary)."""
+        return self.scroll(name, n)[0]
+
+    def point(self, name: str, point_id: str) -> StoredPoint | None:
+        """A stored point, or None."""
+        return next(iter(self.points(name, [point_id]).values()), None)
+
+    @abstractmethod
+    def query(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        k: int,
+        label: int | None = None,
+        params: SearchSettings | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k neighbours for each row of `vectors`, optionally only those with `label`.
+        `params` go to the engine as they are (see index.effective for quantized defaults)."""
+
+
+def hit(rank: int, point_id: object, score: float, payload: dict | None) -> Hit:
+    """A search result from an engine's (id, score, payload)."""
+    return Hit.found(StoredPoint.from_payload(point_id, payload), rank, score)

@@ -1,0 +1,14 @@
+"""`lookalike tune`: fine-tune a model's image embedding on labelled images. The settings
+import without torch; the trainer loads it when `tune` is first used."""
+
+from importlib import import_module
+
+from lookalike.tune.settings import TuneReport, TuneSettings
+
+__all__ = ["TuneReport", "TuneSettings", "tune"]
+
+
+def __getattr__(name: str):
+    if name == "tune":
+        return import_module("lookalike.tune.trainer").tune
+    raise AttributeError(f"module 'lookalike.tune' has no attribute {name!r}")

@@ -1,0 +1,56 @@
+"""Library errors carry fields and plain sentences; the command line adds its flags."""
+
+import pytest
+
+from lookalike.cli.errors import explain, skip_message
+from lookalike.errors import (
+    BadImage,
+    CollectionNotFound,
+    DatasetLoadError,
+    IngestInterrupted,
+    ModelLoadError,
+    ModelMismatch,
+    StoreLocked,
+    StoreUnavailable,
+)
+
+
+@pytest.mark.parametrize(
+    "error, command, advice",
+    [
+        (DatasetLoadError("x/y", "hub down", kind="unreachable"), "ingest", "--dataset PATH"),
+        (DatasetLoadError("d", "no image col", kind="no_image_column"), "ingest", "--image-column"),
+        (ModelLoadError("x/y", "hub down", kind="unreachable"), "search", "--model PATH"),
+        (CollectionNotFound("c", "edge:./s", ["a"]), "search", "lookalike ingest --collection c"),
+        (ModelMismatch("c", "model", "a", "b"), "ingest", "pass --recreate"),
+        (ModelMismatch("c", "model", "a", "b"), "search", "leave --model out"),
+        (StoreLocked("./s", "c"), "search", "--qdrant-url"),
+        (StoreUnavailable("Qdrant at h", "search", "HTTP 401", status=401), "info", "api-key"),
+        (BadImage("a.png", "too many pixels", kind="too_many_pixels"), "search", "--max-pixels"),
+    ],
+)
+def test_the_edge_adds_the_flag_and_the_library_does_not(error, command, advice):
+    assert "--" not in str(error)
+    assert advice in explain(error, command)
+
+
+def test_fields_say_what_happened():
+    missing = CollectionNotFound("c", "edge:./s", ["b", "a"])
+    assert (missing.collection, missing.known) == ("c", ("b", "a"))
+    assert "(collections there: a, b)" in str(missing)
+    failed = StoreUnavailable("Qdrant at h", "store 3 points", "HTTP 503", attempts=5, status=503)
+    assert str(failed) == "Qdrant at h failed to store 3 points after 5 attempts: HTTP 503"
+    assert not failed.refused_key
+
+
+def test_an_interrupted_ingest_says_how_to_resume():
+    stopped = IngestInterrupted("c", 40, by_user=True)
+    assert str(stopped) == "interrupted: 40 images stored in 'c'"
+    assert "Run the same command again to resume" in explain(stopped, "ingest")
+
+
+def test_skip_reasons_gain_the_flag_that_admits_them():
+    assert skip_message("too many pixels", "too_many_pixels").endswith(
+        "raise --max-pixels to allow it"
+    )
+    assert skip_message("not a readable image", None) == "not a readable image"
