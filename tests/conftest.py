@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared beside the checkout; LOOKALIKE_TEST_SHARED points elsewhere (the GPU machine gets a
+# copy carried inside the repository, see bench/gpu_check.sh).
+SHARED = Path(
+    os.environ.get("LOOKALIKE_TEST_SHARED") or Path(__file__).resolve().parents[2] / "shared"
+)
 BEANS = SHARED / "data" / "beans"
 EFFNET = SHARED / "models" / "efficientnet-lite0"
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
