@@ -1,21 +1,39 @@
-"""The ingest loop: dataset batches -> embedder -> store, resumable and interruptible."""
+"""The ingest loop: make a collection's split mirror a source's images, embedding only what is
+new or changed; interruptible at any point, and converging when run again."""
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lookalike.embed import Embedder
-from lookalike.errors import DatasetLoadError, IngestInterrupted, StoreUnavailable
+from lookalike.embed import ModelSettings
+from lookalike.embed.settings import canonical_model_id
+from lookalike.errors import DatasetLoadError, IngestInterrupted, ModelMismatch, StoreUnavailable
 from lookalike.index import IndexSettings
+from lookalike.ingest.plan import Plan, plan_sync
 from lookalike.ingest.writer import BackgroundWriter
-from lookalike.records import CollectionMeta, ImageRecord, IngestReport, Skipped
+from lookalike.records import (
+    Change,
+    CollectionMeta,
+    ImageRecord,
+    IngestReport,
+    Skipped,
+    check_compatible,
+)
 from lookalike.source import Source
-from lookalike.source.batches import positions, prepared_batches
+from lookalike.source.batches import prepared_batches
 from lookalike.store import Store
+
+if TYPE_CHECKING:
+    from lookalike.embed import Embedder
+
+STEP = 256  # points per store request when reusing vectors or removing
 
 
 def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
@@ -31,50 +49,152 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
 
 
 def _rows(records: list[ImageRecord]) -> str:
-    rows = [r.row for r in records]
+    rows = [r.row for r in records if r.row is not None]
+    if not rows:
+        return f"{records[0].path}..{records[-1].path}"
     return f"{records[0].split}:{min(rows)}..{max(rows)}"
 
 
 @dataclass
+class Hooks:
+    """What the caller hears: progress (images embedded or skipped), skips, each change once
+    it is stored, the plan before any work, and the index build."""
+
+    progress: Callable[[int], None] | None = None
+    skip: Callable[[Skipped], None] | None = None
+    change: Callable[[Change], None] | None = None
+    plan: Callable[[Plan], None] | None = None
+    indexing: Callable[[], None] | None = None
+    stop: threading.Event | None = None  # set from another thread: stop as Ctrl-C would
+
+
+@dataclass
+class _Model:
+    """The embedder, loaded only once an image needs embedding (a sync of an unchanged folder
+    never loads it)."""
+
+    given: Embedder | ModelSettings
+    loaded: Embedder | None = None
+
+    def target(self, source: Source, have: CollectionMeta | None) -> CollectionMeta | None:
+        """The collection this ingest needs, as far as is known without loading a model."""
+        if not isinstance(self.given, ModelSettings):
+            return collection_meta(source, self.given)
+        if have is None:
+            return None
+        settings = self.given
+        pooling = have.pooling if settings.pooling == "auto" else settings.pooling
+        return replace(
+            have,
+            model=canonical_model_id(settings.model) if settings.model else have.model,
+            pooling=pooling,
+            dataset=source.name,
+            label_names=source.label_names,
+        )
+
+    def load(self, have: CollectionMeta | None) -> Embedder:
+        """The embedder; from settings, the collection's model and pooling unless they say
+        otherwise."""
+        if self.loaded is None and isinstance(self.given, ModelSettings):
+            settings = self.given
+            pooling = have.pooling if have and settings.pooling == "auto" else None
+            self.loaded = settings.load(settings.model or (have and have.model), pooling)
+        return self.loaded or self.given
+
+
+@dataclass
 class _Run:
-    """One ingest's moving parts and counts, shared by the main and the writer thread."""
+    """One sync's moving parts and outcome; the writer thread calls `write`."""
 
     source: Source
     store: Store
     collection: str
-    on_progress: Callable[[int], None] | None
-    stored: int = 0
-    already_stored: int = 0
+    hooks: Hooks
+    plan: Plan
+    written: int = 0
+    done: list[Change] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    embedded: int = 0
+
+    def tell(self, ids: list[str]) -> None:
+        for point_id in ids:
+            change = self.plan.changes.get(point_id)
+            if change is not None:
+                self.done.append(change)
+                if self.hooks.change:
+                    self.hooks.change(change)
 
     def write(self, records: list[ImageRecord], vectors: np.ndarray) -> None:
-        """Runs in the writer thread; batches arrive in order, so `stored` is a prefix."""
+        """Runs in the writer thread; batches arrive in order."""
         try:
             self.store.upsert(self.collection, records, vectors)
         except StoreUnavailable as e:
             raise IngestInterrupted(
-                self.collection, self.stored, cause=e, rows=_rows(records)
+                self.collection, self.written, cause=e, rows=_rows(records)
             ) from e
-        self.stored += len(records)
+        self.written += len(records)
+        self.tell([r.id for r in records])
 
-    def todo(self, batch_size: int, resume: bool, writer: BackgroundWriter) -> Iterator[np.ndarray]:
-        """Positions still to embed, batch by batch; with resume, stored points are left out.
-        The look-up runs in the writer thread, which owns the store."""
-        for batch in positions(self.source, batch_size):
-            if resume:
-                ids = [self.source.point_id(int(p)) for p in batch]
-                have = writer.call(self.store.existing_ids, self.collection, ids)
-                keep = np.array([i not in have for i in ids], dtype=bool)
-                self.already_stored += int((~keep).sum())
-                if self.on_progress and not keep.all():
-                    self.on_progress(int((~keep).sum()))
-                batch = batch[keep]
-            if len(batch):
-                yield batch
+    def reuse(self) -> list[int]:
+        """Store renamed, copied and relabelled images with vectors already stored; returns
+        the positions whose vector was not there after all (to embed)."""
+        missing = []
+        for start in range(0, len(self.plan.reuse), STEP):
+            chunk = self.plan.reuse[start : start + STEP]
+            found = self.store.vectors(self.collection, [origin for _, _, origin in chunk])
+            ready = [(r, found[o]) for _, r, o in chunk if o in found]
+            missing += [p for p, _, o in chunk if o not in found]
+            if ready:
+                self.write([r for r, _ in ready], np.stack([v for _, v in ready]))
+        return missing
+
+    def embed(self, positions: list[int], embedder: Embedder, batch_size, workers) -> None:
+        batches = (
+            np.asarray(positions[i : i + batch_size]) for i in range(0, len(positions), batch_size)
+        )
+        prepared = prepared_batches(self.source, embedder.preprocess, batch_size, workers, batches)
+        with BackgroundWriter(self.write) as writer:
+            try:
+                for batch in prepared:
+                    self.skip(batch.skipped)
+                    if batch.records:
+                        writer.submit(batch.records, embedder.embed_pixels(batch.pixels))
+                        self.embedded += len(batch.records)
+                    if self.hooks.progress:
+                        self.hooks.progress(len(batch.records) + len(batch.skipped))
+                    if self.hooks.stop is not None and self.hooks.stop.is_set():
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                writer.drain()
+                raise IngestInterrupted(self.collection, self.written, by_user=True) from None
+
+    def skip(self, items: list[Skipped]) -> None:
+        """An unreadable image is not stored; a point stored for its old content goes."""
+        for item in items:
+            self.skipped.append(item)
+            point_id = self._ids.get((item.path, item.row), "")
+            self.plan.changes.pop(point_id, None)
+            if point_id in self.plan.stored:
+                self.plan.remove.append(point_id)
+            if self.hooks.skip:
+                self.hooks.skip(item)
+
+    @functools.cached_property
+    def _ids(self) -> dict[tuple, str]:
+        """The ids of the images to embed, by what a Skipped names (path, row)."""
+        return {(r.path, r.row): r.id for r in map(self.source.describe, self.plan.embed)}
+
+    def remove(self) -> None:
+        for start in range(0, len(self.plan.remove), STEP):
+            chunk = self.plan.remove[start : start + STEP]
+            self.store.delete(self.collection, chunk)
+            self.written += len(chunk)
+            self.tell(chunk)
 
 
 def ingest(
     source: Source,
-    embedder: Embedder,
+    embedder: Embedder | ModelSettings,
     store: Store,
     collection: str,
     *,
@@ -82,16 +202,27 @@ def ingest(
     workers: int | None = None,
     recreate: bool = False,
     resume: bool = True,
+    keep_missing: bool = False,
+    dry_run: bool = False,
+    settle: float = 0.0,
     index: IndexSettings | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
     on_indexing: Callable[[], None] | None = None,
+    on_change: Callable[[Change], None] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> IngestReport:
-    """Embed every image of `source` and upsert it into `collection` under deterministic ids.
+    """Sync `collection`'s points of `source.split` with `source`'s images.
 
-    Unreadable images are skipped (through `on_skip` and in the report), never fatal. With
-    `resume`, images whose point is already stored are not embedded again, so an interrupted
-    ingest picks up where it stopped. Preprocessing, the model and upserts overlap.
+    New images and images whose content changed are embedded; renamed, moved or copied ones
+    reuse their stored vector; a changed label or metadata field is rewritten; points whose
+    images are gone are removed once everything else is stored (`keep_missing` keeps them,
+    and a sampled source never removes). So a run stopped at any point (Ctrl-C, `stop`, a
+    kill) and run again ends with the collection mirroring the images. Unreadable images are
+    skipped (through `on_skip` and in the report), never fatal. `resume=False` embeds every
+    image again. `dry_run` only plans: nothing is embedded or written, and no model loads.
+    `embedder` may be ModelSettings: the model then loads only if something needs embedding.
     """
     if len(source) == 0:
         raise DatasetLoadError(
@@ -100,28 +231,76 @@ def ingest(
             kind="no_rows",
             split=source.split,
         )
-    store.prepare(collection, collection_meta(source, embedder), recreate=recreate, index=index)
-    batch_size = batch_size or embedder.default_batch_size
-    run, skipped, started = _Run(source, store, collection, on_progress), [], time.perf_counter()
-    with BackgroundWriter(run.write) as writer:
-        todo = run.todo(batch_size, resume, writer)
-        try:
-            prepared = prepared_batches(
-                source, embedder.preprocess, batch_size, workers, batches=todo
-            )
-            for batch in prepared:
-                skipped += batch.skipped
-                for item in batch.skipped if on_skip else ():
-                    on_skip(item)
-                if batch.records:
-                    writer.submit(batch.records, embedder.embed_pixels(batch.pixels))
-                if on_progress:
-                    on_progress(len(batch.records) + len(batch.skipped))
-        except KeyboardInterrupt:
-            writer.drain()
-            raise IngestInterrupted(collection, run.stored, by_user=True) from None
-    if on_indexing:
-        on_indexing()
-    store.finish(collection)
-    seconds = time.perf_counter() - started
-    return IngestReport(collection, run.stored, tuple(skipped), seconds, run.already_stored)
+    hooks = Hooks(on_progress, on_skip, on_change, on_plan, on_indexing, stop)
+    started, model = time.perf_counter(), _Model(embedder)
+    info = store.info(collection) if not recreate and store.exists(collection) else None
+    if info and info.meta:  # label ids as the collection numbers them
+        source = source.relabel(info.meta.label_names)
+    have = _prepare(source, model, store, collection, info, recreate, index, dry_run)
+    stored = store.tracked(collection, source.split) if info else []  # a new one is empty
+    keeping = keep_missing or source.sampled
+    if keeping and any(t.sha256 is None for t in stored):
+        # An older lookalike's points (keyed by row, no fingerprint) can be replaced by a
+        # full sync, not by one that keeps what it does not see.
+        raise ModelMismatch(collection, "legacy")
+    plan = plan_sync(source, stored, keep_missing=keeping, reembed=not resume, settle=settle)
+    if hooks.plan:
+        hooks.plan(plan)
+    if dry_run:
+        return _report(collection, plan, list(plan.changes.values()), [], 0, started, True)
+    run = _Run(source, store, collection, hooks, plan)
+    plan.embed += run.reuse()
+    if plan.embed:
+        embedder = model.load(have)
+        store.prepare(collection, collection_meta(source, embedder))  # checks what loaded
+        run.embed(plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
+    run.remove()
+    if run.written:
+        if hooks.indexing:
+            hooks.indexing()
+        store.finish(collection)
+    return _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
+
+
+def _prepare(
+    source, model, store, collection, info, recreate, index, dry_run
+) -> CollectionMeta | None:
+    """The collection's meta after creating or checking it; None if it does not exist (only
+    in a dry run, which creates nothing)."""
+    have = info.meta if info else None
+    if info is not None:
+        target = model.target(source, have)
+        check_compatible(info, target, ingest=True)
+        if not dry_run:
+            store.prepare(collection, target)
+            return replace(have, label_names=target.label_names)
+        return have
+    if dry_run:
+        return None
+    target = model.target(source, None) or collection_meta(source, model.load(None))
+    store.prepare(collection, target, recreate=recreate, index=index)
+    return target
+
+
+def _report(collection, plan, done, skipped, embedded, started, dry_run) -> IngestReport:
+    payload_columns = plan.payload_columns
+
+    def count(kind: str) -> int:
+        return sum(c.kind == kind for c in done)
+
+    return IngestReport(
+        collection,
+        embedded,
+        tuple(skipped),
+        time.perf_counter() - started,
+        added=count("added"),
+        updated=count("updated"),
+        renamed=count("renamed"),
+        removed=count("removed"),
+        unchanged=plan.unchanged,
+        migrated=plan.legacy,
+        pending=plan.pending,
+        dry_run=dry_run,
+        changes=tuple(done) if dry_run else (),
+        payload_columns=payload_columns,
+    )

@@ -57,7 +57,8 @@ class CollectionNotFound(LookalikeError):
 
 
 class ModelMismatch(LookalikeError):
-    """A collection was built another way than asked (`what`: foreign, dim, model, dataset)."""
+    """A collection was built another way than asked (`what`: foreign, dim, model, dataset,
+    or legacy: by an older lookalike, whose points follow rows and carry no fingerprint)."""
 
     def __init__(self, collection: str, what: str, have: str = "", want: str = "") -> None:
         self.collection, self.what, self.have, self.want = collection, what, have, want
@@ -71,6 +72,12 @@ def _mismatch(collection: str, what: str, have: str, want: str) -> str:
         return f"collection {collection!r} holds {have} vectors, but the model makes {want} vectors"
     if what == "model":
         return f"collection {collection!r} was built with model {have}, not {want}"
+    if what == "legacy":
+        return (
+            f"collection {collection!r} was built by an older lookalike, whose points follow "
+            "rows rather than images: a sync that keeps missing images or takes a sample "
+            "cannot replace them"
+        )
     return f"collection {collection!r} holds images of dataset {have!r}, not {want!r}"
 
 

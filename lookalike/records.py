@@ -17,20 +17,28 @@ class ImageRecord:
 
     id: str
     split: str
-    row: int
+    row: int | None  # None for an image folder's files, whose places shift
     label: int | None
     label_name: str | None
     path: str | None
     image: Image.Image | None = field(repr=False, compare=False)
+    sha256: str | None = field(default=None, kw_only=True)  # of the image's bytes
+    stat: str | None = field(default=None, kw_only=True)  # a file's, taken before reading it
+    metadata: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     def payload(self) -> dict[str, Any]:
-        return {
+        """The stored payload: lookalike's own fields, then the dataset's metadata fields."""
+        own = {
             "label": self.label,
             "label_name": self.label_name,
             "split": self.split,
             "row": self.row,
             "path": self.path,
+            "sha256": self.sha256,
         }
+        if self.stat is not None:
+            own["stat"] = self.stat
+        return {**self.metadata, **own}
 
 
 @dataclass(frozen=True)
@@ -38,15 +46,23 @@ class Skipped:
     """An item that was not embedded, and why (`kind` as in BadImage, for the edge's advice)."""
 
     split: str
-    row: int
+    row: int | None
     path: str | None
     reason: str
     kind: str | None = None
 
+    def where(self) -> str:
+        return self.path or f"{self.split}:{self.row}"
+
+
+# Payload fields lookalike writes itself; every other field is the dataset's metadata.
+OWN_FIELDS = ("label", "label_name", "split", "row", "path", "sha256", "stat")
+
 
 @dataclass(frozen=True)
 class StoredPoint:
-    """A point as the collection holds it: its id and payload."""
+    """A point as the collection holds it: its id and payload (`sha256` is None for points
+    stored before lookalike tracked content; `metadata`: the dataset's own fields)."""
 
     id: str
     label: int | None
@@ -54,6 +70,8 @@ class StoredPoint:
     split: str | None
     row: int | None
     path: str | None
+    sha256: str | None = field(default=None, kw_only=True)
+    metadata: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     @classmethod
     def from_payload(cls, point_id: object, payload: dict | None) -> StoredPoint:
@@ -65,7 +83,17 @@ class StoredPoint:
             split=p.get("split"),
             row=p.get("row"),
             path=p.get("path"),
+            sha256=p.get("sha256"),
+            metadata={k: v for k, v in p.items() if k not in OWN_FIELDS},
         )
+
+    def where(self) -> str:
+        """SPLIT:ROW, or the path of an image folder's file (which has no row)."""
+        return f"{self.split}:{self.row}" if self.row is not None else str(self.path)
+
+    def order(self) -> tuple:
+        """A stable order for people: by split, then row, then path."""
+        return (self.split or "", -1 if self.row is None else self.row, self.path or "")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +113,29 @@ class Hit(StoredPoint):
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {"rank": d.pop("rank"), "id": d.pop("id"), "score": d.pop("score"), **d}
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What a sync needs to know of a stored point: its id and whole payload."""
+
+    id: str
+    payload: dict[str, Any]
+
+    @property
+    def sha256(self) -> str | None:
+        return self.payload.get("sha256")
+
+    @property
+    def stat(self) -> str | None:
+        return self.payload.get("stat")
+
+    @property
+    def path(self) -> str | None:
+        return self.payload.get("path")
+
+    def where(self) -> str:
+        return self.path or f"{self.payload.get('split')}:{self.payload.get('row')}"
 
 
 @dataclass(frozen=True)
@@ -141,29 +192,68 @@ class CollectionInfo:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One difference between a collection and its images, as a sync found or applied it.
+
+    `kind`: added, updated, renamed, removed, skipped; `where`: the image's path (or
+    SPLIT:ROW when it has none); `before`: a renamed image's old path."""
+
+    kind: str
+    where: str
+    before: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
 class IngestReport:
-    """The outcome of one ingest run."""
+    """The outcome of one ingest, which syncs the collection with its images.
+
+    added, updated, renamed, removed, unchanged count points; `embedded` counts model runs
+    (a renamed image, or one whose only change is its metadata, reuses its stored vector);
+    `migrated`: points of an older lookalike replaced; `pending`: files still being written,
+    left for the next sync; with `dry_run` nothing was written and `changes` is the plan."""
 
     collection: str
     embedded: int
     skipped: tuple[Skipped, ...]
     seconds: float
-    already_stored: int = 0
+    added: int = 0
+    updated: int = 0
+    renamed: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    migrated: int = 0
+    pending: int = 0
+    dry_run: bool = False
+    changes: tuple[Change, ...] = ()
+    payload_columns: tuple[str, ...] = ()
 
     @property
     def images_per_s(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.renamed or self.removed)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "collection": self.collection,
-            "embedded": self.embedded,
-            "already_stored": self.already_stored,
-            "skipped": len(self.skipped),
-            "seconds": round(self.seconds, 3),
-            "images_per_s": round(self.images_per_s, 2),
-            "skipped_items": [asdict(s) for s in self.skipped],
-        }
+        d = {"collection": self.collection}
+        for name in ("added", "updated", "renamed", "removed", "unchanged"):
+            d[name] = getattr(self, name)
+        d["skipped"] = len(self.skipped)
+        d["embedded"] = self.embedded
+        if self.migrated:
+            d["migrated"] = self.migrated
+        if self.pending:
+            d["pending"] = self.pending
+        d["payload_columns"] = list(self.payload_columns)
+        d["seconds"] = round(self.seconds, 3)
+        d["images_per_s"] = round(self.images_per_s, 2)
+        d["skipped_items"] = [asdict(s) for s in self.skipped]
+        if self.dry_run:
+            d["dry_run"] = True
+            d["changes"] = [asdict(c) for c in self.changes]
+        return d
 
 
 @dataclass(frozen=True)

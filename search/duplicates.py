@@ -40,7 +40,7 @@ class DuplicateReport:
             "threshold": self.threshold,
             "pairs": len(self.pairs),
             "cross_split_pairs": sum(p.cross_split for p in self.pairs),
-            "groups": [[f"{h.split}:{h.row}" for h in g] for g in self.groups],
+            "groups": [[h.where() for h in g] for g in self.groups],
         }
 
 
@@ -60,8 +60,8 @@ def _groups(pairs: list[DuplicatePair]) -> list[list[StoredPoint]]:
     members: dict[str, list[StoredPoint]] = {}
     for pid, point in points.items():
         members.setdefault(root(pid), []).append(point)
-    ordered = [sorted(g, key=lambda h: (h.split or "", h.row or 0)) for g in members.values()]
-    return sorted(ordered, key=lambda g: (-len(g), g[0].split or "", g[0].row or 0))
+    ordered = [sorted(g, key=StoredPoint.order) for g in members.values()]
+    return sorted(ordered, key=lambda g: (-len(g), *g[0].order()))
 
 
 def find_duplicates(
@@ -81,7 +81,7 @@ def find_duplicates(
     payloads = store.points(collection, sorted({i for key in best for i in key}))
     pairs = []
     for key, score in best.items():
-        a, b = sorted(key, key=lambda i: (payloads[i].split or "", payloads[i].row or 0))
+        a, b = sorted(key, key=lambda i: payloads[i].order())
         pairs.append(DuplicatePair(score, payloads[a], payloads[b]))
     pairs.sort(key=lambda p: -p.score)
     return DuplicateReport(points, threshold, pairs, _groups(pairs))

@@ -11,12 +11,13 @@ from PIL import Image
 
 from lookalike.defaults import DEFAULT_COLLECTION
 from lookalike.embed import Embedder, ModelSettings
-from lookalike.embed.embedder import canonical_model_id
+from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.index import SearchSettings, effective
 from lookalike.records import CollectionMeta, Hit, StoredPoint, check_compatible
 from lookalike.source import Source, load_source
+from lookalike.source.fingerprint import read_file
 from lookalike.store import Store, connect
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
@@ -24,25 +25,57 @@ MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
 
 
 class Gallery:
-    """The images behind a collection's points: rows of its dataset, or stored paths."""
+    """The images behind a collection's points. A point shows its own image: the file at its
+    stored path under the dataset's folder, else its row of the dataset, and only when the
+    bytes there still have the point's sha256 (never whatever sits at that row now). Points
+    stored before lookalike kept fingerprints show their row, else their path."""
 
     def __init__(self, meta: CollectionMeta) -> None:
         self.meta = meta
         self._sources: dict[str, Source] = {}
 
     def source(self, split: str) -> Source:
-        """The split of the collection's dataset, loaded once."""
+        """The split of the collection's dataset, loaded once, with the collection's label ids."""
         if split not in self._sources:
             self._sources[split] = load_source(
                 self.meta.dataset,
                 split,
                 image_column=self.meta.image_column,
                 label_column=self.meta.label_column,
-            )
+            ).relabel(self.meta.label_names)
         return self._sources[split]
 
     def image(self, point: StoredPoint) -> Image.Image | None:
-        """A stored point's image: its row of the collection's dataset, else its path."""
+        """A stored point's own image, or None when it is gone or has changed since."""
+        if point.sha256 is None:
+            return self._by_row_or_path(point)
+        file = self._file(point)
+        if file is not None:
+            try:
+                data, _, sha = read_file(file)
+                return open_image(data) if sha == point.sha256 else None
+            except (OSError, BadImage):
+                return None
+        return self._by_row(point)
+
+    def _file(self, point: StoredPoint) -> str | None:
+        """The file a point's path names under the dataset's folder (never outside it)."""
+        root = self.meta.dataset
+        if not point.path or not os.path.isdir(root):
+            return None
+        file = os.path.normpath(os.path.join(root, point.path))
+        return file if file.startswith(root + os.sep) and os.path.isfile(file) else None
+
+    def _by_row(self, point: StoredPoint) -> Image.Image | None:
+        try:
+            source = self.source(point.split)
+            position = source.locate(point.path, point.row)
+            record = None if position is None else source.decode(position)
+        except (DatasetLoadError, BadImage):
+            return None
+        return record.image if record and record.sha256 == point.sha256 else None
+
+    def _by_row_or_path(self, point: StoredPoint) -> Image.Image | None:
         if point.split is not None and point.row is not None:
             try:
                 return self.source(point.split).record(point.row).image
@@ -93,6 +126,13 @@ class Searcher:
 
     def source(self, split: str) -> Source:
         return self.gallery.source(split)
+
+    def refresh(self) -> None:
+        """Read the collection's metadata again (label names it gained since, by a sync)."""
+        meta = self.store.info(self.collection).meta
+        if meta is not None and meta != self.meta:
+            self.meta = meta
+            self.gallery = Gallery(meta)
 
     def candidate_image(self, point: StoredPoint) -> Image.Image | None:
         return self.gallery.image(point)

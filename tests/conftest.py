@@ -117,3 +117,29 @@ def image_folder(tmp_path_factory) -> Path:
         for i in range(4):
             make_image(colour, seed=10 * c + i).save(root / name / f"{name}_{i}.jpg")
     return root
+
+
+BEANS_LABELS = ("angular_leaf_spot", "bean_rust", "healthy")
+
+
+@pytest.fixture(scope="session")
+def beans_photos(tmp_path_factory, beans_dir) -> Path:
+    """Real Beans leaves as a user's own folder: `photos/<class>/<file>.jpg` (5 per class),
+    and `spare/` with 6 more leaves to add later. Copy it before changing it."""
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("beans-photos")
+    table = pq.read_table(Path(beans_dir) / "data" / "train-00000-of-00001.parquet")
+    taken = dict.fromkeys(range(len(BEANS_LABELS)), 0)
+    for row in table.to_pylist():
+        label, n = row["labels"], taken[row["labels"]]
+        if n >= 7:
+            continue
+        taken[label] += 1
+        name = Path(row["image_file_path"]).name
+        folder = root / ("photos" if n < 5 else "spare") / BEANS_LABELS[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(row["image"]["bytes"])
+        if all(v >= 7 for v in taken.values()):
+            break
+    return root

@@ -21,7 +21,7 @@ def built(tmp_path, image_folder, tiny_vit):
         "ingest", "--dataset", image_folder, "--model", tiny_vit, "--device", "cpu", *store
     )
     assert result.exit_code == 0, result.output
-    assert "embedded 12 images, skipped 0" in result.stdout
+    assert "12 added, 0 updated, 0 renamed, 0 removed, 0 unchanged, 0 skipped" in result.stdout
     return store
 
 
@@ -36,8 +36,13 @@ def test_search_json_lines_shape(built, image_folder):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["query"] for line in lines] == [str(query), "train:0"]
     hit = lines[0]["hits"][0]
-    assert set(hit) == {"rank", "id", "score", "label", "label_name", "split", "row", "path"}
-    assert (hit["rank"], hit["label_name"], hit["path"]) == (1, "red", str(query))
+    assert set(hit) == {
+        *("rank", "id", "score", "label", "label_name", "split", "row", "path"),
+        *("sha256", "metadata"),
+    }
+    # The path is relative to the dataset folder, the row none (a file's place shifts).
+    assert (hit["rank"], hit["label_name"], hit["path"]) == (1, "red", "red/red_1.jpg")
+    assert hit["row"] is None and hit["metadata"] == {}
     assert hit["score"] == pytest.approx(1.0, abs=1e-4)  # the query is itself a candidate
     assert [h["rank"] for h in lines[1]["hits"]] == [1, 2, 3]
 
@@ -73,7 +78,7 @@ def test_old_shared_variables_are_not_read_and_say_so(built, image_folder, tiny_
     result = run(*args, env=env)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["already_stored"] == 12  # not recreated, and the train split as before
+    assert report["unchanged"] == 12  # not recreated, and the train split as before
     assert "LOOKALIKE_SPLIT is not read by lookalike: set " in result.stderr
     assert "LOOKALIKE_EVAL_SPLIT" in result.stderr and "LOOKALIKE_INGEST_SPLIT" in result.stderr
 
@@ -92,9 +97,9 @@ def test_destructive_and_trust_flags_come_only_from_the_command_line(variable):
 def test_reingest_keeps_one_point_per_image(built, image_folder, tiny_vit):
     again = ["ingest", "--dataset", image_folder, "--model", tiny_vit, "--json", *built]
     report = json.loads(run(*again).stdout)
-    assert (report["embedded"], report["already_stored"]) == (0, 12)  # resumed: nothing to do
+    assert (report["embedded"], report["unchanged"]) == (0, 12)  # a sync: nothing to do
     report = json.loads(run(*again, "--no-resume").stdout)
-    assert (report["embedded"], report["already_stored"]) == (12, 0)  # embedded again, upserted
+    assert (report["embedded"], report["updated"]) == (12, 12)  # embedded again, upserted
     info = json.loads(run("info", "--json", *built).stdout)
     assert (info["points"], info["dim"], info["distance"]) == (12, 32, "Cosine")
     assert info["model"] == tiny_vit and info["dataset"] == str(image_folder)

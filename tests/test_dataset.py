@@ -1,8 +1,10 @@
+import hashlib
+
 import datasets
 import pytest
 
 from lookalike.errors import DatasetLoadError
-from lookalike.source.dataset import load_source, point_id
+from lookalike.source.dataset import load_source, path_point_id, point_id
 
 
 def test_image_folder_detects_columns_and_labels(image_folder):
@@ -13,8 +15,11 @@ def test_image_folder_detects_columns_and_labels(image_folder):
     assert len(records) == 12
     first = records[0]
     assert first.image.mode == "RGB"
-    assert first.path.endswith(".jpg") and first.label_name in first.path
-    assert first.id == point_id(str(image_folder), "train", 0)
+    # Paths are relative to the folder, whatever directory lookalike runs from.
+    assert first.path == "blue/blue_0.jpg" and first.label_name == "blue"
+    assert first.id == path_point_id(str(image_folder), "train", "blue/blue_0.jpg")
+    assert first.row is None  # a file's place in the folder shifts: not stored
+    assert first.sha256 == hashlib.sha256((image_folder / first.path).read_bytes()).hexdigest()
 
 
 def test_save_to_disk_folder_loads(image_folder, tmp_path):
@@ -43,13 +48,38 @@ def test_beans_payload_fields(beans_dir):
         "split": "test",
         "row": 17,
         "path": record.path,
+        "sha256": record.sha256,
     }
     assert record.path.startswith("test/")
+    # Every row has its own path: the path identifies the point, not the row.
+    assert record.id == path_point_id(source.name, "test", record.path)
 
 
 def test_point_ids_are_deterministic_and_distinct():
     assert point_id("beans", "train", 3) == point_id("beans", "train", 3)
     assert len({point_id("beans", s, r) for s in ("train", "test") for r in range(50)}) == 100
+    by_path = {path_point_id("beans", s, f"{r}.jpg") for s in ("train", "test") for r in range(50)}
+    assert len(by_path) == 100 and not by_path & {point_id("beans", "train", r) for r in range(50)}
+
+
+def test_rows_without_their_own_paths_keep_row_ids(tmp_path):
+    from tests.conftest import COLOURS, make_image
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    images = []
+    for i in range(3):
+        make_image(COLOURS["red"], seed=i).save(tmp_path / "x.png")
+        images.append({"bytes": (tmp_path / "x.png").read_bytes(), "path": "same.png"})
+    data = datasets.Dataset.from_dict(
+        {"image": images, "sku": ["a", "b", "c"]},
+        features=datasets.Features({"image": datasets.Image(), "sku": datasets.Value("string")}),
+    )
+    data.to_parquet(str(folder / "train.parquet"))
+    source = load_source(str(folder))
+    assert not source.path_ids  # three rows share one path
+    record = source.describe(1)
+    assert record.id == point_id(source.name, "train", 1) and record.metadata == {"sku": "b"}
 
 
 def test_bad_images_are_skipped_with_reason(image_folder, tmp_path):

@@ -35,10 +35,13 @@ def test_ingest_stores_every_image_with_readable_payloads(config, image_folder, 
     assert (info.points, info.dim, info.distance) == (12, 32, "Cosine")
     assert info.meta.pooling == "cls" and info.meta.label_names == ("blue", "green", "red")
     assert info.engine == config.engine
-    assert sorted(p.row for p in points) == list(range(12))
-    first = next(p for p in points if p.row == 0)
-    assert first.split == "train" and first.path.endswith(".jpg")
-    assert first.label_name == ["blue", "green", "red"][first.label]
+    # Paths relative to the folder, no rows (a file's place shifts), a fingerprint each.
+    assert sorted(p.path for p in points) == sorted(
+        f"{c}/{c}_{i}.jpg" for c in ("red", "green", "blue") for i in range(4)
+    )
+    assert all(p.row is None and p.split == "train" and len(p.sha256) == 64 for p in points)
+    first = next(p for p in points if p.path == "blue/blue_0.jpg")
+    assert first.label_name == "blue" and first.label == 0
 
 
 def test_reingest_upserts_instead_of_appending(config, image_folder, tiny_vit):

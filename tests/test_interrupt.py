@@ -90,8 +90,8 @@ def test_killed_ingest_resumes_to_one_point_per_image(ingest_args, tmp_path, sig
     result = CliRunner().invoke(cli, [*map(str, ingest_args), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["already_stored"] >= 20  # resumed, not redone
-    assert report["already_stored"] + report["embedded"] == ROWS
+    assert report["unchanged"] >= 20  # resumed, not redone
+    assert report["unchanged"] + report["embedded"] == ROWS
 
     with connect(StoreConfig(path=str(tmp_path / "store"))) as store:
         assert store.info("beans").points == ROWS

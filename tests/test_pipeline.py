@@ -18,8 +18,8 @@ def emb(tiny_vit):
 def test_batches_come_in_order_with_pixels_for_each_record(image_folder, emb, workers):
     source = load_source(str(image_folder))
     batches = list(prepared_batches(source, emb.preprocess, batch_size=5, workers=workers))
-    rows = [r.row for b in batches for r in b.records]
-    assert rows == list(range(12)) and [len(b.records) for b in batches] == [5, 5, 2]
+    paths = [r.path for b in batches for r in b.records]
+    assert paths == source.paths and [len(b.records) for b in batches] == [5, 5, 2]
     assert all(b.pixels.shape == (len(b.records), 3, 32, 32) for b in batches)
     assert all(r.image is None for b in batches for r in b.records)  # memory: images dropped
     # Same vectors as embedding the decoded images directly.

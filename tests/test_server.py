@@ -51,7 +51,10 @@ def test_search_returns_hits_like_the_cli(client, searcher):
     assert response.status_code == 200
     hits = response.json()["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3]
-    assert set(hits[0]) == {"rank", "id", "score", "label", "label_name", "split", "row", "path"}
+    assert set(hits[0]) == {
+        *("rank", "id", "score", "label", "label_name", "split", "row", "path"),
+        *("sha256", "metadata"),
+    }
     assert hits[0]["label_name"] == "blue"
     expected = searcher.search(Image.open(io.BytesIO(png())), k=3)
     assert [h["id"] for h in hits] == [h.id for h in expected]

@@ -7,21 +7,19 @@ stages below stay silent and testable.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 from tqdm import tqdm
 
-from lookalike.cli.errors import skip_message
+from lookalike.cli.console import bar as _bar
+from lookalike.cli.console import quiet_transformers, warn
 from lookalike.cli.grid import GridRow, render_grid
-from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS
 from lookalike.embed import ModelSettings
 from lookalike.errors import ModelMismatch
-from lookalike.index import IndexSettings, SearchSettings
-from lookalike.ingest import ingest
-from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
+from lookalike.index import SearchSettings
+from lookalike.records import CollectionInfo, EvalReport, Hit
 from lookalike.search.duplicates import DuplicateReport, find_duplicates
 from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate
 from lookalike.search.searcher import Gallery, Searcher
@@ -29,102 +27,7 @@ from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 from lookalike.tune import TuneReport, TuneSettings, tune
 
-
-@dataclass(frozen=True)
-class DatasetSettings:
-    """Which images to ingest."""
-
-    dataset: str = DEFAULT_DATASET
-    split: str = "train"
-    limit: int | None = None
-    seed: int = 42
-    image_column: str | None = None
-    label_column: str | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-
-def _quiet_transformers() -> None:
-    # Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
-    # it is expected here and would bury our own messages. Done here, not in the CLI group, so
-    # that `--help` never imports transformers.
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-
-
-_quiet_transformers()
-
-
-# Above this, qdrant-client's local mode is slow (its own docs warn at 20k points).
-LOCAL_MODE_POINTS = 20_000
-
-
-def warn(message: str) -> None:
-    tqdm.write(f"warning: {message}", file=sys.stderr)
-
-
-def _bar(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
-
-
-def run_ingest(
-    store_config: StoreConfig,
-    collection: str,
-    data: DatasetSettings,
-    model_settings: ModelSettings,
-    *,
-    batch_size: int | None = None,
-    workers: int | None = None,
-    recreate: bool = False,
-    resume: bool = True,
-    skipped_log: str | None = None,
-    index: IndexSettings | None = None,
-) -> IngestReport:
-    source = load_source(
-        data.dataset,
-        data.split,
-        image_column=data.image_column,
-        label_column=data.label_column,
-        limit=data.limit,
-        seed=data.seed,
-        max_pixels=data.max_pixels,
-    )
-    embedder = model_settings.load()
-    with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
-
-        def skip(item: Skipped) -> None:
-            item = replace(item, reason=skip_message(item.reason, item.kind))
-            where = f" ({item.path})" if item.path else ""
-            warn(f"skipped {data.split}:{item.row}{where}: {item.reason}")
-            if log:  # written as they come, so an interrupted run still has its log
-                log.write(json.dumps(asdict(item)) + "\n")
-                log.flush()
-
-        store = stack.enter_context(connect(store_config))
-        bar = stack.enter_context(_bar(len(source), f"ingest {data.split}"))
-        report = ingest(
-            source,
-            embedder,
-            store,
-            collection,
-            batch_size=batch_size,
-            workers=workers,
-            recreate=recreate,
-            resume=resume,
-            index=index,
-            on_progress=bar.update,
-            on_skip=skip,
-            on_indexing=lambda: bar.set_description("building the search index"),
-        )
-        if store.engine == "local" and store.info(collection).points > LOCAL_MODE_POINTS:
-            warn(
-                f"{collection!r} is in a local-mode folder, which searches by brute force in "
-                "Python (~0.1 s per query at 100k points): ingest into a new --qdrant-path "
-                "(the edge engine, HNSW) or a server for collections this size"
-            )
-        return report
+quiet_transformers()
 
 
 def run_search(
@@ -245,7 +148,7 @@ def run_duplicates(
         gallery = Gallery(meta)
         rows = [
             GridRow(
-                f"{p.a.split}:{p.a.row}",
+                p.a.where(),
                 gallery.image(p.a) or _blank(),
                 [Hit.found(p.b, 1, p.score)],
                 [gallery.image(p.b)],

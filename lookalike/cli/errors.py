@@ -37,7 +37,7 @@ IMAGE_HINTS = {"too_many_pixels": "raise --max-pixels to allow it"}
 
 
 def mismatch_hint(command: str) -> str:
-    if command == "ingest":
+    if command in ("ingest", "watch"):
         return "pass --recreate to rebuild it, or use another --collection"
     return "search with the model it was built with (leave --model out), or re-ingest"
 

@@ -17,6 +17,7 @@ from lookalike.cli.environment import warn_unread_variables
 from lookalike.cli.errors import domain_errors
 from lookalike.cli.options import (
     PREFIX,
+    apply,
     batch_size_option,
     flag,
     index_options,
@@ -33,6 +34,7 @@ from lookalike.cli.output import (
     hits_table,
     info_table,
     ingest_summary,
+    plan_listing,
 )
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.tune.settings import TuneSettings
@@ -68,31 +70,69 @@ def cli(ctx: click.Context) -> None:
     warn_unread_variables(ctx.command)
 
 
+def dataset_options(f):
+    """Which images a sync reads: ingest's and watch's options."""
+    return apply(
+        f,
+        [
+            opt(
+                "--dataset",
+                shared=True,
+                default=DEFAULT_DATASET,
+                help="Hub id, local datasets folder, or image folder.",
+            ),
+            opt("--split", default="train", help="Split to ingest."),
+            opt("--image-column", default=None, help="Image column; detected when unset."),
+            opt("--label-column", default=None, help="Label column; detected when unset."),
+            opt(
+                "--payload-columns",
+                default=None,
+                callback=_columns,
+                help="Comma-separated columns (an image folder's metadata fields) stored with "
+                "each image ('' for none) [default: every column of plain values].",
+            ),
+            opt(
+                "--max-pixels",
+                type=click.IntRange(1),
+                default=DEFAULT_MAX_PIXELS,
+                help="Skip images with more pixels than this (decompression bombs).",
+            ),
+            opt(
+                "--keep-missing",
+                is_flag=True,
+                default=False,
+                help="Keep the points of images that are gone (a folder mounted only part of "
+                "the time).",
+            ),
+        ],
+    )
+
+
+def _columns(ctx, param, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
+def _dataset_settings(options: dict):
+    from lookalike.cli.sync import DatasetSettings
+
+    names = DatasetSettings.__dataclass_fields__
+    return DatasetSettings(**{f: options.pop(f) for f in names if f in options})
+
+
 @cli.command()
-@opt(
-    "--dataset",
-    shared=True,
-    default=DEFAULT_DATASET,
-    help="Hub id, local datasets folder, or image folder.",
-)
-@opt("--split", default="train", help="Split to ingest.")
+@dataset_options
 @opt("--limit", type=click.IntRange(1), default=None, help="Ingest N rows sampled with --seed.")
 @opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
-@opt("--image-column", default=None, help="Image column; detected when unset.")
-@opt("--label-column", default=None, help="Label column; detected when unset.")
 @batch_size_option
 @flag("--recreate", help="Delete and rebuild the collection.")
 @opt(
     "--resume/--no-resume",
     default=True,
-    help="Skip images whose point is already stored (an interrupted ingest goes on).",
+    help="Embed only new and changed images (--no-resume: every image again).",
 )
-@opt(
-    "--max-pixels",
-    type=click.IntRange(1),
-    default=DEFAULT_MAX_PIXELS,
-    help="Skip images with more pixels than this (decompression bombs).",
-)
+@flag("--dry-run", help="Print what a sync would change, and change nothing.")
 @opt(
     "--skipped-log",
     type=click.Path(dir_okay=False, writable=True),
@@ -106,7 +146,14 @@ def cli(ctx: click.Context) -> None:
 @index_options
 @domain_errors
 def ingest(store_config, collection, model_settings, index, as_json, **options):
-    """Embed a dataset's images and upsert them into a collection.
+    """Sync a collection with a dataset's images: embed new and changed images, follow
+    renamed ones, remove the points of images that are gone.
+
+    \b
+    The same command again is a sync: it embeds only what changed, in seconds when nothing
+    did. Points follow each image's path (relative to the dataset folder) and content, and
+    carry the dataset's other columns, or an image folder's metadata.jsonl / metadata.csv
+    (a file_name column), as payload fields. An interrupted sync is safe to run again.
 
     \b
     Index options (--hnsw-*, --on-disk, --quantization, --shards, --replicas) apply when the
@@ -114,17 +161,53 @@ def ingest(store_config, collection, model_settings, index, as_json, **options):
 
     \b
     Example:
+      lookalike ingest --dataset ~/photos --collection photos --dry-run
       lookalike ingest --dataset ../shared/data/beans \\
           --model ../shared/models/efficientnet-lite0 --split train
     """
-    from lookalike.cli.commands import DatasetSettings, run_ingest
+    from lookalike.cli.sync import run_ingest
 
-    data = DatasetSettings(**{f: options.pop(f) for f in DatasetSettings.__dataclass_fields__})
+    data = _dataset_settings(options)
     report = run_ingest(store_config, collection, data, model_settings, index=index, **options)
     if as_json:
         echo_json(report.to_dict())
+    elif report.dry_run:
+        click.echo(plan_listing(report))
     else:
         click.echo(ingest_summary(report))
+
+
+@cli.command()
+@dataset_options
+@opt("--interval", type=click.FloatRange(0.1), default=2.0, help="Seconds between looks.")
+@opt(
+    "--settle",
+    type=click.FloatRange(0),
+    default=2.0,
+    help="Seconds a file must be left alone before it is embedded (a copy in progress).",
+)
+@batch_size_option
+@workers_option
+@model_options(default=DEFAULT_MODEL, pooling=True)
+@store_options
+@index_options
+@domain_errors
+def watch(store_config, collection, model_settings, index, interval, settle, **options):
+    """Keep a collection in sync with an image folder as files arrive, change and go.
+
+    Syncs once (as ingest does), then at every change, with a line per change on stderr,
+    until Ctrl-C. The embedded store admits one process: to search while watching, run
+    `serve --watch FOLDER` instead (or use a Qdrant server).
+
+    \b
+    Example:
+      lookalike watch --dataset ~/photos --collection photos
+    """
+    from lookalike.cli.sync import WatchSettings, run_watch
+
+    settings = WatchSettings(interval, settle, options.pop("keep_missing"))
+    data = _dataset_settings(options)
+    run_watch(store_config, collection, data, model_settings, settings, index=index, **options)
 
 
 @cli.command()
@@ -305,28 +388,50 @@ def tune_(store_config, collection, model_settings, output, dataset, as_json, **
     default=10,
     help="Largest query upload accepted; larger ones get HTTP 413.",
 )
+@opt(
+    "--watch",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the collection in sync with this image folder while serving (built from it "
+    "first if it does not exist).",
+)
+@opt("--watch-split", default="train", help="The folder's split to watch.")
 @search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def serve(store_config, collection, host, port, max_upload_mb, model_settings, params):
+def serve(store_config, collection, host, port, max_upload_mb, model_settings, params, **watch):
     """Serve the search page and HTTP API (POST /search, GET /points/{id}/image, /health).
 
     The model and the store are opened once, at start-up. OpenAPI schema: /openapi.json.
+    With --watch FOLDER the server also syncs the collection with the folder as files
+    arrive, change and go (one process owns the embedded store, so `watch` cannot run
+    beside a server).
 
     \b
     Example:
       lookalike serve --port 8000   # then open http://127.0.0.1:8000/
+      lookalike serve --watch ~/photos --collection photos
     """
     import uvicorn
 
-    from lookalike.cli.commands import open_searcher
     from lookalike.cli.web import create_app
 
-    with open_searcher(store_config, collection, model_settings, params) as searcher:
+    with _searcher(store_config, collection, model_settings, params, **watch) as searcher:
         app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
         click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _searcher(store_config, collection, model_settings, params, watch, watch_split):
+    if watch is None:
+        from lookalike.cli.commands import open_searcher
+
+        return open_searcher(store_config, collection, model_settings, params)
+    from lookalike.cli.sync import DatasetSettings, WatchSettings, serving_watched
+
+    data = DatasetSettings(dataset=watch, split=watch_split)
+    return serving_watched(store_config, collection, model_settings, params, data, WatchSettings())
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from lookalike.cli.errors import skip_message
-from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport
+from lookalike.records import Change, CollectionInfo, EvalReport, Hit, IngestReport
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -16,33 +18,81 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+FIELDS_WIDTH = 60  # the metadata column of a hits table, cut beyond this
+
+
+def place(split: str | None, row: int | None) -> str:
+    """split:row, or the split alone for an image folder's files (which store no row)."""
+    return f"{split}:{row}" if row is not None else str(split or "")
+
+
+def fields(metadata: dict) -> str:
+    text = " ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in metadata.items())
+    return text if len(text) <= FIELDS_WIDTH else text[: FIELDS_WIDTH - 1] + "…"
+
+
 def hits_table(query: str, hits: list[Hit]) -> str:
+    """Rank, score, label, place and path of each hit; the dataset's own fields when any hit
+    has them (all of them in --json)."""
+    extra = any(h.metadata for h in hits)
     rows = [
         [
             str(h.rank),
             f"{h.score:.4f}",
             "" if h.label_name is None else h.label_name,
-            f"{h.split}:{h.row}",
+            place(h.split, h.row),
             h.path or "",
+            *([fields(h.metadata)] if extra else []),
         ]
         for h in hits
     ]
-    body = _table(["rank", "score", "label", "split:row", "path"], rows) if hits else "(no hits)"
+    headers = ["rank", "score", "label", "split:row", "path", *(["fields"] if extra else [])]
+    body = _table(headers, rows) if hits else "(no hits)"
     return f"query: {query}\n{body}\n"
 
 
+def sync_counts(report: IngestReport) -> str:
+    counts = [
+        f"{report.added} added",
+        f"{report.updated} updated",
+        f"{report.renamed} renamed",
+        f"{report.removed} removed",
+        f"{report.unchanged} unchanged",
+        f"{len(report.skipped)} skipped",
+    ]
+    if report.pending:
+        counts.append(f"{report.pending} still being written (next sync)")
+    return ", ".join(counts)
+
+
 def ingest_summary(report: IngestReport) -> str:
-    lines = [
-        f"collection {report.collection}: embedded {report.embedded} images, "
-        f"skipped {len(report.skipped)}, in {report.seconds:.1f} s "
+    """One line: the sync's counts and the model's work; then each skip and its fix."""
+    work = (
+        f"embedded {report.embedded} images in {report.seconds:.1f} s "
         f"({report.images_per_s:.1f} images/s)"
-        + (f"; {report.already_stored} already stored" if report.already_stored else "")
-    ]
-    lines += [
-        f"  skipped {s.split}:{s.row}{f' ({s.path})' if s.path else ''}: "
-        + skip_message(s.reason, s.kind)
-        for s in report.skipped
-    ]
+        if report.embedded
+        else f"nothing to embed, {report.seconds:.1f} s"
+    )
+    lines = [f"collection {report.collection}: {sync_counts(report)}; {work}"]
+    if report.migrated:
+        lines.append(f"  migrated {report.migrated} points of an older lookalike")
+    if report.payload_columns:
+        lines.append(f"  payload fields: {', '.join(report.payload_columns)}")
+    lines += [f"  skipped {s.where()}: " + skip_message(s.reason, s.kind) for s in report.skipped]
+    return "\n".join(lines)
+
+
+def change_line(change: Change) -> str:
+    """A change as one line for people: `renamed a.jpg -> b.jpg`."""
+    if change.kind == "renamed":
+        return f"renamed {change.before} -> {change.where}"
+    return f"{change.kind} {change.where}"
+
+
+def plan_listing(report: IngestReport) -> str:
+    """A dry run: each change it would make, then the counts."""
+    lines = [change_line(c) for c in report.changes]
+    lines.append(f"dry run, nothing written: {sync_counts(report)}")
     return "\n".join(lines)
 
 
@@ -73,8 +123,8 @@ def duplicates_table(report) -> str:
     rows = [
         [
             f"{p.score:.4f}",
-            f"{p.a.split}:{p.a.row}",
-            f"{p.b.split}:{p.b.row}",
+            place(p.a.split, p.a.row),
+            place(p.b.split, p.b.row),
             "yes" if p.cross_split else "",
             f"{p.a.path or ''} | {p.b.path or ''}",
         ]

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.embed import pooling as pooling_
 from lookalike.embed.optimize import fold_batchnorms
+from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import ModelLoadError
 from lookalike.images import to_rgb
 
@@ -64,12 +65,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cpu" and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
-
-
-def canonical_model_id(model: str) -> str:
-    """A hub id stays as given; a local folder becomes its absolute path, so it compares equal
-    whatever directory lookalike is run from."""
-    return os.path.abspath(model) if os.path.isdir(model) else model
 
 
 def _load_error(model: str, err: Exception) -> ModelLoadError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,12 @@ from lookalike.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from lookalike.embed.embedder import Embedder
+
+
+def canonical_model_id(model: str) -> str:
+    """A hub id stays as given; a local folder becomes its absolute path, so it compares equal
+    whatever directory lookalike is run from."""
+    return os.path.abspath(model) if os.path.isdir(model) else model
 
 
 @dataclass(frozen=True)

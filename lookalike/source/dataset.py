@@ -4,33 +4,27 @@ that yields batches of decoded images with their ids and payloads."""
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import datasets
 import numpy as np
 
 from lookalike.defaults import DEFAULT_MAX_PIXELS
-from lookalike.errors import BadImage, DatasetLoadError
-from lookalike.images import open_image
-from lookalike.records import ImageRecord, Skipped
+from lookalike.errors import DatasetLoadError
+from lookalike.source import metadata
 from lookalike.source.folder import is_image_folder, load_image_folder
+from lookalike.source.split import Source, image_files, path_point_id, point_id
 
-# Point ids are uuid5 of (dataset, split, row): the same image always gets the same id.
-ID_NAMESPACE = uuid.UUID("6f1b7a52-4d0e-4c7b-9a55-6b3f0c1e2d41")
 PATH_COLUMNS = ("image_file_path", "file_path", "filepath", "path", "filename", "file_name")
-
-
-def point_id(dataset: str, split: str, row: int) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{dataset}\x1f{split}\x1f{row}"))
+__all__ = ["Source", "load_source", "path_point_id", "point_id"]
 
 
 def canonical_dataset_id(dataset: str) -> str:
     return os.path.abspath(dataset) if os.path.isdir(dataset) else dataset
 
 
-def _load_dict(dataset: str) -> datasets.DatasetDict:
+def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, dict[str, dict] | None]:
+    """The dataset's splits, and an image folder's metadata fields by file name."""
     if os.path.isdir(dataset) and not any(files for _, _, files in os.walk(dataset)):
         raise DatasetLoadError(
             dataset, f"folder {dataset!r} is empty: no images or data files in it", kind="empty"
@@ -42,7 +36,7 @@ def _load_dict(dataset: str) -> datasets.DatasetDict:
         ):
             loaded = datasets.load_from_disk(dataset)  # a save_to_disk folder
         elif is_image_folder(dataset):
-            loaded = load_image_folder(dataset)
+            return load_image_folder(dataset)
         else:
             loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
     except Exception as e:  # datasets raises many types; all mean "could not load"
@@ -61,7 +55,7 @@ def _load_dict(dataset: str) -> datasets.DatasetDict:
         ) from e
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
-    return loaded
+    return loaded, None
 
 
 def _detect(
@@ -75,97 +69,6 @@ def _detect(
     return next((n for n in names if n in features), None)
 
 
-@dataclass
-class Source:
-    """One split of a dataset, optionally sampled, with its image and label columns resolved."""
-
-    name: str
-    split: str
-    data: datasets.Dataset  # image column not decoded: decoding happens per item, so bad ones skip
-    image_column: str
-    label_column: str | None
-    label_names: tuple[str, ...]
-    rows: np.ndarray  # original row numbers in the split, in the order they are yielded
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def _label(self, value) -> tuple[int | None, str | None]:
-        if value is None:
-            return None, None
-        if isinstance(value, str):
-            return (self.label_names.index(value) if value in self.label_names else None), value
-        value = int(value)
-        if value < 0:  # datasets' "no label"
-            return None, None
-        name = self.label_names[value] if 0 <= value < len(self.label_names) else str(value)
-        return value, name
-
-    def _path(self, batch: dict, i: int, image_value) -> str | None:
-        for col in PATH_COLUMNS:
-            if col in batch and col != self.image_column and batch[col][i] is not None:
-                return str(batch[col][i])
-        if isinstance(image_value, dict):
-            return image_value.get("path")
-        return image_value if isinstance(image_value, str) else None
-
-    def point_id(self, position: int) -> str:
-        return point_id(self.name, self.split, int(self.rows[position]))
-
-    def load(self, positions: Sequence[int]) -> tuple[list[ImageRecord], list[Skipped]]:
-        """Decode these positions; unreadable images come back as Skipped, with a reason.
-
-        Safe to call from several threads at once (arrow reads and PIL decoding are)."""
-        positions = list(positions)
-        batch = self.data[positions] if positions else {}
-        records, skipped = [], []
-        for i, row in enumerate(self.rows[positions]):
-            item = self._record(batch, i, int(row))
-            (records if isinstance(item, ImageRecord) else skipped).append(item)
-        return records, skipped
-
-    def batches(self, batch_size: int) -> Iterator[tuple[list[ImageRecord], list[Skipped]]]:
-        """Yield (decoded records, skipped items) batch by batch; memory stays one batch."""
-        for start in range(0, len(self.rows), batch_size):
-            yield self.load(range(start, min(start + batch_size, len(self.rows))))
-
-    def _record(self, batch: dict, i: int, row: int) -> ImageRecord | Skipped:
-        value = batch[self.image_column][i]
-        path = self._path(batch, i, value)
-        try:
-            image = open_image(value, self.max_pixels)
-        except BadImage as e:
-            return Skipped(self.split, row, path, e.reason, e.kind)
-        label, label_name = self._label(batch[self.label_column][i] if self.label_column else None)
-        return ImageRecord(
-            id=point_id(self.name, self.split, row),
-            split=self.split,
-            row=row,
-            label=label,
-            label_name=label_name,
-            path=path,
-            image=image,
-        )
-
-    def record(self, row: int) -> ImageRecord:
-        """The record at original row `row` of the split (raises BadImage if it is unreadable)."""
-        position = np.flatnonzero(self.rows == row)
-        if len(position) == 0:
-            raise DatasetLoadError(
-                self.name,
-                f"row {row} is out of range for split {self.split!r} of {self.name!r} "
-                f"(rows 0..{len(self.data) - 1})",
-                kind="row",
-                split=self.split,
-            )
-        i = int(position[0])
-        result = self._record(self.data[i : i + 1], 0, row)
-        if isinstance(result, Skipped):
-            raise BadImage(result.path or f"{self.split}:{row}", result.reason, kind=result.kind)
-        return result
-
-
 def load_source(
     dataset: str,
     split: str = "train",
@@ -175,9 +78,13 @@ def load_source(
     limit: int | None = None,
     seed: int = 42,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    payload_columns: Sequence[str] | None = None,
 ) -> Source:
-    """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does."""
-    splits = _load_dict(dataset)
+    """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does.
+
+    `payload_columns`: the dataset's columns (an image folder's metadata fields) stored with
+    each point; None: every column of plain values."""
+    splits, folder_metadata = _load_dict(dataset)
     if split not in splits:
         raise DatasetLoadError(
             dataset,
@@ -209,13 +116,50 @@ def load_source(
     names = _label_names(data, label_col)
     if isinstance(feats[image_col], datasets.Image):
         data = data.cast_column(image_col, datasets.Image(decode=False))
+    path_col = next((c for c in PATH_COLUMNS if c in feats and c != image_col), None)
+    used = (image_col, label_col, path_col)
+    columns = _payload_columns(dataset, data, folder_metadata, used, payload_columns)
+    paths, files = image_files(data, image_col)
+    if path_col:
+        paths = [None if p is None else str(p) for p in data[path_col]]
+    path_ids = None not in paths and len(set(paths)) == len(paths)
     rows = np.arange(len(data))
     if limit is not None and limit < len(data):
         # Same rows as the tutorial's data.shuffle(seed=seed).select(range(limit)).
         rows = np.random.default_rng(seed).permutation(len(data))[:limit]
         data = data.select(rows)
-    name = canonical_dataset_id(dataset)
-    return Source(name, split, data, image_col, label_col, names, rows, max_pixels)
+        paths, files = [paths[r] for r in rows], [files[r] for r in rows]
+    return Source(
+        canonical_dataset_id(dataset),
+        split,
+        data,
+        image_col,
+        label_col,
+        names,
+        rows,
+        max_pixels,
+        paths=paths,
+        files=files,
+        path_ids=path_ids,
+        payload_columns=columns,
+        folder_metadata=folder_metadata,
+        sampled=len(rows) < len(splits[split]),
+    )
+
+
+def _payload_columns(
+    dataset: str,
+    data: datasets.Dataset,
+    folder_metadata: dict[str, dict] | None,
+    used: tuple[str | None, ...],
+    wanted: Sequence[str] | None,
+) -> tuple[str, ...]:
+    if folder_metadata is not None:
+        available = list(dict.fromkeys(k for fields in folder_metadata.values() for k in fields))
+        return metadata.choose(dataset, available, wanted, set(available))
+    available = [c for c in data.features if c not in used]
+    plain = {c for c in available if metadata.plain(data.features[c])}
+    return metadata.choose(dataset, available, wanted, plain)
 
 
 def _label_names(data: datasets.Dataset, column: str | None) -> tuple[str, ...]:
@@ -225,5 +169,5 @@ def _label_names(data: datasets.Dataset, column: str | None) -> tuple[str, ...]:
     if isinstance(feat, datasets.ClassLabel):
         return tuple(feat.names)
     if feat == datasets.Value("string"):
-        return tuple(sorted(set(data.unique(column))))
+        return tuple(sorted(set(data.unique(column)) - {None}))
     return ()

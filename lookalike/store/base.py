@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from lookalike.records import (
     Hit,
     ImageRecord,
     StoredPoint,
+    Tracked,
     check_compatible,
 )
 from lookalike.store.config import StoreConfig, check_name
@@ -42,14 +44,18 @@ class Store(ABC):
         index: IndexSettings | None = None,
     ) -> None:
         """Create the collection for `meta`, or check an existing one was built the same way
-        (`index` applies only when the collection is created)."""
+        and record label names it gained (`index` applies only when the collection is
+        created)."""
         check_name(name)
         if recreate and self.exists(name):
             self._delete(name)
         if not self.exists(name):
             self._create(name, meta, index or IndexSettings())
             return
-        check_compatible(self.info(name), meta, ingest=True)
+        info = self.info(name)
+        check_compatible(info, meta, ingest=True)
+        if info.meta and info.meta.label_names != meta.label_names:
+            self._set_meta(name, replace(info.meta, label_names=meta.label_names))
 
     def not_found(self, name: str) -> CollectionNotFound:
         return CollectionNotFound(name, self.config.location, self.names())
@@ -78,6 +84,9 @@ class Store(ABC):
     def _delete(self, name: str) -> None: ...
 
     @abstractmethod
+    def _set_meta(self, name: str, meta: CollectionMeta) -> None: ...
+
+    @abstractmethod
     def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
         """Store the points and return once a search would see them. Upserts are idempotent
         (deterministic ids), so retrying one is always safe."""
@@ -85,6 +94,19 @@ class Store(ABC):
     @abstractmethod
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the collection already holds."""
+
+    @abstractmethod
+    def tracked(self, name: str, split: str) -> list[Tracked]:
+        """Every point of `split`, with its whole payload (what a sync compares)."""
+
+    @abstractmethod
+    def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of `ids` (those that exist), by id."""
+
+    @abstractmethod
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        """Remove these points (ids not stored are ignored); returns once searches no longer
+        see them."""
 
     @abstractmethod
     def similar_pairs(

@@ -18,7 +18,14 @@ import qdrant_edge as qe
 
 from lookalike.errors import StoreLocked, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, StoredPoint
+from lookalike.records import (
+    CollectionInfo,
+    CollectionMeta,
+    Hit,
+    ImageRecord,
+    StoredPoint,
+    Tracked,
+)
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig, check_name
 
@@ -161,11 +168,20 @@ class EdgeStore(Store):
         except Exception as e:
             raise self._fail(f"create collection {name!r}", e) from e
         self._shards[name] = shard
-        settings = {"dim": meta.dim, "meta": meta.to_dict(), "index": index.to_dict()}
-        # Written last and atomically: a collection exists once its settings file does.
-        with open(os.path.join(folder, META_FILE + ".tmp"), "w") as f:
+        # Written last: a collection exists once its settings file does.
+        self._write_settings(
+            name, {"dim": meta.dim, "meta": meta.to_dict(), "index": index.to_dict()}
+        )
+
+    def _write_settings(self, name: str, settings: dict) -> None:
+        """Atomically: a reader sees the old settings or the new ones, never half."""
+        path = os.path.join(self._dir(name), META_FILE)
+        with open(path + ".tmp", "w") as f:
             json.dump(settings, f, indent=2)
-        os.replace(os.path.join(folder, META_FILE + ".tmp"), os.path.join(folder, META_FILE))
+        os.replace(path + ".tmp", path)
+
+    def _set_meta(self, name: str, meta: CollectionMeta) -> None:
+        self._write_settings(name, {**self._settings(name), "meta": meta.to_dict()})
 
     def _delete(self, name: str) -> None:
         shard = self._shards.pop(name, None) or self._shard(name)  # locks it against others
@@ -197,6 +213,30 @@ class EdgeStore(Store):
             return set()
         found = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=False)
         return {str(p.id) for p in found}
+
+    def tracked(self, name: str, split: str) -> list[Tracked]:
+        shard, found, offset = self._shard(name), [], None
+        only = qe.Filter(must=[qe.FieldCondition(key="split", match=qe.MatchValue(split))])
+        while True:
+            request = qe.ScrollRequest(offset=offset, limit=1024, filter=only, with_payload=True)
+            records, offset = shard.scroll(request)
+            found += [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+            if offset is None:
+                return found
+
+    def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        found = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=True)
+        return {str(p.id): np.asarray(p.vector, np.float32) for p in found}
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        try:
+            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
+        except Exception as e:
+            raise self._fail(f"remove {len(ids)} points", e) from e
 
     def similar_pairs(
         self, name: str, sample: int, neighbours: int

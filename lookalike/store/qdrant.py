@@ -19,7 +19,14 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from lookalike.errors import StoreLocked, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, StoredPoint
+from lookalike.records import (
+    CollectionInfo,
+    CollectionMeta,
+    Hit,
+    ImageRecord,
+    StoredPoint,
+    Tracked,
+)
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig
 
@@ -185,6 +192,14 @@ class QdrantStore(Store):
                 wait=True,
             )
 
+    def _set_meta(self, name: str, meta: CollectionMeta) -> None:
+        self._call(
+            f"update collection {name!r}",
+            self.client.update_collection,
+            name,
+            metadata=meta.to_dict(),
+        )
+
     def _delete(self, name: str) -> None:
         self._call(f"delete collection {name!r}", self.client.delete_collection, name)
 
@@ -225,6 +240,40 @@ class QdrantStore(Store):
             with_vectors=False,
         )
         return {str(p.id) for p in found}
+
+    def tracked(self, name: str, split: str) -> list[Tracked]:
+        only = models.Filter(
+            must=[models.FieldCondition(key="split", match=models.MatchValue(value=split))]
+        )
+        found, offset = [], None
+        while True:
+            records, offset = self._call(
+                "read points",
+                self.client.scroll,
+                name,
+                scroll_filter=only,
+                limit=1024,
+                offset=offset,
+                with_payload=True,
+                with_vectors=False,
+            )
+            found += [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+            if offset is None:
+                return found
+
+    def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        found = self._call(
+            "read vectors", self.client.retrieve, name, ids=list(ids), with_vectors=True
+        )
+        return {str(p.id): np.asarray(p.vector, np.float32) for p in found}
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        selector = models.PointIdsList(points=list(ids))
+        self._call(f"remove {len(ids)} points", self.client.delete, name, selector, wait=True)
 
     def similar_pairs(
         self, name: str, sample: int, neighbours: int

@@ -43,7 +43,7 @@ def test_unread_variables_are_named_with_their_replacements():
     messages = unread_variables(cli, {"LOOKALIKE_SPLIT": "test", "LOOKALIKE_MODEL": "m"})
     assert messages == [
         "LOOKALIKE_SPLIT is not read by lookalike: set LOOKALIKE_EVAL_SPLIT or "
-        "LOOKALIKE_INGEST_SPLIT or LOOKALIKE_TUNE_SPLIT instead"
+        "LOOKALIKE_INGEST_SPLIT or LOOKALIKE_TUNE_SPLIT or LOOKALIKE_WATCH_SPLIT instead"
     ]
     assert unread_variables(cli, {"LOOKALIKE_NONSENSE": "1"}) == [
         "LOOKALIKE_NONSENSE is not read by lookalike"

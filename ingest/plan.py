@@ -1,0 +1,139 @@
+"""What a sync must do to make a collection's split mirror its images, worked out before
+anything is embedded or written.
+
+Each image is described without decoding it (id, path, label, metadata, a file's stat) and
+compared with the point stored under its id: a file whose stat is unchanged is not read at
+all; one whose stat changed is hashed, and only a different sha256 means new content. A new
+id whose sha256 a stored point already has reuses that point's vector (a rename or move, or a
+copy), with no model run. Points whose images are gone are removed last.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from lookalike.records import Change, ImageRecord, Tracked
+from lookalike.source import Source
+from lookalike.source.fingerprint import changed_within
+
+
+@dataclass
+class Plan:
+    """The work of one sync, and what it will report."""
+
+    embed: list[int] = field(default_factory=list)  # positions: new or changed content
+    # (position, record, the stored id whose vector it reuses)
+    reuse: list[tuple[int, ImageRecord, str]] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)  # once everything else is stored
+    changes: dict[str, Change] = field(default_factory=dict)  # by id; a refreshed stat is none
+    unchanged: int = 0
+    pending: int = 0  # files still being written: left for the next sync
+    legacy: int = 0  # points stored without a fingerprint (an older lookalike's)
+    stored: dict[str, Tracked] = field(default_factory=dict)
+    payload_columns: tuple[str, ...] = ()
+
+    def count(self, kind: str) -> int:
+        return sum(c.kind == kind for c in self.changes.values())
+
+
+def _where(record: ImageRecord) -> str:
+    return record.path or f"{record.split}:{record.row}"
+
+
+# Bookkeeping: a file's stat, a dataset row's place. A point that differs only there is
+# refreshed without being reported as changed.
+BOOKKEEPING = ("stat", "row")
+
+
+def _same_but_bookkeeping(a: dict, b: dict) -> bool:
+    def own(payload: dict) -> dict:
+        return {k: v for k, v in payload.items() if k not in BOOKKEEPING}
+
+    return own(a) == own(b)
+
+
+class _Planner:
+    def __init__(self, source: Source, stored: list[Tracked], reembed: bool) -> None:
+        self.source, self.reembed = source, reembed
+        self.plan = Plan(stored={t.id: t for t in stored}, payload_columns=source.payload_columns)
+        self.plan.legacy = sum(t.sha256 is None for t in stored)
+        self.records = [source.describe(p) for p in range(len(source))]
+        present = {r.id for r in self.records}
+        self.gone = {i: t for i, t in self.plan.stored.items() if i not in present}
+        # A vector to reuse for content already stored: a gone point's first (a rename).
+        self.by_sha: dict[str, str] = {}
+        for t in [*self.plan.stored.values(), *self.gone.values()]:
+            if t.sha256:
+                self.by_sha[t.sha256] = t.id
+        self.renamed_from: set[str] = set()
+
+    def embed(self, position: int, record: ImageRecord, kind: str) -> None:
+        self.plan.embed.append(position)
+        self.plan.changes[record.id] = Change(kind, _where(record))
+
+    def known(self, position: int, record: ImageRecord, old: Tracked) -> None:
+        """An image whose id is stored with a fingerprint."""
+        same = record.stat is not None and record.stat == old.stat
+        sha = old.sha256 if same else self.source.fingerprint(position)
+        if sha != old.sha256:
+            return self.embed(position, record, "updated")
+        record = replace(record, sha256=sha)
+        payload = record.payload()
+        if payload == old.payload:
+            self.plan.unchanged += 1
+        elif _same_but_bookkeeping(payload, old.payload):  # touched, or its row moved: refresh
+            self.plan.unchanged += 1
+            self.plan.reuse.append((position, record, old.id))
+        else:  # its label or metadata changed, not its content
+            self.plan.reuse.append((position, record, old.id))
+            self.plan.changes[record.id] = Change("updated", _where(record))
+
+    def new(self, position: int, record: ImageRecord) -> None:
+        """An image whose id is not stored: its content may be, under another path."""
+        sha = self.source.fingerprint(position) if self.by_sha and not self.reembed else None
+        origin = self.by_sha.get(sha) if sha else None
+        if origin is None:
+            return self.embed(position, record, "added")
+        self.plan.reuse.append((position, replace(record, sha256=sha), origin))
+        if origin in self.gone and origin not in self.renamed_from:
+            self.renamed_from.add(origin)
+            before = self.gone[origin].where()
+            self.plan.changes[record.id] = Change("renamed", _where(record), before=before)
+        else:
+            self.plan.changes[record.id] = Change("added", _where(record))
+
+
+def plan_sync(
+    source: Source,
+    stored: list[Tracked],
+    *,
+    keep_missing: bool = False,
+    reembed: bool = False,
+    settle: float = 0.0,
+) -> Plan:
+    """The plan that makes the points of `stored` (one split's) mirror `source`.
+
+    `keep_missing` keeps the points of images that are gone (a renamed image's old point
+    still goes); `reembed` embeds every image again; files written less than `settle`
+    seconds ago are left alone, and while any is, nothing is removed."""
+    planner, now = _Planner(source, stored, reembed), time.time_ns()
+    plan = planner.plan
+    for position, record in enumerate(planner.records):
+        if settle and record.stat and changed_within(record.stat, settle, now):
+            plan.pending += 1
+            continue
+        old = plan.stored.get(record.id)
+        if old is None:
+            planner.new(position, record)
+        elif old.sha256 is None or reembed:
+            planner.embed(position, record, "updated")
+        else:
+            planner.known(position, record, old)
+    if not plan.pending:
+        for point_id, old in planner.gone.items():
+            if not keep_missing or point_id in planner.renamed_from:
+                plan.remove.append(point_id)
+                if old.sha256 and point_id not in planner.renamed_from:
+                    plan.changes[point_id] = Change("removed", old.where())
+    return plan

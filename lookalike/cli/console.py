@@ -1,0 +1,32 @@
+"""What the commands write on stderr: warnings, progress bars, and a quiet transformers."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from tqdm import tqdm
+
+
+@functools.cache
+def quiet_transformers() -> None:
+    """Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
+    it is expected here and would bury our own messages. Called where a model is about to
+    load, so that commands which need none never import transformers."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def warn(message: str) -> None:
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def say(message: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    tqdm.write(message, file=sys.stderr)
+
+
+def bar(total: int, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,302 @@
+"""The commands that keep a collection in step with its images: `ingest` (one sync), `watch`
+(a sync at every change of a folder) and `serve --watch` (the same, inside the server).
+
+Kept apart from `commands.py` so that a sync with nothing to embed never imports torch or
+transformers: the model loads only once an image needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+
+from lookalike.cli.console import bar, quiet_transformers, say, warn
+from lookalike.cli.errors import explain, skip_message
+from lookalike.cli.output import change_line
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.embed import ModelSettings
+from lookalike.errors import DatasetLoadError, IngestInterrupted, LookalikeError
+from lookalike.index import IndexSettings, SearchSettings
+from lookalike.ingest import ingest
+from lookalike.ingest.plan import Plan
+from lookalike.ingest.watch import FolderWatch
+from lookalike.records import IngestReport, Skipped
+from lookalike.source import Source, load_source
+from lookalike.store import Store, StoreConfig, connect
+from lookalike.store.shared import SharedStore
+
+# Above this, qdrant-client's local mode is slow (its own docs warn at 20k points).
+LOCAL_MODE_POINTS = 20_000
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Which images to ingest."""
+
+    dataset: str = DEFAULT_DATASET
+    split: str = "train"
+    limit: int | None = None
+    seed: int = 42
+    image_column: str | None = None
+    label_column: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    payload_columns: tuple[str, ...] | None = None  # None: every plain column
+
+    def load(self) -> Source:
+        return load_source(
+            self.dataset,
+            self.split,
+            image_column=self.image_column,
+            label_column=self.label_column,
+            limit=self.limit,
+            seed=self.seed,
+            max_pixels=self.max_pixels,
+            payload_columns=self.payload_columns,
+        )
+
+
+def migration_note(collection: str, plan: Plan) -> None:
+    if plan.legacy:
+        warn(
+            f"collection {collection!r} was built by an older lookalike, whose points follow "
+            f"rows rather than images: migrating its {plan.legacy} points (each image is "
+            "embedded once more; the old points go once the new ones are stored)"
+        )
+
+
+class _Log:
+    """Skipped images on stderr, and with --skipped-log as JSON lines as they come (so an
+    interrupted run still has its log)."""
+
+    def __init__(self, file) -> None:
+        self.file = file
+
+    def __call__(self, item: Skipped) -> None:
+        item = replace(item, reason=skip_message(item.reason, item.kind))
+        warn(f"skipped {item.where()}: {item.reason}")
+        if self.file:
+            self.file.write(json.dumps(asdict(item)) + "\n")
+            self.file.flush()
+
+
+def run_ingest(
+    store_config: StoreConfig,
+    collection: str,
+    data: DatasetSettings,
+    model_settings: ModelSettings,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    recreate: bool = False,
+    resume: bool = True,
+    keep_missing: bool = False,
+    dry_run: bool = False,
+    skipped_log: str | None = None,
+    index: IndexSettings | None = None,
+) -> IngestReport:
+    source = data.load()
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
+        store = stack.enter_context(connect(store_config))
+        progress = None
+
+        def planned(plan: Plan) -> None:
+            nonlocal progress
+            if not dry_run:
+                migration_note(collection, plan)
+            if plan.embed and not dry_run:
+                quiet_transformers()
+                progress = stack.enter_context(bar(len(plan.embed), f"ingest {data.split}"))
+
+        def indexing() -> None:
+            if progress is not None:
+                progress.set_description("building the search index")
+
+        report = ingest(
+            source,
+            model_settings,
+            store,
+            collection,
+            batch_size=batch_size,
+            workers=workers,
+            recreate=recreate,
+            resume=resume,
+            keep_missing=keep_missing,
+            dry_run=dry_run,
+            index=index,
+            on_plan=planned,
+            on_progress=lambda n: progress.update(n) if progress is not None else None,
+            on_skip=_Log(log),
+            on_indexing=indexing,
+        )
+        if (
+            store.engine == "local"
+            and not dry_run
+            and _points(store, collection) > LOCAL_MODE_POINTS
+        ):
+            warn(
+                f"{collection!r} is in a local-mode folder, which searches by brute force in "
+                "Python (~0.1 s per query at 100k points): ingest into a new --qdrant-path "
+                "(the edge engine, HNSW) or a server for collections this size"
+            )
+        return report
+
+
+def _points(store: Store, collection: str) -> int:
+    return store.info(collection).points
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How a folder is watched: seconds between looks, and how long a file must have been
+    left alone before it is embedded (a copy in progress keeps changing)."""
+
+    interval: float = 2.0
+    settle: float = 2.0
+    keep_missing: bool = False
+
+
+def _check_folder(data: DatasetSettings) -> None:
+    if not os.path.isdir(data.dataset):
+        raise DatasetLoadError(
+            data.dataset,
+            f"{data.dataset!r} is not a folder: only a folder of images can be watched",
+            kind="missing",
+        )
+
+
+def _syncer(store, collection, data, model, settings: WatchSettings, stop, after=None, **kw):
+    """One sync of the folder, with each change on stderr."""
+
+    def sync() -> IngestReport:
+        report = ingest(
+            data.load(),
+            model,
+            store,
+            collection,
+            keep_missing=settings.keep_missing,
+            settle=settings.settle,
+            on_plan=lambda plan: migration_note(collection, plan),
+            on_change=lambda change: say(change_line(change)),
+            on_skip=_Log(None),
+            stop=stop,
+            **kw,
+        )
+        if after is not None:
+            after(report)
+        return report
+
+    return sync
+
+
+def run_watch(
+    store_config: StoreConfig,
+    collection: str,
+    data: DatasetSettings,
+    model_settings: ModelSettings,
+    settings: WatchSettings,
+    *,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    index: IndexSettings | None = None,
+) -> None:
+    """Sync `collection` with the folder now and at each change, until Ctrl-C (or SIGTERM).
+    A first sync that fails is an error; a later one is reported and tried again."""
+    _check_folder(data)
+    quiet_transformers()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with connect(store_config) as store:
+            sync = _syncer(
+                store,
+                collection,
+                data,
+                model_settings,
+                settings,
+                None,
+                batch_size=batch_size,
+                workers=workers,
+                index=index,
+            )
+            watcher = FolderWatch(data.dataset, sync)
+            watcher.round()
+            say(f"watching {data.dataset} for {collection!r} (Ctrl-C stops)")
+            watcher.run(threading.Event(), interval=settings.interval, on_error=_report_error)
+    except (KeyboardInterrupt, IngestInterrupted) as e:
+        if isinstance(e, IngestInterrupted) and not e.by_user:
+            raise
+        say(f"stopped watching {data.dataset}" + (f" ({e})" if str(e) else ""))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def _report_error(error: LookalikeError) -> None:
+    if isinstance(error, IngestInterrupted) and error.by_user:
+        raise error
+    warn(f"{explain(error, 'watch')}; trying again at the folder's next change")
+
+
+@contextlib.contextmanager
+def serving_watched(
+    store_config: StoreConfig,
+    collection: str,
+    model_settings: ModelSettings,
+    params: SearchSettings | None,
+    data: DatasetSettings,
+    settings: WatchSettings,
+) -> Iterator:
+    """A Searcher for `serve --watch`: the collection synced with the folder first (built
+    from it if it does not exist), then kept in sync by a background thread. The server's
+    threads and the sync share one store, one call at a time."""
+    from lookalike.search.searcher import Searcher
+
+    _check_folder(data)
+    quiet_transformers()
+    stop = threading.Event()
+    with connect(store_config) as opened:
+        store = SharedStore(opened)
+        if not store.exists(collection):
+            model = replace(model_settings, model=model_settings.model or DEFAULT_MODEL)
+            _syncer(store, collection, data, model, settings, stop)()
+        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+        sync = _syncer(
+            store,
+            collection,
+            data,
+            searcher.embedder,
+            settings,
+            stop,
+            after=lambda report: searcher.refresh() if report.changed else None,
+        )
+        watcher = FolderWatch(data.dataset, sync)
+        watcher.round()  # a wrong folder or model stops here, before serving
+        thread = threading.Thread(
+            target=watcher.run,
+            args=(stop,),
+            kwargs={"interval": settings.interval, "on_error": _warn_unless_stopping(stop)},
+            name="lookalike-watch",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            yield searcher
+        finally:
+            stop.set()
+            thread.join()
+
+
+def _warn_unless_stopping(stop: threading.Event):
+    def on_error(error: LookalikeError) -> None:
+        if not stop.is_set():
+            warn(f"{explain(error, 'serve')}; trying again at the folder's next change")
+
+    return on_error
