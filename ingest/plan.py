@@ -76,9 +76,15 @@ class _Planner:
         """An image whose id is stored with a fingerprint."""
         same = record.stat is not None and record.stat == old.stat
         sha = old.sha256 if same else self.source.fingerprint(position)
-        if sha != old.sha256:
-            return self.embed(position, record, "updated")
         record = replace(record, sha256=sha)
+        if sha != old.sha256:
+            origin = self.by_sha.get(sha) if sha else None
+            if origin is None:
+                return self.embed(position, record, "updated")
+            # Content already stored elsewhere (rows that shifted, a file swapped in).
+            self.plan.reuse.append((position, record, origin))
+            self.plan.changes[record.id] = Change("updated", _where(record))
+            return None
         payload = record.payload()
         if payload == old.payload:
             self.plan.unchanged += 1

@@ -138,15 +138,24 @@ class _Run:
     def reuse(self) -> list[int]:
         """Store renamed, copied and relabelled images with vectors already stored; returns
         the positions whose vector was not there after all (to embed)."""
+        # A vector whose point this sync also rewrites (rows that shifted) is read first.
+        targets = {record.id for _, record, _ in self.plan.reuse}
+        early = self._vectors(sorted({o for _, _, o in self.plan.reuse if o in targets}))
         missing = []
         for start in range(0, len(self.plan.reuse), STEP):
             chunk = self.plan.reuse[start : start + STEP]
-            found = self.store.vectors(self.collection, [origin for _, _, origin in chunk])
+            found = {**early, **self._vectors([o for _, _, o in chunk if o not in early])}
             ready = [(r, found[o]) for _, r, o in chunk if o in found]
             missing += [p for p, _, o in chunk if o not in found]
             if ready:
                 self.write([r for r, _ in ready], np.stack([v for _, v in ready]))
         return missing
+
+    def _vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(ids), STEP):
+            found.update(self.store.vectors(self.collection, ids[start : start + STEP]))
+        return found
 
     def embed(self, positions: list[int], embedder: Embedder, batch_size, workers) -> None:
         batches = (
@@ -236,8 +245,9 @@ def ingest(
     info = store.info(collection) if not recreate and store.exists(collection) else None
     if info and info.meta:  # label ids as the collection numbers them
         source = source.relabel(info.meta.label_names)
-    have = _prepare(source, model, store, collection, info, recreate, index, dry_run)
-    stored = store.tracked(collection, source.split) if info else []  # a new one is empty
+    if info:  # refuse another model or dataset before reading anything
+        check_compatible(info, model.target(source, info.meta), ingest=True)
+    stored = store.tracked(collection, source.split) if info else []
     keeping = keep_missing or source.sampled
     if keeping and any(t.sha256 is None for t in stored):
         # An older lookalike's points (keyed by row, no fingerprint) can be replaced by a
@@ -248,6 +258,8 @@ def ingest(
         hooks.plan(plan)
     if dry_run:
         return _report(collection, plan, list(plan.changes.values()), [], 0, started, True)
+    # Only now, with every image described and its metadata checked, is anything written.
+    have = _prepare(source, model, store, collection, info, recreate, index)
     run = _Run(source, store, collection, hooks, plan)
     plan.embed += run.reuse()
     if plan.embed:
@@ -262,21 +274,13 @@ def ingest(
     return _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
 
 
-def _prepare(
-    source, model, store, collection, info, recreate, index, dry_run
-) -> CollectionMeta | None:
-    """The collection's meta after creating or checking it; None if it does not exist (only
-    in a dry run, which creates nothing)."""
-    have = info.meta if info else None
+def _prepare(source, model, store, collection, info, recreate, index) -> CollectionMeta:
+    """Create the collection (loading the model, whose output sizes it), or record the label
+    names it gains; returns its meta."""
     if info is not None:
-        target = model.target(source, have)
-        check_compatible(info, target, ingest=True)
-        if not dry_run:
-            store.prepare(collection, target)
-            return replace(have, label_names=target.label_names)
-        return have
-    if dry_run:
-        return None
+        target = model.target(source, info.meta)
+        store.prepare(collection, target)
+        return replace(info.meta, label_names=target.label_names)
     target = model.target(source, None) or collection_meta(source, model.load(None))
     store.prepare(collection, target, recreate=recreate, index=index)
     return target

@@ -24,6 +24,8 @@ DATASET_HINTS = {
     "no_image_column": "pass --image-column",
     "no_label_column": "pass --label-column",
     "no_split": "choose one with --split",
+    "payload": "choose the columns to store with --payload-columns",
+    "payload_column": "choose among them with --payload-columns",
 }
 MODEL_HINTS = {
     "unreachable": "download the model elsewhere and pass its local folder with --model PATH",

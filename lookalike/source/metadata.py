@@ -26,7 +26,7 @@ from lookalike.records import OWN_FIELDS
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 KEY = "file_name"
 INT = re.compile(r"^-?(0|[1-9][0-9]*)$")
-FLOAT = re.compile(r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$")
+FLOAT = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
 INT64 = 2**63
 
 
