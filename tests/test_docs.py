@@ -12,7 +12,7 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "cli-reference.md"
 START, END = "<!-- help:start", "<!-- help:end -->"
-COMMANDS = ["ingest", "search", "eval", "info", "tune", "duplicates", "serve"]
+COMMANDS = ["ingest", "watch", "search", "eval", "info", "tune", "duplicates", "serve"]
 
 
 def render_help() -> str:

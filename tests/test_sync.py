@@ -219,3 +219,69 @@ def _meta(source, embedder):
     from lookalike.ingest.worker import collection_meta
 
     return collection_meta(source, embedder)
+
+
+def test_a_point_shows_its_own_image_never_what_replaced_it(photos, beans_photos, effnet, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from lookalike.cli.web import create_app
+
+    config = StoreConfig(path=str(tmp_path / "store"))
+    sync(config, photos, effnet)
+    target = sorted((photos / "healthy").iterdir())[0]
+    with connect(config) as store:
+        searcher = Searcher("photos", store=store, embedder=effnet)
+        client = TestClient(create_app(searcher))
+        point = searcher.search(target, k=1)[0]
+        own = searcher.candidate_image(point)
+        assert own is not None and own.size == (256, 256)
+        assert client.get(f"/points/{point.id}/image").status_code == 200
+        # Replaced under the same name and not synced yet: the point's image is gone.
+        target.write_bytes(next((beans_photos / "spare" / "healthy").iterdir()).read_bytes())
+        assert searcher.candidate_image(point) is None
+        assert client.get(f"/points/{point.id}/image").status_code == 404
+    sync(config, photos, effnet)
+    with connect(config) as store:
+        searcher = Searcher("photos", store=store, embedder=effnet)
+        point = searcher.search(target, k=1)[0]
+        assert point.path == f"healthy/{target.name}" and point.score >= 0.99
+        assert searcher.candidate_image(point).tobytes() == effnet_image(target).tobytes()
+
+
+def effnet_image(path):
+    from lookalike.images import open_image
+
+    return open_image(str(path))
+
+
+def write_rows(folder: Path, images: list[bytes]) -> str:
+    """A parquet dataset whose rows carry no path of their own: rows identify them."""
+    import datasets
+
+    folder.mkdir(exist_ok=True)
+    data = datasets.Dataset.from_dict(
+        {"image": [{"bytes": b, "path": None} for b in images]},
+        features=datasets.Features({"image": datasets.Image()}),
+    )
+    data.to_parquet(str(folder / "train.parquet"))
+    return str(folder)
+
+
+def test_rows_without_paths_are_checked_by_content(beans_photos, effnet, tmp_path):
+    leaves = [p.read_bytes() for p in sorted((beans_photos / "photos").rglob("*.jpg"))][:8]
+    spare = next((beans_photos / "spare" / "healthy").iterdir()).read_bytes()
+    config = StoreConfig(path=str(tmp_path / "store"))
+    dataset = write_rows(tmp_path / "rows", leaves[:6])
+    with connect(config) as store:
+        first = ingest(load_source(dataset), effnet, store, "rows")
+        assert (first.added, first.embedded) == (6, 6)
+        # Row 2 replaced, row 0 dropped (every row shifts up), one row appended.
+        write_rows(tmp_path / "rows", [leaves[1], spare, *leaves[3:6], leaves[6]])
+        report = ingest(load_source(dataset), effnet, store, "rows")
+        assert (report.updated, report.removed, report.embedded) == (6, 0, 2)
+        points, vectors, _ = store.scroll("rows", 100, with_vectors=True)
+    source = load_source(dataset)
+    assert {p.row: p.sha256 for p in points} == {r: source.fingerprint(r) for r in range(6)}
+    # Each point holds its own content's vector, including those read from shifted rows.
+    expected = effnet.embed([source.decode(p.row).image for p in points])
+    assert ((vectors * expected).sum(axis=1) > 0.999).all()

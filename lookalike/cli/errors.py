@@ -52,6 +52,8 @@ def hint(error: LookalikeError, command: str) -> str | None:
         return MODEL_HINTS.get(error.kind)
     if isinstance(error, CollectionNotFound):
         return f"run `lookalike ingest --collection {error.collection}`"
+    if isinstance(error, ModelMismatch) and error.what == "legacy":
+        return "run it without --keep-missing and --limit to migrate it, or pass --recreate"
     if isinstance(error, ModelMismatch):
         return mismatch_hint(command)
     if isinstance(error, StoreLocked):

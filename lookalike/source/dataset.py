@@ -156,7 +156,7 @@ def _payload_columns(
 ) -> tuple[str, ...]:
     if folder_metadata is not None:
         available = list(dict.fromkeys(k for fields in folder_metadata.values() for k in fields))
-        return metadata.choose(dataset, available, wanted, set(available))
+        return metadata.choose(dataset, available, wanted, set(available), folder=True)
     available = [c for c in data.features if c not in used]
     plain = {c for c in available if metadata.plain(data.features[c])}
     return metadata.choose(dataset, available, wanted, plain)

@@ -90,10 +90,15 @@ def plain(feature: Any) -> bool:
 
 
 def choose(
-    dataset: str, available: Iterable[str], wanted: Iterable[str] | None, default_ok: set[str]
+    dataset: str,
+    available: Iterable[str],
+    wanted: Iterable[str] | None,
+    default_ok: set[str],
+    folder: bool = False,
 ) -> tuple[str, ...]:
     """The payload columns: `wanted` (each must exist and not be one of lookalike's own
-    fields), or by default every column in `default_ok` that is not one of our fields."""
+    fields), or by default every column in `default_ok` that is not one of our fields.
+    An image `folder`'s columns are the fields of its metadata file."""
     available = list(available)
     if wanted is None:
         return tuple(c for c in available if c in default_ok and c not in OWN_FIELDS)
@@ -108,9 +113,14 @@ def choose(
             )
         if column not in available:
             listed = ", ".join(available) or "none"
+            where = (
+                f"the metadata files ({' or '.join(METADATA_FILES)}) of {dataset!r}"
+                if folder
+                else repr(dataset)
+            )
             raise DatasetLoadError(
                 dataset,
-                f"no payload column {column!r} in {dataset!r} (columns: {listed})",
+                f"no payload column {column!r} in {where} (columns: {listed})",
                 kind="payload_column",
                 available=available,
             )
