@@ -264,7 +264,8 @@ def ingest(
     plan.embed += run.reuse()
     if plan.embed:
         embedder = model.load(have)
-        store.prepare(collection, collection_meta(source, embedder))  # checks what loaded
+        if info is not None:  # the model that loaded must be the collection's
+            check_compatible(info, collection_meta(source, embedder), ingest=True)
         run.embed(plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
     run.remove()
     if run.written:
