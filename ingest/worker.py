@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lookalike.embed import ModelSettings
-from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import DatasetLoadError, IngestInterrupted, ModelMismatch, StoreUnavailable
 from lookalike.index import IndexSettings
+from lookalike.ingest.model import LazyModel, collection_meta
 from lookalike.ingest.plan import Plan, plan_sync
 from lookalike.ingest.writer import BackgroundWriter
 from lookalike.records import (
@@ -26,6 +26,8 @@ from lookalike.records import (
     Skipped,
     check_compatible,
 )
+
+__all__ = ["collection_meta", "ingest"]
 from lookalike.source import Source
 from lookalike.source.batches import prepared_batches
 from lookalike.store import Store
@@ -34,18 +36,6 @@ if TYPE_CHECKING:
     from lookalike.embed import Embedder
 
 STEP = 256  # points per store request when reusing vectors or removing
-
-
-def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
-    return CollectionMeta(
-        model=embedder.model_id,
-        pooling=embedder.pooling,
-        dim=embedder.dim,
-        dataset=source.name,
-        image_column=source.image_column,
-        label_column=source.label_column,
-        label_names=source.label_names,
-    )
 
 
 def _rows(records: list[ImageRecord]) -> str:
@@ -66,40 +56,6 @@ class Hooks:
     plan: Callable[[Plan], None] | None = None
     indexing: Callable[[], None] | None = None
     stop: threading.Event | None = None  # set from another thread: stop as Ctrl-C would
-
-
-@dataclass
-class _Model:
-    """The embedder, loaded only once an image needs embedding (a sync of an unchanged folder
-    never loads it)."""
-
-    given: Embedder | ModelSettings
-    loaded: Embedder | None = None
-
-    def target(self, source: Source, have: CollectionMeta | None) -> CollectionMeta | None:
-        """The collection this ingest needs, as far as is known without loading a model."""
-        if not isinstance(self.given, ModelSettings):
-            return collection_meta(source, self.given)
-        if have is None:
-            return None
-        settings = self.given
-        pooling = have.pooling if settings.pooling == "auto" else settings.pooling
-        return replace(
-            have,
-            model=canonical_model_id(settings.model) if settings.model else have.model,
-            pooling=pooling,
-            dataset=source.name,
-            label_names=source.label_names,
-        )
-
-    def load(self, have: CollectionMeta | None) -> Embedder:
-        """The embedder; from settings, the collection's model and pooling unless they say
-        otherwise."""
-        if self.loaded is None and isinstance(self.given, ModelSettings):
-            settings = self.given
-            pooling = have.pooling if have and settings.pooling == "auto" else None
-            self.loaded = settings.load(settings.model or (have and have.model), pooling)
-        return self.loaded or self.given
 
 
 @dataclass
@@ -241,7 +197,7 @@ def ingest(
             split=source.split,
         )
     hooks = Hooks(on_progress, on_skip, on_change, on_plan, on_indexing, stop)
-    started, model = time.perf_counter(), _Model(embedder)
+    started, model = time.perf_counter(), LazyModel(embedder)
     info = store.info(collection) if not recreate and store.exists(collection) else None
     if info and info.meta:  # label ids as the collection numbers them
         source = source.relabel(info.meta.label_names)

@@ -30,7 +30,13 @@ def effnet(effnet_dir) -> Embedder:
 
 @pytest.fixture(params=["edge", "local"])
 def config(tmp_path, request) -> StoreConfig:
+    """Both embedded engines, for what reads, moves and removes points."""
     return StoreConfig(path=str(tmp_path / "store"), engine=request.param)
+
+
+@pytest.fixture
+def edge(tmp_path) -> StoreConfig:
+    return StoreConfig(path=str(tmp_path / "store"))
 
 
 @pytest.fixture
@@ -90,10 +96,10 @@ def test_a_changed_folder_syncs_and_each_image_finds_itself(config, photos, bean
     assert (again.unchanged, again.embedded, again.changed) == (16, 0, False)
 
 
-def test_a_dry_run_plans_and_changes_nothing(config, photos, beans_photos, effnet):
-    sync(config, photos, effnet)
+def test_a_dry_run_plans_and_changes_nothing(edge, photos, beans_photos, effnet):
+    sync(edge, photos, effnet)
     change_everything(photos, beans_photos / "spare")
-    plan = sync(config, photos, NOWHERE, dry_run=True)
+    plan = sync(edge, photos, NOWHERE, dry_run=True)
     lines = sorted(f"{c.kind} {c.before or ''}>{c.where}" for c in plan.changes)
     assert lines == [
         "added >bean_rust/00-early.jpg",
@@ -105,7 +111,7 @@ def test_a_dry_run_plans_and_changes_nothing(config, photos, beans_photos, effne
         f"updated >angular_leaf_spot/{plan_name(beans_photos, 1)}",
     ]
     assert (plan.embedded, plan.dry_run) == (0, True)
-    with connect(config) as store:
+    with connect(edge) as store:
         assert store.info("photos").points == 15
         assert {p.path for p in store.scroll("photos", 100)[0]} == set(
             files(beans_photos / "photos")
@@ -128,23 +134,23 @@ def test_keep_missing_keeps_points_of_gone_files_but_follows_renames(config, pho
     assert f"healthy/{gone.name}" in paths and f"healthy/{renamed.name}" not in paths
 
 
-def test_a_file_overwritten_with_garbage_loses_its_stale_point(config, photos, effnet):
-    sync(config, photos, effnet)
+def test_a_file_overwritten_with_garbage_loses_its_stale_point(edge, photos, effnet):
+    sync(edge, photos, effnet)
     broken = sorted((photos / "bean_rust").iterdir())[0]
     broken.write_bytes(b"not a jpeg any more")
-    report = sync(config, photos, effnet)
+    report = sync(edge, photos, effnet)
     assert [s.path for s in report.skipped] == [f"bean_rust/{broken.name}"]
     assert report.embedded == 0
-    with connect(config) as store:
+    with connect(edge) as store:
         assert store.info("photos").points == 14
         assert f"bean_rust/{broken.name}" not in {p.path for p in store.scroll("photos", 100)[0]}
 
 
-def test_touching_a_file_embeds_nothing(config, photos, effnet):
-    sync(config, photos, effnet)
+def test_touching_a_file_embeds_nothing(edge, photos, effnet):
+    sync(edge, photos, effnet)
     for file in photos.rglob("*.jpg"):
         os.utime(file)  # new mtimes, same bytes: read once, not embedded
-    assert sync(config, photos, NOWHERE).unchanged == 15
+    assert sync(edge, photos, NOWHERE).unchanged == 15
 
 
 def test_a_new_class_folder_keeps_every_label_id(photos, beans_photos, effnet, tmp_path):

@@ -84,6 +84,31 @@ class _Log:
             self.file.flush()
 
 
+class _Progress:
+    """The progress bar of a sync, made once the plan says how many images to embed (none:
+    no bar, and transformers is never imported)."""
+
+    def __init__(self, stack: contextlib.ExitStack, collection: str, split: str, dry_run: bool):
+        self.stack, self.collection, self.split, self.dry_run = stack, collection, split, dry_run
+        self.bar = None
+
+    def plan(self, plan: Plan) -> None:
+        if self.dry_run:
+            return
+        migration_note(self.collection, plan)
+        if plan.embed:
+            quiet_transformers()
+            self.bar = self.stack.enter_context(bar(len(plan.embed), f"ingest {self.split}"))
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def indexing(self) -> None:
+        if self.bar is not None:
+            self.bar.set_description("building the search index")
+
+
 def run_ingest(
     store_config: StoreConfig,
     collection: str,
@@ -103,20 +128,7 @@ def run_ingest(
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
         store = stack.enter_context(connect(store_config))
-        progress = None
-
-        def planned(plan: Plan) -> None:
-            nonlocal progress
-            if not dry_run:
-                migration_note(collection, plan)
-            if plan.embed and not dry_run:
-                quiet_transformers()
-                progress = stack.enter_context(bar(len(plan.embed), f"ingest {data.split}"))
-
-        def indexing() -> None:
-            if progress is not None:
-                progress.set_description("building the search index")
-
+        progress = _Progress(stack, collection, data.split, dry_run)
         report = ingest(
             source,
             model_settings,
@@ -129,26 +141,23 @@ def run_ingest(
             keep_missing=keep_missing,
             dry_run=dry_run,
             index=index,
-            on_plan=planned,
-            on_progress=lambda n: progress.update(n) if progress is not None else None,
+            on_plan=progress.plan,
+            on_progress=progress.update,
             on_skip=_Log(log),
-            on_indexing=indexing,
+            on_indexing=progress.indexing,
         )
-        if (
-            store.engine == "local"
-            and not dry_run
-            and _points(store, collection) > LOCAL_MODE_POINTS
-        ):
-            warn(
-                f"{collection!r} is in a local-mode folder, which searches by brute force in "
-                "Python (~0.1 s per query at 100k points): ingest into a new --qdrant-path "
-                "(the edge engine, HNSW) or a server for collections this size"
-            )
+        if not dry_run and store.engine == "local":
+            _warn_if_large(store, collection)
         return report
 
 
-def _points(store: Store, collection: str) -> int:
-    return store.info(collection).points
+def _warn_if_large(store: Store, collection: str) -> None:
+    if store.info(collection).points > LOCAL_MODE_POINTS:
+        warn(
+            f"{collection!r} is in a local-mode folder, which searches by brute force in "
+            "Python (~0.1 s per query at 100k points): ingest into a new --qdrant-path "
+            "(the edge engine, HNSW) or a server for collections this size"
+        )
 
 
 @dataclass(frozen=True)
