@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli import commands
+from lookalike.cli import sync as ingest_commands
 from lookalike.cli.main import cli
 from lookalike.index import EXACT, IndexSettings, SearchSettings, effective
 from lookalike.records import CollectionMeta, ImageRecord
@@ -157,7 +157,7 @@ def test_overlap_counts_the_true_neighbours_found():
 
 
 def test_local_mode_warns_past_its_size(tmp_path, image_folder, tiny_vit, monkeypatch):
-    monkeypatch.setattr(commands, "LOCAL_MODE_POINTS", 5)
+    monkeypatch.setattr(ingest_commands, "LOCAL_MODE_POINTS", 5)
     result = run(
         "ingest",
         "--dataset",
