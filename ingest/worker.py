@@ -39,10 +39,11 @@ STEP = 256  # points per store request when reusing vectors or removing
 
 
 def _rows(records: list[ImageRecord]) -> str:
+    """What a failed write was storing, for people: dataset rows, or a folder's images."""
     rows = [r.row for r in records if r.row is not None]
     if not rows:
-        return f"{records[0].path}..{records[-1].path}"
-    return f"{records[0].split}:{min(rows)}..{max(rows)}"
+        return f"images {records[0].path}..{records[-1].path}"
+    return f"rows {records[0].split}:{min(rows)}..{max(rows)}"
 
 
 @dataclass

@@ -141,14 +141,14 @@ class IngestInterrupted(LookalikeError):
         *,
         by_user: bool = False,
         cause: LookalikeError | None = None,
-        rows: str | None = None,
+        rows: str | None = None,  # what was being stored: "rows train:8..11", "images a..d"
     ) -> None:
         self.collection, self.stored, self.by_user = collection, stored, by_user
         self.cause, self.rows = cause, rows
         if by_user:
             message = f"interrupted: {stored} images stored in {collection!r}"
         else:
-            at = f"storing rows {rows} " if rows else ""
+            at = f"storing {rows} " if rows else ""
             message = (
                 f"{cause}\n{at}failed; the {stored} images before them are stored in {collection!r}"
             )

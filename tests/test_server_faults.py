@@ -110,7 +110,7 @@ def test_partial_ingest_says_what_was_stored_and_never_shows_the_key(
     assert result.exit_code == 1
     err = result.stderr
     assert "failed to store 4 points after 5 attempts: HTTP 503" in err
-    assert "storing rows train:8..11 failed; the 8 images before them are stored" in err
+    assert "storing images red/red_0.jpg..red/red_3.jpg failed; the 8 images before them" in err
     assert "Run the same command again to resume" in err
     assert "warning: the Qdrant API key is sent over plain HTTP" in err
     assert "s3cret-key" not in result.output
