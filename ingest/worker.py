@@ -48,8 +48,9 @@ def _rows(records: list[ImageRecord]) -> str:
 
 @dataclass
 class Hooks:
-    """What the caller hears: progress (images embedded or skipped), skips, each change once
-    it is stored, the plan before any work, and the index build."""
+    """What the caller hears: the plan before any work, the number of images to embed once
+    the model is ready, progress (images embedded or skipped), skips, each change once it is
+    stored, and the index build."""
 
     progress: Callable[[int], None] | None = None
     skip: Callable[[Skipped], None] | None = None
@@ -57,6 +58,7 @@ class Hooks:
     plan: Callable[[Plan], None] | None = None
     indexing: Callable[[], None] | None = None
     stop: threading.Event | None = None  # set from another thread: stop as Ctrl-C would
+    embedding: Callable[[int], None] | None = None
 
 
 @dataclass
@@ -72,6 +74,7 @@ class _Run:
     done: list[Change] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     embedded: int = 0
+    embed_seconds: float | None = None
 
     def tell(self, ids: list[str]) -> None:
         for point_id in ids:
@@ -119,6 +122,7 @@ class _Run:
             np.asarray(positions[i : i + batch_size]) for i in range(0, len(positions), batch_size)
         )
         prepared = prepared_batches(self.source, embedder.preprocess, batch_size, workers, batches)
+        started = time.perf_counter()
         with BackgroundWriter(self.write) as writer:
             try:
                 for batch in prepared:
@@ -133,6 +137,7 @@ class _Run:
             except KeyboardInterrupt:
                 writer.drain()
                 raise IngestInterrupted(self.collection, self.written, by_user=True) from None
+        self.embed_seconds = time.perf_counter() - started
 
     def skip(self, items: list[Skipped]) -> None:
         """An unreadable image is not stored; a point stored for its old content goes."""
@@ -177,6 +182,7 @@ def ingest(
     on_indexing: Callable[[], None] | None = None,
     on_change: Callable[[Change], None] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    on_embedding: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> IngestReport:
     """Sync `collection`'s points of `source.split` with `source`'s images.
@@ -197,7 +203,7 @@ def ingest(
             kind="no_rows",
             split=source.split,
         )
-    hooks = Hooks(on_progress, on_skip, on_change, on_plan, on_indexing, stop)
+    hooks = Hooks(on_progress, on_skip, on_change, on_plan, on_indexing, stop, on_embedding)
     started, model = time.perf_counter(), LazyModel(embedder)
     info = store.info(collection) if not recreate and store.exists(collection) else None
     if info and info.meta:  # label ids as the collection numbers them
@@ -223,13 +229,16 @@ def ingest(
         embedder = model.load(have)
         if info is not None:  # the model that loaded must be the collection's
             check_compatible(info, collection_meta(source, embedder), ingest=True)
+        if hooks.embedding:
+            hooks.embedding(len(plan.embed))
         run.embed(plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
     run.remove()
     if run.written:
         if hooks.indexing:
             hooks.indexing()
         store.finish(collection)
-    return _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
+    report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
+    return replace(report, embed_seconds=run.embed_seconds)
 
 
 def _prepare(source, model, store, collection, info, recreate, index) -> CollectionMeta:

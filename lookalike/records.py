@@ -227,10 +227,12 @@ class IngestReport:
     dry_run: bool = False
     changes: tuple[Change, ...] = ()
     payload_columns: tuple[str, ...] = ()
+    embed_seconds: float | None = None  # from the model ready to the last image stored
 
     @property
     def images_per_s(self) -> float:
-        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+        seconds = self.seconds if self.embed_seconds is None else self.embed_seconds
+        return self.embedded / seconds if seconds > 0 else 0.0
 
     @property
     def changed(self) -> bool:

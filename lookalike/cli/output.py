@@ -67,12 +67,16 @@ def sync_counts(report: IngestReport) -> str:
 
 def ingest_summary(report: IngestReport) -> str:
     """One line: the sync's counts and the model's work; then each skip and its fix."""
-    work = (
-        f"embedded {report.embedded} images in {report.seconds:.1f} s "
-        f"({report.images_per_s:.1f} images/s)"
-        if report.embedded
-        else f"nothing to embed, {report.seconds:.1f} s"
-    )
+    if not report.embedded:
+        work = f"nothing to embed, {report.seconds:.1f} s"
+    elif report.embed_seconds is None:
+        work = f"embedded {report.embedded} images in {report.seconds:.1f} s"
+    else:  # the model's load and the plan are not the model's speed
+        work = (
+            f"embedded {report.embedded} images in {report.embed_seconds:.1f} s, "
+            f"{report.seconds:.1f} s in all"
+        )
+    work += f" ({report.images_per_s:.1f} images/s)" if report.embedded else ""
     lines = [f"collection {report.collection}: {sync_counts(report)}; {work}"]
     if report.migrated:
         lines.append(f"  migrated {report.migrated} points of an older lookalike")

@@ -85,8 +85,8 @@ class _Log:
 
 
 class _Progress:
-    """The progress bar of a sync, made once the plan says how many images to embed (none:
-    no bar, and transformers is never imported)."""
+    """The progress bar of a sync, made once the model is ready to embed (when nothing needs
+    embedding: no bar, and transformers is never imported)."""
 
     def __init__(self, stack: contextlib.ExitStack, collection: str, split: str, dry_run: bool):
         self.stack, self.collection, self.split, self.dry_run = stack, collection, split, dry_run
@@ -97,8 +97,10 @@ class _Progress:
             return
         migration_note(self.collection, plan)
         if plan.embed:
-            quiet_transformers()
-            self.bar = self.stack.enter_context(bar(len(plan.embed), f"ingest {self.split}"))
+            quiet_transformers()  # before the model loads
+
+    def embedding(self, n: int) -> None:
+        self.bar = self.stack.enter_context(bar(n, f"ingest {self.split}"))
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -142,6 +144,7 @@ def run_ingest(
             dry_run=dry_run,
             index=index,
             on_plan=progress.plan,
+            on_embedding=progress.embedding,
             on_progress=progress.update,
             on_skip=_Log(log),
             on_indexing=progress.indexing,
