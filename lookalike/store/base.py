@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
@@ -44,12 +45,17 @@ class Store(ABC):
         """Create the collection for `meta`, or check an existing one was built the same way
         (`index` applies only when the collection is created)."""
         check_name(name)
-        if recreate and self.exists(name):
-            self._delete(name)
-        if not self.exists(name):
-            self._create(name, meta, index or IndexSettings())
-            return
+        with self._creating(name):
+            if recreate and self.exists(name):
+                self._delete(name)
+            if not self.exists(name):
+                self._create(name, meta, index or IndexSettings())
+                return
         check_compatible(self.info(name), meta, ingest=True)
+
+    def _creating(self, name: str) -> contextlib.AbstractContextManager:
+        """Held while `name` is deleted or created (an engine without its own lock adds one)."""
+        return contextlib.nullcontext()
 
     def not_found(self, name: str) -> CollectionNotFound:
         return CollectionNotFound(name, self.config.location, self.names())
