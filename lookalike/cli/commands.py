@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
 from lookalike.cli.errors import skip_message
-from lookalike.cli.grid import GridRow, render_grid
+from lookalike.cli.grid import GridRow, render_grid, save_grid
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS
 from lookalike.embed import ModelSettings
-from lookalike.errors import ModelMismatch
+from lookalike.errors import ModelMismatch, shown
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
@@ -27,7 +27,7 @@ from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate
 from lookalike.search.searcher import Gallery, Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from lookalike.tune import TuneReport, TuneSettings, tune
+from lookalike.tune import TuneReport, TuneSettings, check_output, tune
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def run_ingest(
 
         def skip(item: Skipped) -> None:
             item = replace(item, reason=skip_message(item.reason, item.kind))
-            where = f" ({item.path})" if item.path else ""
+            where = f" ({shown(item.path)})" if item.path else ""
             warn(f"skipped {data.split}:{item.row}{where}: {item.reason}")
             if log:  # written as they come, so an interrupted run still has its log
                 log.write(json.dumps(asdict(item)) + "\n")
@@ -137,19 +137,23 @@ def run_search(
     label: str | None = None,
     grid: str | None = None,
     params: SearchSettings | None = None,
+    show: Callable[[list[tuple[str, list[Hit]]]], None] | None = None,
 ) -> list[tuple[str, list[Hit]]]:
-    """Hits for each query, in order; with `grid`, also a picture of them in that file."""
+    """Hits for each query, in order, given to `show` as soon as they are known; with `grid`,
+    then also a picture of them in that file."""
     with connect(store_config) as store:
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         images = [searcher.load_query(q) for q in queries]
-        results = searcher.search_many(images, k=k, label=label)
+        results = list(zip(queries, searcher.search_many(images, k=k, label=label)))
+        if show:
+            show(results)
         if grid:
             rows = [
                 GridRow(q, im, hits, [searcher.candidate_image(h) for h in hits])
-                for q, im, hits in zip(queries, images, results)
+                for (q, hits), im in zip(results, images)
             ]
-            render_grid(rows).save(grid)
-    return list(zip(queries, results))
+            save_grid(render_grid(rows), grid)
+    return results
 
 
 def run_eval(
@@ -196,9 +200,11 @@ def run_tune(
     dataset: str | None,
     splits: tuple[str, str, str | None],
     settings: TuneSettings,
+    overwrite: bool = False,
 ) -> TuneReport:
     """Tune the settings' model (default: the collection's) on `dataset` (default: the
     collection's)."""
+    check_output(output, overwrite)  # before anything loads
     if model_settings.model is None or dataset is None:
         with connect(store_config) as store:
             meta = store.info(collection).meta
@@ -225,6 +231,7 @@ def run_tune(
             test=test,
             on_step=bar.update,
             on_epoch=epoch_done,
+            overwrite=overwrite,
         )
 
 
@@ -252,7 +259,7 @@ def run_duplicates(
             )
             for p in report.pairs[:grid_pairs]
         ]
-        render_grid(rows).save(grid)
+        save_grid(render_grid(rows), grid)
     return report
 
 

@@ -11,10 +11,13 @@ from lookalike.errors import (
     BadImage,
     CollectionNotFound,
     DatasetLoadError,
+    DiskFull,
     IngestInterrupted,
     LookalikeError,
     ModelLoadError,
     ModelMismatch,
+    OutputExists,
+    StoreDamaged,
     StoreLocked,
     StoreUnavailable,
 )
@@ -34,6 +37,7 @@ LOCKED_HINT = (
     "wait for it to finish, or run a Qdrant server (docker compose up -d) and pass --qdrant-url"
 )
 IMAGE_HINTS = {"too_many_pixels": "raise --max-pixels to allow it"}
+DISK_HINT = "free some space there, or use a --qdrant-path on a bigger disk"
 
 
 def mismatch_hint(command: str) -> str:
@@ -54,18 +58,31 @@ def hint(error: LookalikeError, command: str) -> str | None:
         return mismatch_hint(command)
     if isinstance(error, StoreLocked):
         return LOCKED_HINT
+    if isinstance(error, DiskFull):
+        return DISK_HINT
+    if isinstance(error, StoreDamaged):
+        which = f" --collection {error.collection}" if error.collection else ""
+        return (
+            f"rebuild it from your images with `lookalike ingest --recreate{which}` "
+            "(the images are the truth; the store only indexes them)"
+        )
     if isinstance(error, StoreUnavailable) and error.refused_key:
         return "check --qdrant-api-key"
-    if isinstance(error, BadImage):
+    if isinstance(error, BadImage) and command == "ingest":  # the only command with the flag
         return IMAGE_HINTS.get(error.kind or "")
+    if isinstance(error, OutputExists):
+        return "pass --overwrite to replace its files, or choose a new --output"
     return None
 
 
 def explain(error: LookalikeError, command: str) -> str:
     """One message: what happened, then what to do."""
     if isinstance(error, IngestInterrupted):
+        advice = hint(error.cause, command) if error.cause else None
+        first = f"{advice}. " if advice and error.cause and not error.by_user else ""
         return (
-            f"{error}. Run the same command again to resume; stored images are not embedded again."
+            f"{error}. {first}Run the same command again to resume; stored images are not "
+            "embedded again."
         )
     advice = hint(error, command)
     return f"{error}: {advice}" if advice else str(error)

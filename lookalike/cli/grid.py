@@ -3,9 +3,11 @@ score, like the tutorial's figure."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import click
 from PIL import Image, ImageDraw, ImageFont
 
 from lookalike.records import Hit
@@ -69,3 +71,11 @@ def render_grid(rows: Sequence[GridRow]) -> Image.Image:
                 draw, x, y + TILE + 3, [f"#{hit.rank} {label}", f"score {hit.score:.3f}"], False
             )
     return canvas
+
+
+def save_grid(picture: Image.Image, path: str) -> None:
+    """Write the picture in the format its name says (PNG for a name without extension)."""
+    try:
+        picture.save(path, format=None if os.path.splitext(path)[1] else "PNG")
+    except (OSError, ValueError) as e:
+        raise click.FileError(path, hint=getattr(e, "strerror", None) or str(e)) from e

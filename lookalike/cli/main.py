@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -17,12 +18,15 @@ from lookalike.cli.environment import warn_unread_variables
 from lookalike.cli.errors import domain_errors
 from lookalike.cli.options import (
     PREFIX,
+    SECRETS,
     batch_size_option,
     flag,
     index_options,
     json_option,
     model_options,
     opt,
+    output_file,
+    picture_option,
     search_options,
     store_options,
     workers_option,
@@ -93,10 +97,8 @@ def cli(ctx: click.Context) -> None:
     default=DEFAULT_MAX_PIXELS,
     help="Skip images with more pixels than this (decompression bombs).",
 )
-@opt(
+@output_file(
     "--skipped-log",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
     help="Also write each skipped image, with the reason, to this JSON-lines file.",
 )
 @json_option
@@ -132,11 +134,8 @@ def ingest(store_config, collection, model_settings, index, as_json, **options):
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
 @json_option
-@opt(
-    "--grid",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Also draw each query and its neighbours, captioned, into this image file (PNG).",
+@picture_option(
+    "Also draw each query and its neighbours, captioned, into this picture (PNG, or as named)."
 )
 @search_options
 @model_options(default=None)
@@ -153,7 +152,14 @@ def search(store_config, collection, queries, k, label, as_json, grid, model_set
     """
     from lookalike.cli.commands import run_search
 
-    results = run_search(
+    def show(results) -> None:  # before the grid is drawn: a failed picture loses no results
+        for query, hits in results:
+            if as_json:
+                echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
+            else:
+                click.echo(hits_table(query, hits))
+
+    run_search(
         store_config,
         collection,
         queries,
@@ -162,12 +168,8 @@ def search(store_config, collection, queries, k, label, as_json, grid, model_set
         label=label,
         grid=grid,
         params=params,
+        show=show,
     )
-    for query, hits in results:
-        if as_json:
-            echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
-        else:
-            click.echo(hits_table(query, hits))
 
 
 @cli.command("eval")
@@ -224,7 +226,7 @@ def info(store_config, collection, as_json):
 @cli.command()
 @opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
 @opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
-@opt("--grid", type=click.Path(dir_okay=False), default=None, help="Draw the best pairs here.")
+@picture_option("Draw the best pairs into this picture (PNG, or as named).")
 @flag("--json", "as_json", help="JSON lines: pairs, then a summary.")
 @store_options
 @domain_errors
@@ -265,11 +267,12 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
     help="Share of the model's parameters, from the input side, left untrained.",
 )
 @opt("--k", "k", type=click.IntRange(1), default=TUNE.k, help="k of the precision@k that chooses.")
+@flag("--overwrite", help="Replace the files of an --output folder that is not empty.")
 @json_option
 @model_options(default=None, compile=False)
 @store_options
 @domain_errors
-def tune_(store_config, collection, model_settings, output, dataset, as_json, **options):
+def tune_(store_config, collection, model_settings, output, dataset, overwrite, as_json, **options):
     """Fine-tune the embedding on your labels; the epoch is chosen on --val-split.
 
     Writes a model folder (with a README card) that `ingest --model` takes like any other.
@@ -289,6 +292,7 @@ def tune_(store_config, collection, model_settings, output, dataset, as_json, **
         dataset=dataset,
         splits=(options.pop("split"), options.pop("val_split"), options.pop("test_split") or None),
         settings=TuneSettings(**options),
+        overwrite=overwrite,
     )
     if as_json:
         echo_json(report.to_dict())
@@ -305,11 +309,20 @@ def tune_(store_config, collection, model_settings, output, dataset, as_json, **
     default=10,
     help="Largest query upload accepted; larger ones get HTTP 413.",
 )
+@opt(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Host name the server answers to, besides localhost, IP addresses and --host "
+    "(repeatable; the name a proxy or other machines use). Others get HTTP 400.",
+)
 @search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def serve(store_config, collection, host, port, max_upload_mb, model_settings, params):
+def serve(
+    store_config, collection, host, port, max_upload_mb, allowed_hosts, model_settings, params
+):
     """Serve the search page and HTTP API (POST /search, GET /points/{id}/image, /health).
 
     The model and the store are opened once, at start-up. OpenAPI schema: /openapi.json.
@@ -324,13 +337,24 @@ def serve(store_config, collection, host, port, max_upload_mb, model_settings, p
     from lookalike.cli.web import create_app
 
     with open_searcher(store_config, collection, model_settings, params) as searcher:
-        app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
+        app = create_app(
+            searcher,
+            max_upload=max_upload_mb * 1024 * 1024,
+            allowed_hosts=(host, *allowed_hosts),
+        )
         click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def main() -> None:
-    cli(prog_name="lookalike")
+    try:
+        cli(prog_name="lookalike")
+    except Exception:  # a bug: its traceback helps, but must not show a secret
+        text = traceback.format_exc()
+        for secret in SECRETS:
+            text = text.replace(secret, "***")
+        sys.stderr.write(text)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lookalike.cli.errors import skip_message
+from lookalike.errors import shown
 from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport
 
 
@@ -21,14 +22,14 @@ def hits_table(query: str, hits: list[Hit]) -> str:
         [
             str(h.rank),
             f"{h.score:.4f}",
-            "" if h.label_name is None else h.label_name,
+            "" if h.label_name is None else shown(h.label_name),
             f"{h.split}:{h.row}",
-            h.path or "",
+            shown(h.path or ""),
         ]
         for h in hits
     ]
     body = _table(["rank", "score", "label", "split:row", "path"], rows) if hits else "(no hits)"
-    return f"query: {query}\n{body}\n"
+    return f"query: {shown(query)}\n{body}\n"
 
 
 def ingest_summary(report: IngestReport) -> str:
@@ -39,7 +40,7 @@ def ingest_summary(report: IngestReport) -> str:
         + (f"; {report.already_stored} already stored" if report.already_stored else "")
     ]
     lines += [
-        f"  skipped {s.split}:{s.row}{f' ({s.path})' if s.path else ''}: "
+        f"  skipped {s.split}:{s.row}{f' ({shown(s.path)})' if s.path else ''}: "
         + skip_message(s.reason, s.kind)
         for s in report.skipped
     ]
@@ -76,7 +77,7 @@ def duplicates_table(report) -> str:
             f"{p.a.split}:{p.a.row}",
             f"{p.b.split}:{p.b.row}",
             "yes" if p.cross_split else "",
-            f"{p.a.path or ''} | {p.b.path or ''}",
+            f"{shown(p.a.path or '')} | {shown(p.b.path or '')}",
         ]
         for p in report.pairs
     ]
