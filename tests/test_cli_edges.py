@@ -180,6 +180,18 @@ def test_a_skipped_log_in_a_missing_folder_fails_before_the_model_loads(image_fo
     assert "does not exist" in result.stderr and "could not load model" not in result.stderr
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="writes to /dev/full")
+def test_a_skipped_log_that_cannot_be_written_is_one_line(tmp_path, tiny_vit):
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    make_image((9, 9, 9), seed=1).save(tmp_path / "imgs" / "a" / "ok.png")
+    (tmp_path / "imgs" / "a" / "bad.jpg").write_text("not an image")
+    args = ["ingest", "--dataset", tmp_path / "imgs", "--model", tiny_vit]
+    result = run(*args, "--qdrant-path", tmp_path / "s", "--skipped-log", "/dev/full")
+    err = one_line_error(result)
+    assert "cannot write /dev/full: No space left on device" in err
+    assert "run the same command again to resume" in err
+
+
 @pytest.mark.parametrize("label", ["²", "9" * 5000, "99999999999999999999"])
 def test_odd_labels_are_one_line(built, label):
     err = one_line_error(run("search", "train:0", "--label", label, *built))

@@ -76,6 +76,17 @@ def broken_settings(store: Path) -> None:
     (store / "edge" / "colours" / "lookalike.json").write_text('{"dim": 32, "meta"')
 
 
+def settings_without_model(store: Path) -> None:
+    path = store / "edge" / "colours" / "lookalike.json"
+    settings = json.loads(path.read_text())
+    path.write_text(json.dumps({**settings, "meta": {"pooling": "cls"}}))
+
+
+def shard_removed(store: Path) -> None:
+    shutil.rmtree(store / "edge" / "colours" / "shard")
+    (store / "edge" / "colours" / "check.json").unlink()  # not even the record is left
+
+
 def fewer_points_recorded(store: Path) -> None:
     check = store / "edge" / "colours" / "check.json"
     data = json.loads(check.read_text())
@@ -88,9 +99,11 @@ def fewer_points_recorded(store: Path) -> None:
         (truncated_ids, "mutable_id_tracker.mappings at"),
         (random_vectors, "chunk_0.mmap changed since the last completed ingest"),
         (broken_settings, "has an unreadable lookalike.json"),
+        (settings_without_model, "has an unreadable lookalike.json (KeyError: 'model')"),
+        (shard_removed, "could not be read (Service runtime error"),
         (fewer_points_recorded, "holds 12 points; the last completed ingest left 13"),
     ],
-    ids=["truncated-ids", "random-vectors", "broken-settings", "count"],
+    ids=["truncated-ids", "random-vectors", "broken-settings", "no-model", "no-shard", "count"],
 )
 def test_damage_is_named_with_the_way_back(copy, damage, reason):
     damage(copy)
@@ -100,6 +113,24 @@ def test_damage_is_named_with_the_way_back(copy, damage, reason):
         assert result.stderr.startswith(f"Error: the store at {copy} is damaged: ")
         assert reason in result.stderr and "Traceback" not in result.output
         assert "lookalike ingest --recreate --collection colours" in result.stderr
+
+
+def test_a_damaged_local_mode_folder_says_to_move_it_aside(tmp_path, image_folder, tiny_vit):
+    store = ["--qdrant-path", tmp_path / "old", "--embedded-engine", "local"]
+    result = run("ingest", "--dataset", image_folder, "--model", tiny_vit, *store)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "old" / "meta.json").write_text('{"collections": {"beans"')
+    result = run("info", *store)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"the store at {tmp_path / 'old'} is damaged: it cannot be opened" in result.stderr
+    assert "move" in result.stderr and "aside and ingest again" in result.stderr
+
+
+def test_a_store_folder_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "store").write_text("")
+    result = run("info", "--qdrant-path", tmp_path / "store")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"the store folder {tmp_path / 'store'} is a file" in result.stderr
 
 
 def test_a_damaged_collection_can_be_rebuilt(copy, image_folder, tiny_vit):

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
+import click
 from tqdm import tqdm
 
 from lookalike.cli.errors import skip_message
@@ -92,15 +93,23 @@ def run_ingest(
     )
     embedder = model_settings.load()
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
+        log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
+        if log:  # closed quietly: a log that could not be written has already been reported
+            stack.callback(_close_quietly, log)
 
         def skip(item: Skipped) -> None:
             item = replace(item, reason=skip_message(item.reason, item.kind))
             where = f" ({shown(item.path)})" if item.path else ""
             warn(f"skipped {data.split}:{item.row}{where}: {item.reason}")
             if log:  # written as they come, so an interrupted run still has its log
-                log.write(json.dumps(asdict(item)) + "\n")
-                log.flush()
+                try:
+                    log.write(json.dumps(asdict(item)) + "\n")
+                    log.flush()
+                except OSError as e:  # a full disk, say: what is stored stays stored
+                    raise click.ClickException(
+                        f"cannot write {shown(skipped_log)}: {e.strerror or e}; "
+                        "run the same command again to resume"
+                    ) from e
 
         store = stack.enter_context(connect(store_config))
         bar = stack.enter_context(_bar(len(source), f"ingest {data.split}"))
@@ -125,6 +134,11 @@ def run_ingest(
                 "(the edge engine, HNSW) or a server for collections this size"
             )
         return report
+
+
+def _close_quietly(file) -> None:
+    with contextlib.suppress(OSError):
+        file.close()
 
 
 def run_search(

@@ -55,9 +55,12 @@ class StoreConfig:
             found.append(userinfo.partition(":")[2] or userinfo)
         return tuple(s for s in found if s)
 
-    def check_url(self) -> None:
-        """BadQuery unless `url` is an http(s) URL with a host and a valid port."""
+    def check(self) -> None:
+        """BadQuery unless `url` is an http(s) URL with a host and a valid port, or, without
+        one, `path` is a folder or can become one."""
         if not self.url:
+            if os.path.exists(self.path) and not os.path.isdir(self.path):
+                raise BadQuery(f"the store folder {self.path} is a file", field="path")
             return
         problem = None
         try:

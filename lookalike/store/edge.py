@@ -188,8 +188,12 @@ class EdgeStore(Store):
             with open(os.path.join(self._dir(name), META_FILE)) as f:
                 settings = json.load(f)
             int(settings["dim"]), IndexSettings.from_dict(settings["index"])
+            if settings.get("meta"):
+                CollectionMeta.from_dict(settings["meta"])
         except (ValueError, KeyError, TypeError) as e:
-            raise self._damaged(name, f"has an unreadable {META_FILE} ({e})") from e
+            raise self._damaged(
+                name, f"has an unreadable {META_FILE} ({type(e).__name__}: {e})"
+            ) from e
         return settings
 
     def close(self) -> None:

@@ -141,10 +141,13 @@ class QdrantStore(Store):
             ) as e:
                 if attempt == attempts or not _transient(e):
                     status = e.status_code if isinstance(e, UnexpectedResponse) else None
+                    reason = _describe(e)
+                    for secret in self.config.secrets:  # a client's message may quote the URL
+                        reason = reason.replace(secret, "***")
                     raise StoreUnavailable(
                         f"Qdrant at {self.config.location}",
                         what,
-                        _describe(e),
+                        reason,
                         attempts=attempt,
                         status=status,
                     ) from e

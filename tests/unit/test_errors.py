@@ -93,3 +93,18 @@ def test_a_full_disk_during_ingest_says_what_to_free_and_how_to_resume():
 def test_names_with_control_characters_are_quoted(name, expected):
     assert shown(name) == expected
     assert "\n" not in str(BadImage(name, "not a readable image"))
+
+
+def test_advice_never_names_a_flag_the_command_lacks():
+    from lookalike.cli.main import cli
+
+    def options(command):
+        return {o for p in cli.commands[command].params for o in getattr(p, "opts", ())}
+
+    unreachable = DatasetLoadError("beans", "hub down", kind="unreachable")
+    assert "--dataset PATH" in explain(unreachable, "ingest", options("ingest"))
+    assert explain(unreachable, "eval", options("eval")) == "hub down"  # eval has no --dataset
+    damaged = StoreDamaged("./s", "c", "lost a file")  # a quoted command is not this one's
+    assert "`lookalike ingest --recreate --collection c`" in explain(
+        damaged, "search", options("search")
+    )
