@@ -1,5 +1,5 @@
 """The disk under embedded stores: free space checked before each write, files read ahead,
-and a lock file shared between processes.
+and lock files shared between processes.
 
 The engines memory-map their files: a write into a page the full disk cannot back kills the
 process with SIGBUS (no exception, no message), and a store whose log ends in such a write may
@@ -10,11 +10,16 @@ has a reserve: the store stays readable and the next run resumes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import time
+from collections.abc import Callable
 from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from lookalike.errors import DiskFull
 
@@ -125,32 +130,61 @@ def read_ahead(shard: str, on_disk: bool) -> None:
                 os.close(fd)
 
 
-class LockTimeout(TimeoutError):
-    """Another process held the lock for longer than the wait."""
+def _flock(f: IO) -> bool:
+    if fcntl is None:  # no flock (Windows): the engines' own locks are all there is
+        return True
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def try_lock(path: str, wait_s: float = 0) -> IO | None:
-    """An exclusive lock on the file at `path` (created if missing), held until the returned
-    file is closed; None if another process still holds it after `wait_s` seconds. The kernel
-    releases it when the holder dies, so a killed process never leaves it stuck."""
-    f = open(path, "a")  # noqa: SIM115 (the open file is the lock)
+    """An exclusive lock on the file at `path` (created if missing, then holding our process
+    id), held until the returned file is closed; None if another process still holds it after
+    `wait_s` seconds. The kernel releases it when the holder dies: a killed process never
+    leaves it stuck."""
+    f = open(path, "a+")  # noqa: SIM115 (the open file is the lock)
     deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return f
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                f.close()
-                return None
-            time.sleep(0.05)
+    while not _flock(f):
+        if time.monotonic() >= deadline:
+            f.close()
+            return None
+        time.sleep(0.05)
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
-@contextlib.contextmanager
-def locked(path: str, wait_s: float):
-    """Hold the lock on `path` for the block; LockTimeout after waiting `wait_s` seconds."""
-    f = try_lock(path, wait_s)
-    if f is None:
-        raise LockTimeout(path)
-    with f:
-        yield
+class CollectionLocks:
+    """Lock files beside the collections of an embedded store, for what the engine's own
+    locks do not cover: `.NAME.create` while a collection is created or deleted (the engine
+    locks a shard only once it exists), `.NAME.open` while one process has it open (taken
+    before its files are checked, which another process may be writing)."""
+
+    def __init__(self, root: str, wait_s: float, locked: Callable[[str], Exception]) -> None:
+        self.root, self.wait_s, self.locked = root, wait_s, locked
+        self._held: dict[str, IO] = {}
+
+    @contextlib.contextmanager
+    def creating(self, name: str):
+        os.makedirs(self.root, exist_ok=True)
+        lock = try_lock(os.path.join(self.root, f".{name}.create"), self.wait_s)
+        if lock is None:
+            raise self.locked(name)
+        with lock:
+            yield
+
+    def hold(self, name: str) -> None:
+        if name not in self._held:
+            lock = try_lock(os.path.join(self.root, f".{name}.open"))
+            if lock is None:
+                raise self.locked(name)
+            self._held[name] = lock
+
+    def release(self, name: str) -> None:
+        lock = self._held.pop(name, None)
+        if lock is not None:
+            lock.close()

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from typing import IO
 
 import numpy as np
 import qdrant_edge as qe
@@ -28,7 +27,7 @@ from lookalike.store.config import NAME, StoreConfig, check_name
 META_FILE = "lookalike.json"
 # Segments under this size (KB) are scanned, not graph-searched: exact and fast when small.
 FULL_SCAN_KB = 10_000
-# Creating a collection takes a few seconds at most; a creator holding the lock longer is stuck.
+# Creating a collection takes seconds at most: a creator holding the lock longer is stuck.
 CREATE_WAIT_S = 60
 
 
@@ -80,7 +79,9 @@ class EdgeStore(Store):
         self.root = os.path.join(config.path, "edge")
         self._shards: dict[str, qe.EdgeShard] = {}
         self._writing: set[str] = set()  # collections changed since their check record
-        self._held: dict[str, IO] = {}  # our lock files, one per open collection
+        self._locks = disk.CollectionLocks(
+            self.root, CREATE_WAIT_S, lambda name: StoreLocked(config.path, name)
+        )
 
     def _dir(self, name: str) -> str:
         return os.path.join(self.root, check_name(name))
@@ -121,30 +122,15 @@ class EdgeStore(Store):
         with self._engine(name, f"open collection {name!r}"):
             return qe.EdgeShard.load(os.path.join(self._dir(name), "shard"))
 
-    def _hold(self, name: str) -> None:
-        """Our own lock on the collection, taken before its files are checked (another
-        process may be writing them) and held while it is open; the engine's lock comes with
-        the shard, too late for that."""
-        if name not in self._held:
-            lock = disk.try_lock(os.path.join(self.root, f".{name}.open"))
-            if lock is None:
-                raise StoreLocked(self.config.path, name)
-            self._held[name] = lock
-
-    def _release(self, name: str) -> None:
-        lock = self._held.pop(name, None)
-        if lock is not None:
-            lock.close()
-
     def _shard(self, name: str) -> qe.EdgeShard:
         if name not in self._shards:
             if not self.exists(name):
                 raise self.not_found(name)
-            self._hold(name)
+            self._locks.hold(name)
             try:
                 self._shards[name] = self._open(name)
             except BaseException:
-                self._release(name)
+                self._locks.release(name)
                 raise
             self._prefetch(name)
         return self._shards[name]
@@ -201,7 +187,7 @@ class EdgeStore(Store):
         for name, shard in shards.items():
             shard.flush()
             shard.close()
-            self._release(name)
+            self._locks.release(name)
 
     def names(self) -> list[str]:
         if not os.path.isdir(self.root):
@@ -229,21 +215,13 @@ class EdgeStore(Store):
             index=self._index(name),
         )
 
-    @contextlib.contextmanager
     def _creating(self, name: str):
-        """Held while a collection is deleted or created, so that two processes never work on
-        one folder: the engine's own lock exists only once the shard does."""
-        os.makedirs(self.root, exist_ok=True)
-        try:
-            with disk.locked(os.path.join(self.root, f".{check_name(name)}.create"), CREATE_WAIT_S):
-                yield
-        except disk.LockTimeout:
-            raise StoreLocked(self.config.path, name) from None
+        return self._locks.creating(check_name(name))
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
         folder = self._dir(name)
         self._ensure_free(disk.OPEN_BYTES, f"create collection {name!r}")
-        self._hold(name)
+        self._locks.hold(name)
         if os.path.isdir(folder):  # a create that died before its settings file: start over
             shutil.rmtree(folder)
         try:
@@ -255,7 +233,7 @@ class EdgeStore(Store):
                     qe.UpdateOperation.create_field_index("label", qe.PayloadSchemaType.Integer)
                 )
         except BaseException:
-            self._release(name)
+            self._locks.release(name)
             raise
         self._shards[name] = shard
         self._writing.add(name)
@@ -266,13 +244,13 @@ class EdgeStore(Store):
         os.replace(os.path.join(folder, META_FILE + ".tmp"), os.path.join(folder, META_FILE))
 
     def _delete(self, name: str) -> None:
-        self._hold(name)  # no other process has it open
+        self._locks.hold(name)  # no other process has it open
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.close()
         self._writing.discard(name)
         shutil.rmtree(self._dir(name))
-        self._release(name)
+        self._locks.release(name)
 
     def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
         shard, step = self._for_writing(name), self.config.upsert_batch
