@@ -2,12 +2,15 @@
 anything loads, results kept when a picture cannot be written, names that cannot forge lines,
 and nothing overwritten without being asked."""
 
+import io
 import json
+import os
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -239,3 +242,35 @@ def test_tune_refuses_a_folder_that_holds_files(tmp_path, tiny_vit):
     with pytest.raises(OutputExists) as refused:
         check_output(str(out))
     assert refused.value.files == ("notes.txt",)
+
+
+def peak_mb(*args) -> float:
+    """The peak memory of a `lookalike` run, as the kernel measured it."""
+    command = [sys.executable, "-m", "lookalike.cli", *[str(a) for a in args]]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    assert status == 0, child.stderr.read()[-2000:]
+    return usage.ru_maxrss / 1024
+
+
+def photo(megapixels: float) -> bytes:
+    """A smooth, photo-like JPEG of that many pixels: under a MB, decoded 3 bytes a pixel."""
+    width = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+    small = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8))
+    buf = io.BytesIO()
+    small.resize((width, int(megapixels * 1e6 / width)), Image.BICUBIC).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_a_folder_of_photos_as_queries_takes_bounded_memory(built, tmp_path):
+    """`lookalike search photos/*.jpg --grid`: 16 queries of 8 MP cost a few photos' memory,
+    not sixteen (they were all decoded at once, and the grid kept every candidate whole)."""
+    data = photo(8)
+    queries = []
+    for i in range(16):
+        queries.append(tmp_path / f"q{i}.jpg")
+        queries[-1].write_bytes(data)
+    one = peak_mb("search", queries[0], *built)
+    many = peak_mb("search", *queries, "--grid", tmp_path / "grid.png", *built)
+    assert many - one < 700, f"16 queries took {many - one:.0f} MB more than one"
+    assert Image.open(tmp_path / "grid.png").size[1] > 16 * 192  # one row per query

@@ -31,6 +31,16 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+def thumbnail(image: Image.Image | None) -> Image.Image | None:
+    """A copy no larger than a tile: what a grid keeps of each image while it is drawn."""
+    if image is None:
+        return None
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    scale = min(TILE / rgb.width, TILE / rgb.height, 1.0)
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(size, Image.BICUBIC, reducing_gap=2.0)
+
+
 def _tile(image: Image.Image | None) -> Image.Image:
     tile = Image.new("RGB", (TILE, TILE), (235, 235, 235))
     if image is not None:
