@@ -61,6 +61,8 @@ def hint(error: LookalikeError, command: str) -> str | None:
     if isinstance(error, StoreLocked):
         return LOCKED_HINT
     if isinstance(error, DiskFull):
+        if error.action == "build the search index":  # after the last image was stored
+            return f"{DISK_HINT}; every image is stored: run the same command again to build it"
         return DISK_HINT
     if isinstance(error, StoreDamaged):
         rebuild = (

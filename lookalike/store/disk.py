@@ -45,7 +45,10 @@ MEMORY_FILESYSTEMS = ("tmpfs", "ramfs")
 
 def filesystem(folder: str) -> str | None:
     """The type of the filesystem holding `folder` (Linux; None where unknown)."""
-    path, best, kind = os.path.realpath(folder), "", None
+    path = os.path.realpath(folder)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    best, kind = "", None
     try:
         with open("/proc/self/mountinfo") as f:
             lines = f.read().splitlines()
@@ -63,7 +66,7 @@ def filesystem(folder: str) -> str | None:
 def open_bytes(shard: str) -> int:
     """What opening a shard may write. On tmpfs, also every hole of its files: the engine maps
     them and touching a mapped hole there takes a page of memory (on a disk, it reads zeros)."""
-    if filesystem(shard) not in MEMORY_FILESYSTEMS:
+    if not os.path.isdir(shard) or filesystem(shard) not in MEMORY_FILESYSTEMS:
         return OPEN_BYTES
     holes = 0
     for parent, _, files in os.walk(os.path.join(shard, "segments")):

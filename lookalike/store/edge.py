@@ -114,9 +114,15 @@ class EdgeStore(Store):
     def _damaged(self, name: str, reason: str) -> StoreDamaged:
         return StoreDamaged(self.config.path, name, reason)
 
-    def _ensure_free(self, needed: int, action: str, reserve: bool = True) -> None:
-        reserved = self.config.min_free_mb * 2**20 if reserve else 0
-        disk.ensure_free(self.config.path, needed, reserved, location=self._where, action=action)
+    def _ensure_free(self, needed: int, action: str, keep_open: str | None = None) -> None:
+        """DiskFull unless `needed` bytes are free, and with `keep_open` (a collection about to
+        grow) enough beyond them to open it again afterwards: the reserve, or on tmpfs what
+        opening it takes, if more."""
+        reserve = 0
+        if keep_open:
+            shard = os.path.join(self._dir(keep_open), "shard")
+            reserve = max(self.config.min_free_mb * 2**20, disk.open_bytes(shard))
+        disk.ensure_free(self.config.path, needed, reserve, location=self._where, action=action)
 
     def _load(self, name: str) -> qe.EdgeShard:
         with self._engine(name, f"open collection {name!r}"):
@@ -143,7 +149,7 @@ class EdgeStore(Store):
         if problem:
             raise self._damaged(name, problem)
         needed = disk.open_bytes(os.path.join(folder, "shard"))
-        self._ensure_free(needed, f"open collection {name!r}", reserve=False)
+        self._ensure_free(needed, f"open collection {name!r}")
         shard = self._load(name)
         if points is not None:
             with self._engine(name, f"count {name!r}"):
@@ -220,10 +226,11 @@ class EdgeStore(Store):
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
         folder = self._dir(name)
-        self._ensure_free(disk.OPEN_BYTES, f"create collection {name!r}")
+        self._ensure_free(disk.OPEN_BYTES, f"create collection {name!r}", keep_open=name)
         self._locks.hold(name)
         if os.path.isdir(folder):  # a create that died before its settings file: start over
             shutil.rmtree(folder)
+        shard = None
         try:
             with self._engine(name, f"create collection {name!r}"):
                 shard = qe.EdgeShard.create(
@@ -232,7 +239,12 @@ class EdgeStore(Store):
                 shard.update(
                     qe.UpdateOperation.create_field_index("label", qe.PayloadSchemaType.Integer)
                 )
+            # Now its files exist: room to open it again? (On tmpfs, its holes take memory.)
+            self._ensure_free(0, f"create collection {name!r}", keep_open=name)
         except BaseException:
+            if shard is not None:
+                shard.close()
+                shutil.rmtree(folder, ignore_errors=True)
             self._locks.release(name)
             raise
         self._shards[name] = shard
@@ -260,7 +272,7 @@ class EdgeStore(Store):
                 for r, v in zip(records[start : start + step], vectors[start : start + step])
             ]
             what = f"store {len(points)} points"
-            self._ensure_free(disk.points_bytes(len(points), vectors.shape[-1]), what)
+            self._ensure_free(disk.points_bytes(len(points), vectors.shape[-1]), what, name)
             with self._engine(name, what):
                 shard.update(qe.UpdateOperation.upsert_points(points))
 
@@ -271,7 +283,7 @@ class EdgeStore(Store):
         folder = self._dir(name)
         shard_dir = os.path.join(folder, "shard")
         # The optimizer writes the new segments before it removes the old ones.
-        self._ensure_free(disk.allocated_bytes(shard_dir), "build the search index")
+        self._ensure_free(disk.allocated_bytes(shard_dir), "build the search index", name)
         with self._engine(name, "build the search index"):
             shard.optimize()
             shard.flush()
