@@ -14,6 +14,12 @@ class LookalikeError(Exception):
     """Base class of every error lookalike raises."""
 
 
+def shown(name: str) -> str:
+    """A file name as a message shows it: as it is, or quoted with escapes when it holds
+    control characters (a newline in a name must not start a forged line on a terminal)."""
+    return name if name.isprintable() else repr(name)
+
+
 class DatasetLoadError(LookalikeError):
     """A dataset, split, column or row could not be loaded.
 
@@ -115,12 +121,42 @@ class StoreUnavailable(LookalikeError):
         return self.status in (401, 403)
 
 
+class DiskFull(StoreUnavailable):
+    """The disk holding an embedded store has too little free space to go on: refused before
+    writing, so what is stored stays readable. Sizes in bytes."""
+
+    def __init__(self, location: str, action: str, folder: str, free: int, needed: int) -> None:
+        self.folder, self.free, self.needed = folder, free, needed
+        reason = (
+            f"the disk holding {folder} has {size(free)} free, and about {size(needed)} are needed"
+        )
+        super().__init__(location, action, reason)
+
+
+class StoreDamaged(LookalikeError):
+    """A collection's files are not what the last completed write left: truncated, changed
+    or unreadable. The source images are the truth: re-ingesting rebuilds it."""
+
+    def __init__(self, location: str, collection: str | None, reason: str) -> None:
+        self.location, self.collection, self.reason = location, collection, reason
+        what = f"collection {collection!r}" if collection else "it"
+        super().__init__(f"the store at {location} is damaged: {what} {reason}")
+
+
+def size(n: int) -> str:
+    """Bytes for people: 512 B, 3.4 MB, 1.2 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 class BadImage(LookalikeError):
     """An image could not be read or decoded (`kind`: too_many_pixels, missing, ... or None)."""
 
     def __init__(self, source: str, reason: str, *, kind: str | None = None) -> None:
         self.source, self.reason, self.kind = source, reason, kind
-        super().__init__(f"{source}: {reason}")
+        super().__init__(f"{shown(source)}: {reason}")
 
 
 class BadQuery(LookalikeError):
@@ -129,6 +165,15 @@ class BadQuery(LookalikeError):
     def __init__(self, reason: str, *, field: str | None = None) -> None:
         self.reason, self.field = reason, field
         super().__init__(reason)
+
+
+class OutputExists(LookalikeError):
+    """The folder to write to already holds files, which writing would replace."""
+
+    def __init__(self, path: str, files: Sequence[str]) -> None:
+        self.path, self.files = path, tuple(files)
+        more = ", ..." if len(self.files) > 3 else ""
+        super().__init__(f"{path} already holds files ({', '.join(self.files[:3])}{more})")
 
 
 class IngestInterrupted(LookalikeError):

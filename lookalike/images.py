@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -63,8 +64,11 @@ def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
             return to_rgb(img)
     except BadImage:
         raise
-    except Image.DecompressionBombError as e:
-        raise BadImage(name, f"too many pixels ({e})", kind="too_many_pixels") from e
+    except Image.DecompressionBombError as e:  # PIL's own limit, met before ours: quote ours
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        count = f"{int(pixels[1]):,} > " if pixels else "more than "
+        reason = f"too many pixels ({count}{max_pixels:,})"
+        raise BadImage(name, reason, kind="too_many_pixels") from e
     except FileNotFoundError as e:
         raise BadImage(name, "no such file", kind="missing") from e
     except PermissionError as e:

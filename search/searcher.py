@@ -22,6 +22,10 @@ from lookalike.store import Store, connect
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
+# Label ids are ASCII digits (str.isdigit also takes "²", which int() refuses), stored as the
+# engines' 64-bit integers.
+LABEL_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+MAX_LABEL_ID = 2**63 - 1
 
 
 class Gallery:
@@ -160,17 +164,18 @@ class Searcher:
         if label is None:
             return None
         names = self.meta.label_names
-        if isinstance(label, int) or str(label).isdigit():
-            value = int(label)
-            if names and not 0 <= value < len(names):
-                raise BadQuery(
-                    f"label id {value} is out of range 0..{len(names) - 1}", field="label"
-                )
-            return value
-        if label in names:
+        if isinstance(label, str) and label in names:  # a name, even one made of digits
             return names.index(label)
+        if isinstance(label, int) or LABEL_ID.fullmatch(str(label)):
+            value = int(label)
+            top = len(names) - 1 if names else MAX_LABEL_ID
+            if not 0 <= value <= top:
+                shown = str(label) if len(str(label)) <= 20 else f"{str(label)[:20]}..."
+                raise BadQuery(f"label id {shown} is out of range 0..{top}", field="label")
+            return value
         known = ", ".join(names) or "none (the collection has no labels)"
-        raise BadQuery(f"unknown label {label!r}; labels are: {known}", field="label")
+        shown = repr(label) if len(str(label)) <= 100 else f"{str(label)[:100]!r}..."
+        raise BadQuery(f"unknown label {shown}; labels are: {known}", field="label")
 
     def search(self, image: ImageSource, k: int = 5, label: str | int | None = None) -> list[Hit]:
         """The top-k candidates most like `image` (a path, bytes or PIL image)."""

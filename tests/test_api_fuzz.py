@@ -18,7 +18,9 @@ def app(tmp_path_factory, image_folder, tiny_vit):
     store = connect(StoreConfig(path=str(tmp_path_factory.mktemp("fuzz") / "store")))
     emb = Embedder(tiny_vit, device="cpu", precision="fp32")
     ingest(load_source(str(image_folder)), emb, store, "colours")
-    yield create_app(Searcher("colours", store=store, embedder=emb), max_upload=100_000)
+    searcher = Searcher("colours", store=store, embedder=emb)
+    # schemathesis calls the app as http://testserver/, a name like any other: allow it.
+    yield create_app(searcher, max_upload=100_000, allowed_hosts=("testserver",))
     store.close()
 
 

@@ -27,7 +27,8 @@ def searcher(tmp_path_factory, image_folder, tiny_vit):
 
 @pytest.fixture(scope="module")
 def client(searcher):
-    return TestClient(create_app(searcher, max_upload=200_000, max_pixels=1_000_000))
+    app = create_app(searcher, max_upload=200_000, max_pixels=1_000_000)
+    return TestClient(app, base_url="http://localhost")
 
 
 def png(colour=COLOURS["blue"], size=48, seed=7) -> bytes:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from tqdm import tqdm
 
 from lookalike.cli.console import bar as _bar
 from lookalike.cli.console import quiet_transformers, warn
-from lookalike.cli.grid import GridRow, render_grid
+from lookalike.cli.grid import GridRow, render_grid, save_grid, thumbnail
 from lookalike.embed import ModelSettings
 from lookalike.errors import ModelMismatch
 from lookalike.index import SearchSettings
@@ -25,9 +25,13 @@ from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate
 from lookalike.search.searcher import Gallery, Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
-from lookalike.tune import TuneReport, TuneSettings, tune
+from lookalike.tune import TuneReport, TuneSettings, check_output, tune
 
 quiet_transformers()
+
+# Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
+# decoded and several times that while the model prepares it.
+QUERIES_AT_ONCE = 4
 
 
 def run_search(
@@ -40,19 +44,27 @@ def run_search(
     label: str | None = None,
     grid: str | None = None,
     params: SearchSettings | None = None,
+    show: Callable[[list[tuple[str, list[Hit]]]], None] | None = None,
 ) -> list[tuple[str, list[Hit]]]:
-    """Hits for each query, in order; with `grid`, also a picture of them in that file."""
+    """Hits for each query, in order, given to `show` as soon as they are known; with `grid`,
+    then also a picture of them in that file. Queries are decoded a few at a time and only
+    thumbnails are kept, so a folder of photos costs the memory of a few."""
+    results, rows = [], []
     with connect(store_config) as store:
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-        images = [searcher.load_query(q) for q in queries]
-        results = searcher.search_many(images, k=k, label=label)
+        for start in range(0, len(queries), QUERIES_AT_ONCE):
+            chunk = queries[start : start + QUERIES_AT_ONCE]
+            images = [searcher.load_query(q) for q in chunk]
+            found = list(zip(chunk, searcher.search_many(images, k=k, label=label)))
+            if show:
+                show(found)
+            results += found
+            for (query, hits), image in zip(found, images) if grid else ():
+                candidates = [thumbnail(searcher.candidate_image(h)) for h in hits]
+                rows.append(GridRow(query, thumbnail(image), hits, candidates))
         if grid:
-            rows = [
-                GridRow(q, im, hits, [searcher.candidate_image(h) for h in hits])
-                for q, im, hits in zip(queries, images, results)
-            ]
-            render_grid(rows).save(grid)
-    return list(zip(queries, results))
+            save_grid(render_grid(rows), grid)
+    return results
 
 
 def run_eval(
@@ -99,9 +111,11 @@ def run_tune(
     dataset: str | None,
     splits: tuple[str, str, str | None],
     settings: TuneSettings,
+    overwrite: bool = False,
 ) -> TuneReport:
     """Tune the settings' model (default: the collection's) on `dataset` (default: the
     collection's)."""
+    check_output(output, overwrite)  # before anything loads
     if model_settings.model is None or dataset is None:
         with connect(store_config) as store:
             meta = store.info(collection).meta
@@ -128,6 +142,7 @@ def run_tune(
             test=test,
             on_step=bar.update,
             on_epoch=epoch_done,
+            overwrite=overwrite,
         )
 
 
@@ -149,13 +164,13 @@ def run_duplicates(
         rows = [
             GridRow(
                 p.a.where(),
-                gallery.image(p.a) or _blank(),
+                thumbnail(gallery.image(p.a)) or _blank(),
                 [Hit.found(p.b, 1, p.score)],
-                [gallery.image(p.b)],
+                [thumbnail(gallery.image(p.b))],
             )
             for p in report.pairs[:grid_pairs]
         ]
-        render_grid(rows).save(grid)
+        save_grid(render_grid(rows), grid)
     return report
 
 

@@ -4,6 +4,8 @@ and an exit code; never a traceback."""
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Collection
 
 import click
 
@@ -11,10 +13,13 @@ from lookalike.errors import (
     BadImage,
     CollectionNotFound,
     DatasetLoadError,
+    DiskFull,
     IngestInterrupted,
     LookalikeError,
     ModelLoadError,
     ModelMismatch,
+    OutputExists,
+    StoreDamaged,
     StoreLocked,
     StoreUnavailable,
 )
@@ -36,6 +41,7 @@ LOCKED_HINT = (
     "wait for it to finish, or run a Qdrant server (docker compose up -d) and pass --qdrant-url"
 )
 IMAGE_HINTS = {"too_many_pixels": "raise --max-pixels to allow it"}
+DISK_HINT = "free some space there, or use a --qdrant-path on a bigger disk"
 
 
 def mismatch_hint(command: str) -> str:
@@ -58,21 +64,49 @@ def hint(error: LookalikeError, command: str) -> str | None:
         return mismatch_hint(command)
     if isinstance(error, StoreLocked):
         return LOCKED_HINT
+    if isinstance(error, DiskFull):
+        if error.action == "build the search index":  # after the last image was stored
+            return f"{DISK_HINT}; every image is stored: run the same command again to build it"
+        return DISK_HINT
+    if isinstance(error, StoreDamaged):
+        rebuild = (
+            f"rebuild it with `lookalike ingest --recreate --collection {error.collection}`"
+            if error.collection
+            else f"move {error.location} aside and ingest again"
+        )
+        return f"{rebuild} (your images are the truth; the store only indexes them)"
     if isinstance(error, StoreUnavailable) and error.refused_key:
         return "check --qdrant-api-key"
-    if isinstance(error, BadImage):
+    if isinstance(error, BadImage) and command == "ingest":  # the only command with the flag
         return IMAGE_HINTS.get(error.kind or "")
+    if isinstance(error, OutputExists):
+        return "pass --overwrite to replace its files, or choose a new --output"
     return None
 
 
-def explain(error: LookalikeError, command: str) -> str:
-    """One message: what happened, then what to do."""
+def explain(error: LookalikeError, command: str, options: Collection[str] | None = None) -> str:
+    """One message: what happened, then what to do. With `options` (the command's own), advice
+    naming a flag the command does not have is left out: it would send the user nowhere."""
     if isinstance(error, IngestInterrupted):
+        advice = _own(hint(error.cause, command), options) if error.cause else None
+        first = f"{advice}. " if advice and not error.by_user else ""
         return (
-            f"{error}. Run the same command again to resume; stored images are not embedded again."
+            f"{error}. {first}Run the same command again to resume; stored images are not "
+            "embedded again."
         )
-    advice = hint(error, command)
+    advice = _own(hint(error, command), options)
     return f"{error}: {advice}" if advice else str(error)
+
+
+def _own(advice: str | None, options: Collection[str] | None) -> str | None:
+    if advice is None or options is None:
+        return advice
+    # Flags inside `...` belong to the command quoted there, not to this one.
+    flags = set(FLAG.findall(re.sub(r"`[^`]*`", "", advice)))
+    return advice if flags <= set(options) else None
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 
 
 def skip_message(reason: str, kind: str | None) -> str:
@@ -88,12 +122,14 @@ def domain_errors(f):
     def wrapper(*args, **kwargs):
         try:
             return f(*args, **kwargs)
-        except IngestInterrupted as e:
-            click.echo(f"Error: {explain(e, 'ingest')}", err=True)
-            # 130 is the shell's code for "stopped by Ctrl-C"; a store failure is a plain 1.
-            raise SystemExit(130 if e.by_user else 1) from e
         except LookalikeError as e:
-            command = click.get_current_context().info_name or ""
-            raise click.ClickException(explain(e, command)) from e
+            ctx = click.get_current_context()
+            options = {o for p in ctx.command.params for o in getattr(p, "opts", ())}
+            message = explain(e, ctx.info_name or "", options)
+            if isinstance(e, IngestInterrupted):
+                click.echo(f"Error: {message}", err=True)
+                # 130 is the shell's code for "stopped by Ctrl-C"; a store failure is a plain 1.
+                raise SystemExit(130 if e.by_user else 1) from e
+            raise click.ClickException(message) from e
 
     return wrapper

@@ -3,9 +3,11 @@ score, like the tutorial's figure."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import click
 from PIL import Image, ImageDraw, ImageFont
 
 from lookalike.records import Hit
@@ -27,6 +29,16 @@ class GridRow:
 
 def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
+
+
+def thumbnail(image: Image.Image | None) -> Image.Image | None:
+    """A copy no larger than a tile: what a grid keeps of each image while it is drawn."""
+    if image is None:
+        return None
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    scale = min(TILE / rgb.width, TILE / rgb.height, 1.0)
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(size, Image.BICUBIC, reducing_gap=2.0)
 
 
 def _tile(image: Image.Image | None) -> Image.Image:
@@ -69,3 +81,11 @@ def render_grid(rows: Sequence[GridRow]) -> Image.Image:
                 draw, x, y + TILE + 3, [f"#{hit.rank} {label}", f"score {hit.score:.3f}"], False
             )
     return canvas
+
+
+def save_grid(picture: Image.Image, path: str) -> None:
+    """Write the picture in the format its name says (PNG for a name without extension)."""
+    try:
+        picture.save(path, format=None if os.path.splitext(path)[1] else "PNG")
+    except (OSError, ValueError) as e:
+        raise click.FileError(path, hint=getattr(e, "strerror", None) or str(e)) from e

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from lookalike.cli.environment import warn_unread_variables
 from lookalike.cli.errors import domain_errors
 from lookalike.cli.options import (
     PREFIX,
+    SECRETS,
     apply,
     batch_size_option,
     flag,
@@ -24,6 +26,8 @@ from lookalike.cli.options import (
     json_option,
     model_options,
     opt,
+    output_file,
+    picture_option,
     search_options,
     store_options,
     workers_option,
@@ -133,10 +137,8 @@ def _dataset_settings(options: dict):
     help="Embed only new and changed images (--no-resume: every image again).",
 )
 @flag("--dry-run", help="Print what a sync would change, and change nothing.")
-@opt(
+@output_file(
     "--skipped-log",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
     help="Also write each skipped image, with the reason, to this JSON-lines file.",
 )
 @json_option
@@ -215,11 +217,8 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
 @json_option
-@opt(
-    "--grid",
-    type=click.Path(dir_okay=False, writable=True),
-    default=None,
-    help="Also draw each query and its neighbours, captioned, into this image file (PNG).",
+@picture_option(
+    "Also draw each query and its neighbours, captioned, into this picture (PNG, or as named)."
 )
 @search_options
 @model_options(default=None)
@@ -236,7 +235,14 @@ def search(store_config, collection, queries, k, label, as_json, grid, model_set
     """
     from lookalike.cli.commands import run_search
 
-    results = run_search(
+    def show(results) -> None:  # before the grid is drawn: a failed picture loses no results
+        for query, hits in results:
+            if as_json:
+                echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
+            else:
+                click.echo(hits_table(query, hits))
+
+    run_search(
         store_config,
         collection,
         queries,
@@ -245,12 +251,8 @@ def search(store_config, collection, queries, k, label, as_json, grid, model_set
         label=label,
         grid=grid,
         params=params,
+        show=show,
     )
-    for query, hits in results:
-        if as_json:
-            echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
-        else:
-            click.echo(hits_table(query, hits))
 
 
 @cli.command("eval")
@@ -307,7 +309,7 @@ def info(store_config, collection, as_json):
 @cli.command()
 @opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
 @opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
-@opt("--grid", type=click.Path(dir_okay=False), default=None, help="Draw the best pairs here.")
+@picture_option("Draw the best pairs into this picture (PNG, or as named).")
 @flag("--json", "as_json", help="JSON lines: pairs, then a summary.")
 @store_options
 @domain_errors
@@ -348,11 +350,12 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
     help="Share of the model's parameters, from the input side, left untrained.",
 )
 @opt("--k", "k", type=click.IntRange(1), default=TUNE.k, help="k of the precision@k that chooses.")
+@flag("--overwrite", help="Replace the files of an --output folder that is not empty.")
 @json_option
 @model_options(default=None, compile=False)
 @store_options
 @domain_errors
-def tune_(store_config, collection, model_settings, output, dataset, as_json, **options):
+def tune_(store_config, collection, model_settings, output, dataset, overwrite, as_json, **options):
     """Fine-tune the embedding on your labels; the epoch is chosen on --val-split.
 
     Writes a model folder (with a README card) that `ingest --model` takes like any other.
@@ -372,6 +375,7 @@ def tune_(store_config, collection, model_settings, output, dataset, as_json, **
         dataset=dataset,
         splits=(options.pop("split"), options.pop("val_split"), options.pop("test_split") or None),
         settings=TuneSettings(**options),
+        overwrite=overwrite,
     )
     if as_json:
         echo_json(report.to_dict())
@@ -396,11 +400,28 @@ def tune_(store_config, collection, model_settings, output, dataset, as_json, **
     "first if it does not exist).",
 )
 @opt("--watch-split", default="train", help="The folder's split to watch.")
+@opt(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Host name the server answers to, besides localhost, IP addresses and --host "
+    "(repeatable; the name a proxy or other machines use). Others get HTTP 400.",
+)
 @search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def serve(store_config, collection, host, port, max_upload_mb, model_settings, params, **watch):
+def serve(
+    store_config,
+    collection,
+    host,
+    port,
+    max_upload_mb,
+    allowed_hosts,
+    model_settings,
+    params,
+    **watch,
+):
     """Serve the search page and HTTP API (POST /search, GET /points/{id}/image, /health).
 
     The model and the store are opened once, at start-up. OpenAPI schema: /openapi.json.
@@ -418,7 +439,11 @@ def serve(store_config, collection, host, port, max_upload_mb, model_settings, p
     from lookalike.cli.web import create_app
 
     with _searcher(store_config, collection, model_settings, params, **watch) as searcher:
-        app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
+        app = create_app(
+            searcher,
+            max_upload=max_upload_mb * 1024 * 1024,
+            allowed_hosts=(host, *allowed_hosts),
+        )
         click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -435,7 +460,14 @@ def _searcher(store_config, collection, model_settings, params, watch, watch_spl
 
 
 def main() -> None:
-    cli(prog_name="lookalike")
+    try:
+        cli(prog_name="lookalike")
+    except Exception:  # a bug: its traceback helps, but must not show a secret
+        text = traceback.format_exc()
+        for secret in SECRETS:
+            text = text.replace(secret, "***")
+        sys.stderr.write(text)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

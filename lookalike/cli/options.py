@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 
 import click
 
@@ -73,7 +74,14 @@ def store_options(f):
                 shared=True,
                 default=None,
                 show_default=False,
-                help="Qdrant server API key.",
+                help="Qdrant server API key (visible to other users in `ps`: prefer the file).",
+            ),
+            opt(
+                "--qdrant-api-key-file",
+                shared=True,
+                default=None,
+                type=click.Path(exists=True, dir_okay=False),
+                help="File holding the Qdrant server API key (its first line).",
             ),
             opt("--qdrant-path", shared=True, default=DEFAULT_PATH, help="Embedded store folder."),
             opt(
@@ -97,7 +105,19 @@ def store_options(f):
     )
 
     @functools.wraps(f)
-    def wrapper(qdrant_url, qdrant_api_key, qdrant_path, embedded_engine, qdrant_timeout, **kw):
+    def wrapper(
+        qdrant_url,
+        qdrant_api_key,
+        qdrant_api_key_file,
+        qdrant_path,
+        embedded_engine,
+        qdrant_timeout,
+        **kw,
+    ):
+        if qdrant_api_key_file:
+            if qdrant_api_key:
+                raise click.UsageError("pass --qdrant-api-key or --qdrant-api-key-file, not both")
+            qdrant_api_key = _read_key(qdrant_api_key_file)
         config = StoreConfig(
             url=qdrant_url,
             api_key=qdrant_api_key,
@@ -105,9 +125,27 @@ def store_options(f):
             engine=embedded_engine,
             timeout=qdrant_timeout,
         )
+        SECRETS.update(config.secrets)
         return f(store_config=config, **kw)
 
     return wrapper
+
+
+# Every secret the command line was given, so that nothing it prints can show one.
+SECRETS: set[str] = set()
+
+
+def _read_key(path: str) -> str:
+    try:
+        with open(path) as f:
+            key = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise click.BadParameter(
+            f"cannot read {path}: {e}", param_hint="--qdrant-api-key-file"
+        ) from e
+    if not key:
+        raise click.BadParameter(f"{path} is empty", param_hint="--qdrant-api-key-file")
+    return key
 
 
 def model_options(default: str | None, *, pooling: bool = False, compile: bool = True):
@@ -302,3 +340,53 @@ def workers_option(f):
         help="Threads decoding and preprocessing images ahead of the model "
         "[default: one per core but one, at most 4].",
     )(f)
+
+
+def _in_existing_folder(ctx, param, value: str | None) -> str | None:
+    """A file to write, checked before anything loads: its folder must exist."""
+    if value is not None:
+        folder = os.path.dirname(os.path.abspath(value))
+        if not os.path.isdir(folder):
+            raise click.BadParameter(f"the folder {folder} does not exist; create it first")
+        if not os.access(folder, os.W_OK):
+            raise click.BadParameter(f"the folder {folder} is not writable")
+    return value
+
+
+def _picture_file(ctx, param, value: str | None) -> str | None:
+    """A picture to write: in an existing folder, named with an extension PIL can write (or
+    none, for PNG)."""
+    value = _in_existing_folder(ctx, param, value)
+    extension = os.path.splitext(value or "")[1].lower()
+    if extension:
+        from PIL import Image
+
+        Image.init()
+        formats = Image.registered_extensions()
+        if formats.get(extension) not in Image.SAVE:
+            raise click.BadParameter(
+                f"cannot write a {extension} picture; name it .png or .jpg (no extension: PNG)"
+            )
+    return value
+
+
+def output_file(*decls: str, help: str):
+    """An option naming a file to write, whose folder must exist."""
+    return opt(
+        *decls,
+        type=click.Path(dir_okay=False, writable=True),
+        default=None,
+        callback=_in_existing_folder,
+        help=help,
+    )
+
+
+def picture_option(help: str):
+    """--grid: a picture to draw results into."""
+    return opt(
+        "--grid",
+        type=click.Path(dir_okay=False, writable=True),
+        default=None,
+        callback=_picture_file,
+        help=help,
+    )

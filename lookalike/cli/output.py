@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from lookalike.cli.errors import skip_message
+from lookalike.errors import shown
 from lookalike.records import Change, CollectionInfo, EvalReport, Hit, IngestReport
 
 
@@ -39,16 +40,16 @@ def hits_table(query: str, hits: list[Hit]) -> str:
         [
             str(h.rank),
             f"{h.score:.4f}",
-            "" if h.label_name is None else h.label_name,
+            "" if h.label_name is None else shown(h.label_name),
             place(h.split, h.row),
-            h.path or "",
+            shown(h.path or ""),
             *([fields(h.metadata)] if extra else []),
         ]
         for h in hits
     ]
     headers = ["rank", "score", "label", "split:row", "path", *(["fields"] if extra else [])]
     body = _table(headers, rows) if hits else "(no hits)"
-    return f"query: {query}\n{body}\n"
+    return f"query: {shown(query)}\n{body}\n"
 
 
 def sync_counts(report: IngestReport) -> str:
@@ -82,15 +83,17 @@ def ingest_summary(report: IngestReport) -> str:
         lines.append(f"  migrated {report.migrated} points of an older lookalike")
     if report.payload_columns:
         lines.append(f"  payload fields: {', '.join(report.payload_columns)}")
-    lines += [f"  skipped {s.where()}: " + skip_message(s.reason, s.kind) for s in report.skipped]
+    lines += [
+        f"  skipped {shown(s.where())}: " + skip_message(s.reason, s.kind) for s in report.skipped
+    ]
     return "\n".join(lines)
 
 
 def change_line(change: Change) -> str:
     """A change as one line for people: `renamed a.jpg -> b.jpg`."""
     if change.kind == "renamed":
-        return f"renamed {change.before} -> {change.where}"
-    return f"{change.kind} {change.where}"
+        return f"renamed {shown(change.before)} -> {shown(change.where)}"
+    return f"{change.kind} {shown(change.where)}"
 
 
 def plan_listing(report: IngestReport) -> str:
@@ -130,7 +133,7 @@ def duplicates_table(report) -> str:
             place(p.a.split, p.a.row),
             place(p.b.split, p.b.row),
             "yes" if p.cross_split else "",
-            f"{p.a.path or ''} | {p.b.path or ''}",
+            f"{shown(p.a.path or '')} | {shown(p.b.path or '')}",
         ]
         for p in report.pairs
     ]

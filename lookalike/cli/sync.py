@@ -15,12 +15,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 
+import click
+
 from lookalike.cli.console import bar, quiet_transformers, say, warn
 from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.embed import ModelSettings
-from lookalike.errors import DatasetLoadError, IngestInterrupted, LookalikeError
+from lookalike.errors import DatasetLoadError, IngestInterrupted, LookalikeError, shown
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import Plan
@@ -78,10 +80,22 @@ class _Log:
 
     def __call__(self, item: Skipped) -> None:
         item = replace(item, reason=skip_message(item.reason, item.kind))
-        warn(f"skipped {item.where()}: {item.reason}")
-        if self.file:
+        warn(f"skipped {shown(item.where())}: {item.reason}")
+        if not self.file:
+            return
+        try:
             self.file.write(json.dumps(asdict(item)) + "\n")
             self.file.flush()
+        except OSError as e:  # a full disk, say: what is stored stays stored
+            raise click.ClickException(
+                f"cannot write {shown(self.file.name)}: {e.strerror or e}; "
+                "run the same command again to resume"
+            ) from e
+
+
+def _close_quietly(file) -> None:
+    with contextlib.suppress(OSError):
+        file.close()
 
 
 class _Progress:
@@ -128,7 +142,9 @@ def run_ingest(
 ) -> IngestReport:
     source = data.load()
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
+        log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
+        if log:  # closed quietly: a log that could not be written has already been reported
+            stack.callback(_close_quietly, log)
         store = stack.enter_context(connect(store_config))
         progress = _Progress(stack, collection, data.split, dry_run)
         report = ingest(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import uuid
+from collections.abc import Sequence
 from importlib import resources
 from typing import Annotated
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
+from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
 from lookalike.errors import BadImage, BadQuery
 from lookalike.images import open_image
 from lookalike.records import Hit
@@ -19,6 +22,14 @@ from lookalike.search.searcher import MAX_K, Searcher
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP photo is large; more is an attack or a mistake
+# Images decoded and embedded at once, and how many more may wait (and for how long) before a
+# request is told to come back: bounds memory whatever the number of clients.
+DEFAULT_DECODING = 2
+DEFAULT_QUEUE = 16
+DEFAULT_WAIT_S = 30.0
+MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the image
+BUSY = "busy with other images; try again in a few seconds"
+RETRY_AFTER_S = 2
 
 
 class SearchOut(BaseModel):
@@ -37,7 +48,7 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}}
+ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 
 def create_app(
@@ -45,20 +56,30 @@ def create_app(
     *,
     max_upload: int = DEFAULT_MAX_UPLOAD,
     max_pixels: int = DEFAULT_MAX_UPLOAD_PIXELS,
+    allowed_hosts: Sequence[str] = (),
+    decoding: int = DEFAULT_DECODING,
+    queue: int = DEFAULT_QUEUE,
+    wait_s: float = DEFAULT_WAIT_S,
 ) -> FastAPI:
     """The API over one open Searcher. Store access is serialised (embedded Qdrant is not
-    thread-safe); FastAPI runs the handlers in its thread pool."""
-    app = FastAPI(title="lookalike", description="Search images by looks.", version="1")
+    thread-safe); FastAPI runs the handlers in its thread pool. Host names other than
+    localhost and IP addresses must be in `allowed_hosts`."""
     lock = threading.Lock()
-    page = resources.files("lookalike.cli").joinpath("static/index.html").read_text()
+    admission = Admission(decoding, queue, wait_s)
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        # Refuse before the body is read, so a huge upload costs nothing.
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > max_upload + 64 * 1024:
-            return JSONResponse({"detail": _too_large(max_upload)}, status_code=413)
-        return await call_next(request)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        admission.close()
+
+    app = FastAPI(
+        title="lookalike", description="Search images by looks.", version="1", lifespan=lifespan
+    )
+    app.state.admission = admission
+    page = resources.files("lookalike.cli").joinpath("static/index.html").read_text()
+    # Added last, runs first: a foreign Host is refused before its body is even read.
+    app.add_middleware(BodyLimit, limit=max_upload + MULTIPART_SLACK, detail=_too_large(max_upload))
+    app.add_middleware(HostCheck, names=tuple(allowed_hosts))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
@@ -83,6 +104,15 @@ def create_app(
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 5,
         label: Annotated[str | None, Form(description="Only candidates with this label.")] = None,
     ) -> SearchOut:
+        return SearchOut(hits=admitted(_search, image, k, label))
+
+    def admitted(fn, *args):
+        try:
+            return admission.run(fn, *args)
+        except Busy:
+            raise HTTPException(503, BUSY, headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+
+    def _search(image: UploadFile, k: int, label: str | None) -> list[Hit]:
         data = image.file.read(max_upload + 1)
         if len(data) > max_upload:
             raise HTTPException(413, _too_large(max_upload))
@@ -91,28 +121,38 @@ def create_app(
         except BadImage as e:
             # Judged by content: the file name and content type are never trusted.
             raise HTTPException(400, f"upload: {e.reason}") from e
+        del data  # the decoded image is all that is needed now
         try:
             with lock:
-                hits = searcher.search(query, k=k, label=label or None)
+                return searcher.search(query, k=k, label=label or None)
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
-        return SearchOut(hits=hits)
 
     @app.get(
         "/points/{point_id}/image",
-        responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
+        responses={
+            200: {"content": {"image/jpeg": {}}},
+            404: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+        },
         response_class=Response,
     )
     def point_image(point_id: uuid.UUID) -> Response:
         # The image is found from the stored payload; nothing in the request names a file.
         with lock:
             point = searcher.point(str(point_id))
-        image = searcher.candidate_image(point) if point else None
-        if image is None:
+        jpeg = admitted(_jpeg, point) if point else None  # a candidate may be a large photo
+        if jpeg is None:
             raise HTTPException(404, f"no image for point {point_id}")
+        return Response(jpeg, media_type="image/jpeg")
+
+    def _jpeg(point) -> bytes | None:
+        image = searcher.candidate_image(point)
+        if image is None:
+            return None
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=90)
-        return Response(buf.getvalue(), media_type="image/jpeg")
+        return buf.getvalue()
 
     return app
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import replace
@@ -47,15 +48,20 @@ class Store(ABC):
         and record label names it gained (`index` applies only when the collection is
         created)."""
         check_name(name)
-        if recreate and self.exists(name):
-            self._delete(name)
-        if not self.exists(name):
-            self._create(name, meta, index or IndexSettings())
-            return
+        with self._creating(name):
+            if recreate and self.exists(name):
+                self._delete(name)
+            if not self.exists(name):
+                self._create(name, meta, index or IndexSettings())
+                return
         info = self.info(name)
         check_compatible(info, meta, ingest=True)
         if info.meta and info.meta.label_names != meta.label_names:
             self._set_meta(name, replace(info.meta, label_names=meta.label_names))
+
+    def _creating(self, name: str) -> contextlib.AbstractContextManager:
+        """Held while `name` is deleted or created (an engine without its own lock adds one)."""
+        return contextlib.nullcontext()
 
     def not_found(self, name: str) -> CollectionNotFound:
         return CollectionNotFound(name, self.config.location, self.names())

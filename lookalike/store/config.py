@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from lookalike.defaults import DEFAULT_PATH
 from lookalike.errors import BadQuery
@@ -30,19 +30,52 @@ class StoreConfig:
     retries: int = 4  # after the first try, for transient server errors only
     backoff: float = 0.5  # seconds before the first retry; doubles each time
     check_compatibility: bool = True
+    min_free_mb: int = 32  # embedded only: free disk an ingest leaves, so the store stays readable
 
     @property
     def location(self) -> str:
         """The server URL without any user:password part, or the local folder."""
         if not self.url:
             return f"{self.embedded_engine}:{self.path}"
-        parts = urlsplit(self.url)
-        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        scheme, sep, rest = self.url.partition("://")
+        # Everything before the last "@" may be a secret, even in a URL that does not parse.
+        return scheme + sep + rest.rpartition("@")[2] if sep else self.url.rpartition("@")[2]
 
     @property
     def insecure_key(self) -> bool:
         """An API key that would travel in clear text."""
-        return bool(self.url and self.api_key and urlsplit(self.url).scheme == "http")
+        return bool(self.url and self.api_key and self.url.startswith("http://"))
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The strings that must never be shown: the API key and a URL's password."""
+        found = [self.api_key] if self.api_key else []
+        if self.url and "@" in self.url:
+            userinfo = self.url.partition("://")[2].rpartition("@")[0]
+            found.append(userinfo.partition(":")[2] or userinfo)
+        return tuple(s for s in found if s)
+
+    def check(self) -> None:
+        """BadQuery unless `url` is an http(s) URL with a host and a valid port, or, without
+        one, `path` is a folder or can become one."""
+        if not self.url:
+            if os.path.exists(self.path) and not os.path.isdir(self.path):
+                raise BadQuery(f"the store folder {self.path} is a file", field="path")
+            return
+        problem = None
+        try:
+            parts = urlsplit(self.url)
+            parts.port  # noqa: B018 (parsing the port is the check)
+        except ValueError as e:  # urllib's words may quote the URL, password and all
+            port = "ort" in str(e)
+            problem = "its port must be a number from 0 to 65535" if port else "it does not parse"
+        else:
+            if parts.scheme not in ("http", "https"):
+                problem = "it must start with http:// or https://"
+            elif not parts.hostname:
+                problem = "it names no host"
+        if problem:
+            raise BadQuery(f"Qdrant URL {self.location} is not valid: {problem}", field="url")
 
     @property
     def embedded_engine(self) -> str:

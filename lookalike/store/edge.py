@@ -8,6 +8,7 @@ and stay open until the store closes; an open shard is locked against other proc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import qdrant_edge as qe
 
-from lookalike.errors import StoreLocked, StoreUnavailable
+from lookalike.errors import DiskFull, LookalikeError, StoreDamaged, StoreLocked, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import (
     CollectionInfo,
@@ -26,12 +27,20 @@ from lookalike.records import (
     StoredPoint,
     Tracked,
 )
+from lookalike.store import disk, integrity
 from lookalike.store.base import Store, hit
-from lookalike.store.config import StoreConfig, check_name
+from lookalike.store.config import NAME, StoreConfig, check_name
 
 META_FILE = "lookalike.json"
 # Segments under this size (KB) are scanned, not graph-searched: exact and fast when small.
 FULL_SCAN_KB = 10_000
+# Creating a collection takes seconds at most: a creator holding the lock longer is stuck.
+CREATE_WAIT_S = 60
+
+
+def _is_panic(error: BaseException) -> bool:
+    """A Rust panic inside the engine: pyo3 raises it as a BaseException, not an Exception."""
+    return type(error).__name__ == "PanicException"
 
 
 def _quantization(index: IndexSettings):
@@ -76,65 +85,127 @@ class EdgeStore(Store):
         self.config = config
         self.root = os.path.join(config.path, "edge")
         self._shards: dict[str, qe.EdgeShard] = {}
+        self._writing: set[str] = set()  # collections changed since their check record
+        self._locks = disk.CollectionLocks(
+            self.root, CREATE_WAIT_S, lambda name: StoreLocked(config.path, name)
+        )
 
     def _dir(self, name: str) -> str:
         return os.path.join(self.root, check_name(name))
 
-    def _fail(self, what: str, error: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"the edge store {self.config.path}", what, str(error))
+    @property
+    def _where(self) -> str:
+        return f"the edge store {self.config.path}"
+
+    @contextlib.contextmanager
+    def _engine(self, name: str, what: str):
+        """Engine failures as the library's errors: a held lock, a full disk, a crash."""
+        try:
+            yield
+        except LookalikeError:
+            raise
+        except BaseException as e:  # the bindings raise plain Exception, or a panic
+            if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+                raise
+            if "WouldBlock" in str(e):
+                raise StoreLocked(self.config.path, name) from e
+            if disk.is_disk_full(e):
+                folder = self.config.path
+                raise DiskFull(self._where, what, folder, disk.free_bytes(folder), 0) from e
+            if _is_panic(e):
+                raise self._damaged(name, f"crashed the engine ({e})") from e
+            if "Service runtime error" in str(e):  # storage, not a request lookalike made
+                raise self._damaged(name, f"could not be read ({e})") from e
+            raise StoreUnavailable(self._where, what, str(e)) from e
+
+    def _damaged(self, name: str, reason: str) -> StoreDamaged:
+        return StoreDamaged(self.config.path, name, reason)
+
+    def _ensure_free(self, needed: int, action: str, keep_open: str | None = None) -> None:
+        """DiskFull unless `needed` bytes are free, and with `keep_open` (a collection about to
+        grow) enough beyond them to open it again afterwards: the reserve, or on tmpfs what
+        opening it takes, if more."""
+        reserve = 0
+        if keep_open:
+            shard = os.path.join(self._dir(keep_open), "shard")
+            reserve = max(self.config.min_free_mb * 2**20, disk.open_bytes(shard))
+        disk.ensure_free(self.config.path, needed, reserve, location=self._where, action=action)
+
+    def _load(self, name: str) -> qe.EdgeShard:
+        with self._engine(name, f"open collection {name!r}"):
+            return qe.EdgeShard.load(os.path.join(self._dir(name), "shard"))
 
     def _shard(self, name: str) -> qe.EdgeShard:
         if name not in self._shards:
             if not self.exists(name):
                 raise self.not_found(name)
+            self._locks.hold(name)
             try:
-                self._shards[name] = qe.EdgeShard.load(os.path.join(self._dir(name), "shard"))
-            except Exception as e:  # the bindings raise plain Exception
-                if "WouldBlock" in str(e):
-                    raise StoreLocked(self.config.path, name) from e
-                raise self._fail(f"open collection {name!r}", e) from e
+                self._shards[name] = self._open(name)
+            except BaseException:
+                self._locks.release(name)
+                raise
             self._prefetch(name)
         return self._shards[name]
 
+    def _open(self, name: str) -> qe.EdgeShard:
+        """Load a collection checked against the record of the last completed ingest, on a
+        disk with room for what opening writes (the engine would die mid-write)."""
+        folder = self._dir(name)
+        points, problem = integrity.verify(folder, os.path.join(folder, "shard"))
+        if problem:
+            raise self._damaged(name, problem)
+        needed = disk.open_bytes(os.path.join(folder, "shard"))
+        self._ensure_free(needed, f"open collection {name!r}")
+        shard = self._load(name)
+        if points is not None:
+            with self._engine(name, f"count {name!r}"):
+                counted = shard.count(qe.CountRequest(exact=True))
+            if counted != points:
+                shard.close()
+                raise self._damaged(
+                    name, f"holds {counted} points; the last completed ingest left {points}"
+                )
+        return shard
+
+    def _for_writing(self, name: str) -> qe.EdgeShard:
+        """The shard, about to change: its check record no longer holds."""
+        shard = self._shard(name)
+        if name not in self._writing:
+            integrity.clear(self._dir(name))
+            self._writing.add(name)
+        return shard
+
     def _prefetch(self, name: str) -> None:
-        """Ask the kernel to read the collection's graph and vectors ahead, in the background.
-        The engine memory-maps them, and the first searches would otherwise fault them in a
-        page at a time: ~55 MB/s of random 4 KB reads on our CI disk against ~500 MB/s read
-        in order. On-disk originals are left on disk, as asked."""
-        if not hasattr(os, "posix_fadvise"):  # not Linux: the page faults it is
-            return
-        on_disk = self._index(name).on_disk
-        for folder, _, files in os.walk(os.path.join(self._dir(name), "shard", "segments")):
-            originals = on_disk and "vector_storage" in folder.split(os.sep)
-            for file in files:
-                if originals and "quantized" not in file:
-                    continue
-                try:
-                    fd = os.open(os.path.join(folder, file), os.O_RDONLY)
-                except OSError:
-                    continue
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-                finally:
-                    os.close(fd)
+        disk.read_ahead(os.path.join(self._dir(name), "shard"), self._index(name).on_disk)
 
     def _index(self, name: str) -> IndexSettings:
         return IndexSettings.from_dict(self._settings(name)["index"])
 
     def _settings(self, name: str) -> dict:
-        with open(os.path.join(self._dir(name), META_FILE)) as f:
-            return json.load(f)
+        try:
+            with open(os.path.join(self._dir(name), META_FILE)) as f:
+                settings = json.load(f)
+            int(settings["dim"]), IndexSettings.from_dict(settings["index"])
+            if settings.get("meta"):
+                CollectionMeta.from_dict(settings["meta"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise self._damaged(
+                name, f"has an unreadable {META_FILE} ({type(e).__name__}: {e})"
+            ) from e
+        return settings
 
     def close(self) -> None:
         shards, self._shards = self._shards, {}
-        for shard in shards.values():
+        for name, shard in shards.items():
             shard.flush()
             shard.close()
+            self._locks.release(name)
 
     def names(self) -> list[str]:
         if not os.path.isdir(self.root):
             return []
-        return [n for n in os.listdir(self.root) if self.exists(n)]
+        return [n for n in os.listdir(self.root) if NAME.match(n) and self.exists(n)]
 
     def exists(self, name: str) -> bool:
         return os.path.isfile(os.path.join(self._dir(name), META_FILE))
@@ -143,10 +214,13 @@ class EdgeStore(Store):
         shard = self._shard(name)
         settings = self._settings(name)
         meta = settings.get("meta")
+        with self._engine(name, f"describe collection {name!r}"):
+            points = shard.count(qe.CountRequest(exact=True))
+            indexed = shard.info().indexed_vectors_count
         return CollectionInfo(
             name=name,
-            points=shard.count(qe.CountRequest(exact=True)),
-            indexed_points=shard.info().indexed_vectors_count,
+            points=points,
+            indexed_points=indexed,
             dim=int(settings["dim"]),
             distance="Cosine",
             meta=CollectionMeta.from_dict(meta) if meta else None,
@@ -154,20 +228,34 @@ class EdgeStore(Store):
             index=self._index(name),
         )
 
+    def _creating(self, name: str):
+        return self._locks.creating(check_name(name))
+
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
         folder = self._dir(name)
+        self._ensure_free(disk.OPEN_BYTES, f"create collection {name!r}", keep_open=name)
+        self._locks.hold(name)
         if os.path.isdir(folder):  # a create that died before its settings file: start over
             shutil.rmtree(folder)
+        shard = None
         try:
-            shard = qe.EdgeShard.create(
-                os.path.join(folder, "shard"), _edge_config(meta.dim, index)
-            )
-            shard.update(
-                qe.UpdateOperation.create_field_index("label", qe.PayloadSchemaType.Integer)
-            )
-        except Exception as e:
-            raise self._fail(f"create collection {name!r}", e) from e
+            with self._engine(name, f"create collection {name!r}"):
+                shard = qe.EdgeShard.create(
+                    os.path.join(folder, "shard"), _edge_config(meta.dim, index)
+                )
+                shard.update(
+                    qe.UpdateOperation.create_field_index("label", qe.PayloadSchemaType.Integer)
+                )
+            # Now its files exist: room to open it again? (On tmpfs, its holes take memory.)
+            self._ensure_free(0, f"create collection {name!r}", keep_open=name)
+        except BaseException:
+            if shard is not None:
+                shard.close()
+                shutil.rmtree(folder, ignore_errors=True)
+            self._locks.release(name)
+            raise
         self._shards[name] = shard
+        self._writing.add(name)
         # Written last: a collection exists once its settings file does.
         self._write_settings(
             name, {"dim": meta.dim, "meta": meta.to_dict(), "index": index.to_dict()}
@@ -184,34 +272,47 @@ class EdgeStore(Store):
         self._write_settings(name, {**self._settings(name), "meta": meta.to_dict()})
 
     def _delete(self, name: str) -> None:
-        shard = self._shards.pop(name, None) or self._shard(name)  # locks it against others
-        self._shards.pop(name, None)
-        shard.close()
+        self._locks.hold(name)  # no other process has it open
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
+        self._writing.discard(name)
         shutil.rmtree(self._dir(name))
+        self._locks.release(name)
 
     def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
-        shard, step = self._shard(name), self.config.upsert_batch
+        shard, step = self._for_writing(name), self.config.upsert_batch
         for start in range(0, len(records), step):
             points = [
                 qe.Point(r.id, v.tolist(), r.payload())
                 for r, v in zip(records[start : start + step], vectors[start : start + step])
             ]
-            try:
+            what = f"store {len(points)} points"
+            self._ensure_free(disk.points_bytes(len(points), vectors.shape[-1]), what, name)
+            with self._engine(name, what):
                 shard.update(qe.UpdateOperation.upsert_points(points))
-            except Exception as e:
-                raise self._fail(f"store {len(points)} points", e) from e
 
     def finish(self, name: str) -> None:
         """Build the HNSW graph (and quantized vectors) over what ingest wrote; until then a
         search scans every vector, which is exact but slower at scale."""
         shard = self._shard(name)
-        shard.optimize()
-        shard.flush()
+        folder = self._dir(name)
+        shard_dir = os.path.join(folder, "shard")
+        # The optimizer writes the new segments before it removes the old ones.
+        self._ensure_free(disk.allocated_bytes(shard_dir), "build the search index", name)
+        with self._engine(name, "build the search index"):
+            shard.optimize()
+            shard.flush()
+            points = shard.count(qe.CountRequest(exact=True))
+        integrity.record(folder, shard_dir, points)
+        self._writing.discard(name)
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         if not ids:
             return set()
-        found = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=False)
+        shard = self._shard(name)
+        with self._engine(name, "look up stored points"):
+            found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
         return {str(p.id) for p in found}
 
     def tracked(self, name: str, split: str) -> list[Tracked]:
@@ -219,7 +320,8 @@ class EdgeStore(Store):
         only = qe.Filter(must=[qe.FieldCondition(key="split", match=qe.MatchValue(split))])
         while True:
             request = qe.ScrollRequest(offset=offset, limit=1024, filter=only, with_payload=True)
-            records, offset = shard.scroll(request)
+            with self._engine(name, "list stored points"):
+                records, offset = shard.scroll(request)
             found += [Tracked(str(p.id), dict(p.payload or {})) for p in records]
             if offset is None:
                 return found
@@ -227,16 +329,17 @@ class EdgeStore(Store):
     def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
             return {}
-        found = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=True)
+        shard = self._shard(name)
+        with self._engine(name, "read stored vectors"):
+            found = shard.retrieve(list(ids), with_payload=False, with_vector=True)
         return {str(p.id): np.asarray(p.vector, np.float32) for p in found}
 
     def delete(self, name: str, ids: Sequence[str]) -> None:
         if not ids:
             return
-        try:
-            self._shard(name).update(qe.UpdateOperation.delete_points(list(ids)))
-        except Exception as e:
-            raise self._fail(f"remove {len(ids)} points", e) from e
+        shard = self._for_writing(name)
+        with self._engine(name, f"remove {len(ids)} points"):
+            shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def similar_pairs(
         self, name: str, sample: int, neighbours: int
@@ -251,10 +354,12 @@ class EdgeStore(Store):
         ]
 
     def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
-        try:
-            found = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=False)
-        except ValueError:  # an id that is not a uuid cannot be stored here
-            return {}
+        shard = self._shard(name)
+        with self._engine(name, "fetch points"):
+            try:
+                found = shard.retrieve(list(ids), with_payload=True, with_vector=False)
+            except ValueError:  # an id that is not a uuid cannot be stored here
+                return {}
         return {str(p.id): StoredPoint.from_payload(p.id, p.payload) for p in found}
 
     def scroll(
@@ -263,7 +368,9 @@ class EdgeStore(Store):
         request = qe.ScrollRequest(
             offset=offset, limit=limit, with_payload=True, with_vector=with_vectors
         )
-        records, nxt = self._shard(name).scroll(request)
+        shard = self._shard(name)
+        with self._engine(name, "read points"):
+            records, nxt = shard.scroll(request)
         points = [StoredPoint.from_payload(p.id, p.payload) for p in records]
         vectors = np.asarray([p.vector for p in records], np.float32) if with_vectors else None
         return points, vectors, None if nxt is None else str(nxt)
@@ -293,7 +400,8 @@ class EdgeStore(Store):
             for v in np.asarray(vectors, np.float32)
         ]
         shard = self._shard(name)
-        results = shard.query_batch(qe.QueryBatchRequest(requests))
+        with self._engine(name, "search"):
+            results = shard.query_batch(qe.QueryBatchRequest(requests))
         return [
             [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(found, 1)]
             for found in results

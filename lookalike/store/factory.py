@@ -12,6 +12,7 @@ from lookalike.store.config import StoreConfig
 def connect(config: StoreConfig | None = None) -> Store:
     """Open the store described by `config` (an embedded folder by default)."""
     config = config or StoreConfig()
+    config.check()
     if config.insecure_key:
         warnings.warn(
             f"the Qdrant API key is sent over plain HTTP to {config.location}: anyone on the "

@@ -6,6 +6,7 @@ parallel uploads are handled here.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -14,10 +15,11 @@ from typing import TypeVar
 
 import httpx
 import numpy as np
+import pydantic
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from lookalike.errors import StoreLocked, StoreUnavailable
+from lookalike.errors import StoreDamaged, StoreLocked, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import (
     CollectionInfo,
@@ -27,6 +29,7 @@ from lookalike.records import (
     StoredPoint,
     Tracked,
 )
+from lookalike.store import disk
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig
 
@@ -42,6 +45,8 @@ def _transient(error: Exception) -> bool:
 
 
 def _describe(error: Exception) -> str:
+    if isinstance(error, (json.JSONDecodeError, pydantic.ValidationError)):
+        return "its answer is not Qdrant's (is it a Qdrant server, at its REST port?)"
     if isinstance(error, UnexpectedResponse):
         if error.status_code in (401, 403):
             return f"HTTP {error.status_code}: the server refused the API key"
@@ -117,6 +122,10 @@ class QdrantStore(Store):
             if "already accessed" in str(e):
                 raise StoreLocked(config.path) from e
             raise
+        except Exception as e:  # local mode unpickles its files: any failure means damage
+            if config.url:
+                raise
+            raise StoreDamaged(config.path, None, f"cannot be opened ({e})") from e
         return cls(client, config)
 
     def close(self) -> None:
@@ -129,13 +138,23 @@ class QdrantStore(Store):
         for attempt in range(1, attempts + 1):
             try:
                 return fn(*args, **kwargs)
-            except (ResponseHandlingException, UnexpectedResponse, httpx.HTTPError, OSError) as e:
+            except (
+                ResponseHandlingException,
+                UnexpectedResponse,
+                httpx.HTTPError,
+                OSError,
+                json.JSONDecodeError,
+                pydantic.ValidationError,
+            ) as e:
                 if attempt == attempts or not _transient(e):
                     status = e.status_code if isinstance(e, UnexpectedResponse) else None
+                    reason = _describe(e)
+                    for secret in self.config.secrets:  # a client's message may quote the URL
+                        reason = reason.replace(secret, "***")
                     raise StoreUnavailable(
                         f"Qdrant at {self.config.location}",
                         what,
-                        _describe(e),
+                        reason,
                         attempts=attempt,
                         status=status,
                     ) from e
@@ -206,7 +225,17 @@ class QdrantStore(Store):
     def upsert(self, name: str, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
         """Batches sized under the server's request limit, several in flight on a server; each
         waits (wait=True) until the server has applied it, so a search right after sees it."""
-        step = self.config.points_per_request(vectors.shape[1] if vectors.ndim == 2 else 1)
+        dim = vectors.shape[1] if vectors.ndim == 2 else 1
+        if not self.config.url:  # local mode: a full disk would fail inside sqlite
+            reserve = self.config.min_free_mb * 2**20
+            disk.ensure_free(
+                self.config.path,
+                disk.points_bytes(len(records), dim),
+                reserve,
+                location=f"the local store {self.config.path}",
+                action=f"store {len(records)} points",
+            )
+        step = self.config.points_per_request(dim)
         chunks = [
             models.Batch(
                 ids=[r.id for r in records[i : i + step]],

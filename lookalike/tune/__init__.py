@@ -3,9 +3,9 @@ import without torch; the trainer loads it when `tune` is first used."""
 
 from importlib import import_module
 
-from lookalike.tune.settings import TuneReport, TuneSettings
+from lookalike.tune.settings import TuneReport, TuneSettings, check_output
 
-__all__ = ["TuneReport", "TuneSettings", "tune"]
+__all__ = ["TuneReport", "TuneSettings", "check_output", "tune"]
 
 
 def __getattr__(name: str):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+
+from lookalike.errors import OutputExists
 
 
 @dataclass(frozen=True)
@@ -34,3 +37,13 @@ class TuneReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_output(output: str, overwrite: bool = False) -> None:
+    """OutputExists if the folder `output` already holds files, unless `overwrite`: a tuned
+    model must not silently replace another (or anything else kept there)."""
+    if overwrite or not os.path.isdir(output):
+        return
+    files = sorted(os.listdir(output))
+    if files:
+        raise OutputExists(output, files)

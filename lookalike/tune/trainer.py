@@ -24,7 +24,7 @@ from lookalike.embed import Embedder, ModelSettings
 from lookalike.embed import pooling as pooling_
 from lookalike.errors import DatasetLoadError
 from lookalike.source import Source
-from lookalike.tune.settings import TuneReport, TuneSettings
+from lookalike.tune.settings import TuneReport, TuneSettings, check_output
 
 
 def _precision_at_k(queries: torch.Tensor, q_labels, gallery: torch.Tensor, g_labels, k) -> float:
@@ -103,12 +103,14 @@ def tune(
     *,
     on_step: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    overwrite: bool = False,
 ) -> TuneReport:
     """Fine-tune the model `model` names on `train`, keep the epoch with the best precision@k
     of `val`'s images against `train`'s, blend it back towards the original weights only as far
     as near-duplicate retrieval on `val` needs, and save it to `output`. `val` is only used to
     choose; `test`, if given, is scored once at the end, with the saved folder loaded as users
-    will load it."""
+    will load it. A folder `output` that already holds files is refused unless `overwrite`."""
+    check_output(output, overwrite)
     if train.label_column is None or val.label_column is None:
         raise DatasetLoadError(
             train.name, "tuning needs labels: the splits have no label column", kind="no_labels"

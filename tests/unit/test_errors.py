@@ -7,11 +7,15 @@ from lookalike.errors import (
     BadImage,
     CollectionNotFound,
     DatasetLoadError,
+    DiskFull,
     IngestInterrupted,
     ModelLoadError,
     ModelMismatch,
+    OutputExists,
+    StoreDamaged,
     StoreLocked,
     StoreUnavailable,
+    shown,
 )
 
 
@@ -26,7 +30,10 @@ from lookalike.errors import (
         (ModelMismatch("c", "model", "a", "b"), "search", "leave --model out"),
         (StoreLocked("./s", "c"), "search", "--qdrant-url"),
         (StoreUnavailable("Qdrant at h", "search", "HTTP 401", status=401), "info", "api-key"),
-        (BadImage("a.png", "too many pixels", kind="too_many_pixels"), "search", "--max-pixels"),
+        (BadImage("a.png", "too many pixels", kind="too_many_pixels"), "ingest", "--max-pixels"),
+        (StoreDamaged("./s", "c", "lost a file"), "search", "ingest --recreate --collection c"),
+        (DiskFull("edge store ./s", "store 8 points", "./s", 10, 20), "ingest", "--qdrant-path"),
+        (OutputExists("out", ["config.json"]), "tune", "--overwrite"),
     ],
 )
 def test_the_edge_adds_the_flag_and_the_library_does_not(error, command, advice):
@@ -54,3 +61,50 @@ def test_skip_reasons_gain_the_flag_that_admits_them():
         "raise --max-pixels to allow it"
     )
     assert skip_message("not a readable image", None) == "not a readable image"
+
+
+def test_only_ingest_is_told_to_raise_max_pixels():
+    # search and serve have no --max-pixels: pointing there would send the user nowhere
+    bomb = BadImage("a.png", "too many pixels (400,000,000 > 89,478,485)", kind="too_many_pixels")
+    assert "--max-pixels" not in explain(bomb, "search")
+    assert "--max-pixels" not in explain(bomb, "serve")
+
+
+def test_a_full_disk_during_ingest_says_what_to_free_and_how_to_resume():
+    full = DiskFull("the edge store ./s", "store 16 points", "./s", 1_000_000, 34_000_000)
+    assert str(full) == (
+        "the edge store ./s failed to store 16 points: the disk holding ./s has 1.0 MB free, "
+        "and about 34.0 MB are needed"
+    )
+    stopped = IngestInterrupted("c", 48, cause=full, rows="train:48..63")
+    words = explain(stopped, "ingest")
+    assert "free some space there" in words and "Run the same command again to resume" in words
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("photo 1.jpg", "photo 1.jpg"),
+        ("été.jpg", "été.jpg"),
+        ("a.jpg\nwarning: skipped train:9: x", "'a.jpg\\nwarning: skipped train:9: x'"),
+        ("\x1b[2Jclear.jpg", "'\\x1b[2Jclear.jpg'"),
+    ],
+)
+def test_names_with_control_characters_are_quoted(name, expected):
+    assert shown(name) == expected
+    assert "\n" not in str(BadImage(name, "not a readable image"))
+
+
+def test_advice_never_names_a_flag_the_command_lacks():
+    from lookalike.cli.main import cli
+
+    def options(command):
+        return {o for p in cli.commands[command].params for o in getattr(p, "opts", ())}
+
+    unreachable = DatasetLoadError("beans", "hub down", kind="unreachable")
+    assert "--dataset PATH" in explain(unreachable, "ingest", options("ingest"))
+    assert explain(unreachable, "eval", options("eval")) == "hub down"  # eval has no --dataset
+    damaged = StoreDamaged("./s", "c", "lost a file")  # a quoted command is not this one's
+    assert "`lookalike ingest --recreate --collection c`" in explain(
+        damaged, "search", options("search")
+    )

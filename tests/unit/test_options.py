@@ -17,6 +17,7 @@ SHARED = {
     "LOOKALIKE_COLLECTION",
     "LOOKALIKE_QDRANT_URL",
     "LOOKALIKE_QDRANT_API_KEY",
+    "LOOKALIKE_QDRANT_API_KEY_FILE",
     "LOOKALIKE_QDRANT_PATH",
     "LOOKALIKE_EMBEDDED_ENGINE",
     "LOOKALIKE_QDRANT_TIMEOUT",
@@ -33,7 +34,7 @@ def test_shared_variables_are_exactly_the_options_that_mean_the_same_everywhere(
     assert "LOOKALIKE_SPLIT" not in variables
 
 
-@pytest.mark.parametrize("flag", ["--recreate", "--trust-remote-code", "--json"])
+@pytest.mark.parametrize("flag", ["--recreate", "--trust-remote-code", "--json", "--overwrite"])
 def test_flags_that_destroy_trust_or_reformat_read_no_variable(flag):
     readers = [u for users in read_variables(cli).values() for u in users]
     assert not any(u.endswith(" " + flag) for u in readers)
