@@ -106,9 +106,7 @@ def ingest(
     with BackgroundWriter(run.write) as writer:
         todo = run.todo(batch_size, resume, writer)
         try:
-            prepared = prepared_batches(
-                source, embedder.preprocess, batch_size, workers, batches=todo
-            )
+            prepared = prepared_batches(source, embedder, batch_size, workers, batches=todo)
             for batch in prepared:
                 skipped += batch.skipped
                 for item in batch.skipped if on_skip else ():

@@ -100,14 +100,14 @@ def test_unreadable_file_names_the_fix(tmp_path, monkeypatch):
     path = make_png(tmp_path)
     path.chmod(0)
     if os.geteuid() == 0:  # root reads anything: make the OS's refusal happen anyway
-        real_open = Image.open
+        real_open = os.open
 
         def refuse(fp, *args, **kwargs):
             if str(fp) == str(path):
                 raise PermissionError(13, "Permission denied", str(fp))
             return real_open(fp, *args, **kwargs)
 
-        monkeypatch.setattr(Image, "open", refuse)
+        monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(BadImage, match="permission denied; make it readable"):
         open_image(str(path))
 

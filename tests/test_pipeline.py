@@ -17,10 +17,10 @@ def emb(tiny_vit):
 @pytest.mark.parametrize("workers", [1, 3])
 def test_batches_come_in_order_with_pixels_for_each_record(image_folder, emb, workers):
     source = load_source(str(image_folder))
-    batches = list(prepared_batches(source, emb.preprocess, batch_size=5, workers=workers))
+    batches = list(prepared_batches(source, emb, batch_size=5, workers=workers))
     rows = [r.row for b in batches for r in b.records]
     assert rows == list(range(12)) and [len(b.records) for b in batches] == [5, 5, 2]
-    assert all(b.pixels.shape == (len(b.records), 3, 32, 32) for b in batches)
+    assert all(b.pixels.shape == (len(b.records), 32, 32, 3) for b in batches)  # uint8 NHWC
     assert all(r.image is None for b in batches for r in b.records)  # memory: images dropped
     # Same vectors as embedding the decoded images directly.
     direct = emb.embed([r.image for r in source.load(range(5))[0]])
@@ -32,7 +32,7 @@ def test_a_batch_of_only_bad_images_yields_skips_and_no_pixels(image_folder, tmp
         (tmp_path / "junk").mkdir(exist_ok=True)
         (tmp_path / "junk" / f"{i}.png").write_bytes(b"nope")
     source = load_source(str(tmp_path))
-    (batch,) = list(prepared_batches(source, emb.preprocess, batch_size=8))
+    (batch,) = list(prepared_batches(source, emb, batch_size=8))
     assert batch.records == [] and batch.pixels is None and len(batch.skipped) == 3
 
 

@@ -113,28 +113,40 @@ class Source:
     def point_id(self, position: int) -> str:
         return point_id(self.name, self.split, int(self.rows[position]))
 
-    def load(self, positions: Sequence[int]) -> tuple[list[ImageRecord], list[Skipped]]:
+    def load(
+        self, positions: Sequence[int], min_side: int | None = None
+    ) -> tuple[list[ImageRecord], list[Skipped]]:
         """Decode these positions; unreadable images come back as Skipped, with a reason.
 
         Safe to call from several threads at once (arrow reads and PIL decoding are)."""
-        positions = list(positions)
-        batch = self.data[positions] if positions else {}
         records, skipped = [], []
-        for i, row in enumerate(self.rows[positions]):
-            item = self._record(batch, i, int(row))
+        for item in self.items(positions, min_side):
             (records if isinstance(item, ImageRecord) else skipped).append(item)
         return records, skipped
+
+    def items(
+        self, positions: Sequence[int], min_side: int | None = None
+    ) -> Iterator[ImageRecord | Skipped]:
+        """Like `load`, one image at a time, decoded as it is asked for: a consumer that keeps
+        only what it makes of each image holds one decoded image at a time. `min_side`: see
+        `open_image`."""
+        positions = list(positions)
+        batch = self.data[positions] if positions else {}
+        for i, row in enumerate(self.rows[positions]):
+            yield self._record(batch, i, int(row), min_side)
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[ImageRecord], list[Skipped]]]:
         """Yield (decoded records, skipped items) batch by batch; memory stays one batch."""
         for start in range(0, len(self.rows), batch_size):
             yield self.load(range(start, min(start + batch_size, len(self.rows))))
 
-    def _record(self, batch: dict, i: int, row: int) -> ImageRecord | Skipped:
+    def _record(
+        self, batch: dict, i: int, row: int, min_side: int | None = None
+    ) -> ImageRecord | Skipped:
         value = batch[self.image_column][i]
         path = self._path(batch, i, value)
         try:
-            image = open_image(value, self.max_pixels)
+            image = open_image(value, self.max_pixels, min_side)
         except BadImage as e:
             return Skipped(self.split, row, path, e.reason, e.kind)
         label, label_name = self._label(batch[self.label_column][i] if self.label_column else None)
@@ -148,8 +160,9 @@ class Source:
             image=image,
         )
 
-    def record(self, row: int) -> ImageRecord:
-        """The record at original row `row` of the split (raises BadImage if it is unreadable)."""
+    def record(self, row: int, min_side: int | None = None) -> ImageRecord:
+        """The record at original row `row` of the split (raises BadImage if it is unreadable).
+        `min_side`: see `open_image`."""
         position = np.flatnonzero(self.rows == row)
         if len(position) == 0:
             raise DatasetLoadError(
@@ -160,7 +173,7 @@ class Source:
                 split=self.split,
             )
         i = int(position[0])
-        result = self._record(self.data[i : i + 1], 0, row)
+        result = self._record(self.data[i : i + 1], 0, row, min_side)
         if isinstance(result, Skipped):
             raise BadImage(result.path or f"{self.split}:{row}", result.reason, kind=result.kind)
         return result
