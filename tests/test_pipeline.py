@@ -1,5 +1,8 @@
 """The ingest pipeline: order, skips and failures survive the worker and writer threads."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -48,3 +51,37 @@ def test_writer_failure_surfaces_in_the_caller():
         for _ in range(10):
             w.submit([object()], np.zeros((1, 2)))
     assert written == [1, 1]
+
+
+class Timed:
+    """A stand-in for the embedder: each batch takes `seconds`; records how many batches
+    were being prepared at once each time one started."""
+
+    decode_side = None
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.running, self.seen = seconds, 0, []
+        self.lock = threading.Lock()
+
+    def prepare(self, images):
+        n = len(list(images))
+        with self.lock:
+            self.running += 1
+            self.seen.append(self.running)
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        return n
+
+
+def test_workers_follow_the_bottleneck(image_folder):
+    source = load_source(str(image_folder))  # 12 images, one per batch
+    # Slow decoding, a fast model: every worker prepares at once.
+    slow = Timed(0.3)
+    assert sum(b.pixels for b in prepared_batches(source, slow, 1, workers=3)) == 12
+    assert max(slow.seen) == 3
+    # Fast decoding, a slow model: after the first fill, one worker at a time tops up.
+    fast = Timed(0.01)
+    for _ in prepared_batches(source, fast, 1, workers=3):
+        time.sleep(0.15)
+    assert fast.seen[4:] == [1] * 8, fast.seen
