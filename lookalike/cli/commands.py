@@ -18,6 +18,7 @@ from lookalike.cli.errors import skip_message
 from lookalike.cli.grid import GridRow, render_grid
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS
 from lookalike.embed import ModelSettings
+from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import ModelMismatch
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
@@ -91,6 +92,7 @@ def run_ingest(
         max_pixels=data.max_pixels,
     )
     embedder = model_settings.load()
+    reuse_freed_memory()
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
 
@@ -167,6 +169,7 @@ def run_eval(
 ) -> EvalReport:
     with connect(store_config) as store:
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+        reuse_freed_memory()
         with _bar(len(searcher.source(split)), f"eval {split}") as bar:
             report = evaluate(
                 searcher,
