@@ -121,7 +121,7 @@ class _Run:
         batches = (
             np.asarray(positions[i : i + batch_size]) for i in range(0, len(positions), batch_size)
         )
-        prepared = prepared_batches(self.source, embedder.preprocess, batch_size, workers, batches)
+        prepared = prepared_batches(self.source, embedder, batch_size, workers, batches)
         started = time.perf_counter()
         with BackgroundWriter(self.write) as writer:
             try:

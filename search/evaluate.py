@@ -83,7 +83,7 @@ def evaluate(
         )
     tally, skipped = _Tally(), 0
     batch_size = batch_size or searcher.embedder.default_batch_size
-    for batch in prepared_batches(source, searcher.embedder.preprocess, batch_size, workers):
+    for batch in prepared_batches(source, searcher.embedder, batch_size, workers):
         skipped += len(batch.skipped)
         records = batch.records
         vectors = searcher.embedder.embed_pixels(batch.pixels) if records else None

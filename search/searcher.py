@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from lookalike.defaults import DEFAULT_COLLECTION
+from lookalike.defaults import DEFAULT_COLLECTION, DEFAULT_MAX_PIXELS
 from lookalike.embed import Embedder, ModelSettings
 from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
@@ -144,7 +144,7 @@ class Searcher:
     def load_query(self, query: str) -> Image.Image:
         """An image file path, or SPLIT:ROW meaning that row of the collection's dataset."""
         if os.path.exists(query):
-            return open_image(query)
+            return self.open_image(query)
         match = SPLIT_ROW.match(query)
         if not match:
             raise BadQuery(
@@ -152,9 +152,14 @@ class Searcher:
                 field="query",
             )
         try:
-            return self.source(match["split"]).record(int(match["row"])).image
+            source = self.source(match["split"])
+            return source.record(int(match["row"]), self.embedder.decode_side).image
         except DatasetLoadError as e:
             raise BadQuery(f"query {query!r}: {e}", field="query") from e
+
+    def open_image(self, image: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Decode a query as ingest decodes candidates: at the size the model needs."""
+        return open_image(image, max_pixels, self.embedder.decode_side)
 
     def point(self, point_id: str) -> StoredPoint | None:
         return self.store.point(self.collection, point_id)
@@ -187,7 +192,7 @@ class Searcher:
         """One list of hits per image, embedded in one batch and queried in one request."""
         check_k(k)
         label_id = self.label_id(label)
-        vectors = self.embedder.embed([open_image(i) for i in images])
+        vectors = self.embedder.embed([self.open_image(i) for i in images])
         return self.search_vectors(vectors, k=k, label=label_id)
 
     def search_vectors(

@@ -143,3 +143,40 @@ def beans_photos(tmp_path_factory, beans_dir) -> Path:
         if all(v >= 7 for v in taken.values()):
             break
     return root
+
+
+def make_photo(image: Image.Image, size: tuple[int, int] = (4032, 3024), seed: int = 0):
+    """A camera-sized photo made from a small real image: upscaled, with sensor-like noise so
+    that it compresses, and decodes, like a real 12 MP JPEG (~2 MB)."""
+    from PIL import ImageChops
+
+    big = image.convert("RGB").resize(size, Image.BICUBIC)
+    rng = np.random.default_rng(seed)
+    tile = Image.fromarray(rng.integers(124, 133, (512, 512, 3), dtype=np.uint8))  # 128 +- 4
+    noise = Image.new("RGB", size)
+    for x in range(0, size[0], 512):
+        for y in range(0, size[1], 512):
+            noise.paste(tile, (x, y))
+    return ImageChops.add(big, noise, offset=-128)
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory, beans_dir) -> Path:
+    """Camera photos made from Beans test images: six 4032x3024 JPEGs (one stored sideways
+    with an EXIF orientation, as phones do), a 3 MP PNG and a CMYK JPEG."""
+    import datasets
+
+    root = tmp_path_factory.mktemp("photos")
+    beans = datasets.load_dataset(beans_dir, split="test").select(range(0, 64, 8))
+    images = [row["image"] for row in beans]
+    for i, image in enumerate(images[:6]):
+        photo = make_photo(image, seed=i)
+        if i == 1:  # the sensor's landscape pixels, shown portrait
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            photo.save(root / f"photo{i}.jpg", quality=90, exif=exif)
+        else:
+            photo.save(root / f"photo{i}.jpg", quality=90)
+    make_photo(images[6], (2016, 1512), seed=6).save(root / "scan.png", compress_level=1)
+    make_photo(images[7], (2016, 1512), seed=7).convert("CMYK").save(root / "print.jpg")
+    return root

@@ -3,6 +3,9 @@ every odd-but-valid one is converted to the RGB the model expects."""
 
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -100,14 +103,14 @@ def test_unreadable_file_names_the_fix(tmp_path, monkeypatch):
     path = make_png(tmp_path)
     path.chmod(0)
     if os.geteuid() == 0:  # root reads anything: make the OS's refusal happen anyway
-        real_open = Image.open
+        real_open = os.open
 
         def refuse(fp, *args, **kwargs):
             if str(fp) == str(path):
                 raise PermissionError(13, "Permission denied", str(fp))
             return real_open(fp, *args, **kwargs)
 
-        monkeypatch.setattr(Image, "open", refuse)
+        monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(BadImage, match="permission denied; make it readable"):
         open_image(str(path))
 
@@ -174,3 +177,39 @@ def test_split_folders_share_one_label_list(tmp_path):
     test = load_source(str(tmp_path), "test")
     assert test.label_names == ("cat", "dog")
     assert test.load([0])[0][0].label_name == "dog"
+
+
+def run_cli(*args, timeout: float = 180) -> subprocess.CompletedProcess:
+    """The command in its own process: a hang fails the test instead of stopping the suite."""
+    return subprocess.run(
+        [sys.executable, "-m", "lookalike.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX special files")
+def test_pipes_sockets_and_devices_are_skipped_without_blocking(tmp_path, tiny_vit):
+    """A named pipe called q.jpg used to hang search forever and ingest at 0/N; /dev/zero
+    behind an image name would be read without end."""
+    root = tmp_path / "odd"
+    (root / "good").mkdir(parents=True)
+    for i in range(3):
+        make_image((40, 180, 60), seed=i).save(root / "good" / f"{i}.jpg")
+    os.mkfifo(root / "good" / "q.jpg")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("odd/good/s.jpg")  # relative: socket paths are short; tests run in tmp_path
+    os.symlink("/dev/zero", root / "good" / "zero.jpg")
+    store = tmp_path / "store"
+
+    ingest = run_cli("ingest", "--dataset", root, "--model", tiny_vit, "--qdrant-path", store)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "embedded 3 images, skipped 3" in ingest.stdout, ingest.stdout
+    for name, what in (("q.jpg", "a named pipe"), ("s.jpg", "a socket"), ("zero.jpg", "device")):
+        line = next(ln for ln in ingest.stderr.splitlines() if name in ln and "skipped" in ln)
+        assert what in line and "only regular files are read" in line, line
+
+    search = run_cli("search", root / "good" / "q.jpg", "--qdrant-path", store, timeout=120)
+    assert search.returncode == 1 and "Traceback" not in search.stderr
+    assert "a named pipe (FIFO), not an image file" in search.stderr, search.stderr

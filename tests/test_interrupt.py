@@ -4,6 +4,7 @@ process on the embedded store is told what to do."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from lookalike.cli.main import cli
 from lookalike.store import StoreConfig, connect
+from tests.conftest import make_image
 
 ROWS = 160
 
@@ -125,3 +127,47 @@ def test_second_process_on_the_embedded_store_gets_a_clear_message(tmp_path, eng
     assert result.exit_code == 1
     assert "another process" in result.stderr
     assert "--qdrant-url" in result.stderr and "Traceback" not in result.output
+
+
+# A decoder that never returns for one image (a dead network disk, a pathological file): PIL
+# is patched in the child process, nothing of lookalike's.
+STUCK_DECODE = """
+import sys, threading
+from PIL import ImageFile
+real_load = ImageFile.ImageFile.load
+def load(self):
+    if self.size == (77, 77):
+        print("stuck in a worker", file=sys.stderr, flush=True)
+        threading.Event().wait()
+    return real_load(self)
+ImageFile.ImageFile.load = load
+from lookalike.cli.main import main
+sys.argv = ["lookalike", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ctrl_c_stops_ingest_while_a_worker_is_stuck(image_folder, tiny_vit, tmp_path):
+    root = tmp_path / "images"
+    shutil.copytree(image_folder, root)
+    make_image((90, 90, 90), seed=99, size=77).save(root / "red" / "stuck.png")
+    args = ["ingest", "--dataset", root, "--model", tiny_vit, "--qdrant-path", tmp_path / "s"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_DECODE, *map(str, args)],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=default_sigint,
+    )
+    try:
+        progress = Progress(proc)
+        deadline = time.monotonic() + 120
+        while "stuck in a worker" not in progress.text:
+            assert time.monotonic() < deadline and proc.poll() is None, progress.text[-500:]
+            time.sleep(0.05)
+        time.sleep(0.5)  # the model thread is now waiting on the stuck batch
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+    finally:
+        proc.kill()
+    assert code == 130, progress.text[-500:]
+    assert re.search(r"interrupted: \d+ images stored", progress.text)

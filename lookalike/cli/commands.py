@@ -17,6 +17,7 @@ from lookalike.cli.console import bar as _bar
 from lookalike.cli.console import quiet_transformers, warn
 from lookalike.cli.grid import GridRow, render_grid, save_grid, thumbnail
 from lookalike.embed import ModelSettings
+from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import ModelMismatch
 from lookalike.index import SearchSettings
 from lookalike.records import CollectionInfo, EvalReport, Hit
@@ -82,6 +83,7 @@ def run_eval(
 ) -> EvalReport:
     with connect(store_config) as store:
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+        reuse_freed_memory()
         with _bar(len(searcher.source(split)), f"eval {split}") as bar:
             report = evaluate(
                 searcher,

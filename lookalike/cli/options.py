@@ -337,8 +337,8 @@ def workers_option(f):
         "--workers",
         type=click.IntRange(1),
         default=None,
-        help="Threads decoding and preprocessing images ahead of the model "
-        "[default: one per core but one, at most 4].",
+        help="Threads decoding and preprocessing images ahead of the model; they work only "
+        "while the model needs batches [default: one per core, at most 16].",
     )(f)
 
 

@@ -22,6 +22,7 @@ from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.embed import ModelSettings
+from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import DatasetLoadError, IngestInterrupted, LookalikeError, shown
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
@@ -141,6 +142,7 @@ def run_ingest(
     index: IndexSettings | None = None,
 ) -> IngestReport:
     source = data.load()
+    reuse_freed_memory()  # a batch command: keep each batch's memory for the next
     with contextlib.ExitStack() as stack:
         log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
         if log:  # closed quietly: a log that could not be written has already been reported

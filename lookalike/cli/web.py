@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
 from lookalike.errors import BadImage, BadQuery
-from lookalike.images import open_image
 from lookalike.records import Hit
 from lookalike.search.searcher import MAX_K, Searcher
 
@@ -117,7 +116,7 @@ def create_app(
         if len(data) > max_upload:
             raise HTTPException(413, _too_large(max_upload))
         try:
-            query = open_image(data, max_pixels=max_pixels)
+            query = searcher.open_image(data, max_pixels=max_pixels)
         except BadImage as e:
             # Judged by content: the file name and content type are never trusted.
             raise HTTPException(400, f"upload: {e.reason}") from e

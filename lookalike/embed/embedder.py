@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -15,9 +15,10 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.embed import pooling as pooling_
 from lookalike.embed.optimize import fold_batchnorms
+from lookalike.embed.pixels import PixelChain, clamp_aspect, decode_side, resizes_shortest_edge
 from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import ModelLoadError
-from lookalike.images import to_rgb
+from lookalike.images import reduce_to, to_rgb
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -88,8 +89,9 @@ class Embedder:
     >>> emb = Embedder("nateraw/vit-base-beans")          # or a local model folder
     >>> vectors = emb.embed([image1, image2])             # (2, emb.dim) float32, unit length
 
-    `preprocess` (CPU, thread-safe) and `embed_pixels` (the model) are separate so a pipeline
-    can prepare the next batch while the model runs this one.
+    `prepare` (CPU, thread-safe) and `embed_pixels` (the model) are separate so a pipeline
+    can prepare the next batches while the model runs this one. Images may be decoded at
+    `decode_side` (`open_image(..., min_side=emb.decode_side)`): the model sees the same.
     """
 
     def __init__(
@@ -123,6 +125,10 @@ class Embedder:
             raise _load_error(model, e) from e
         self.model.eval().to(self.device)
         self.model_type = config.model_type
+        # The processor's standard chain run cheaply (None: the processor itself is run), and
+        # the side images can be decoded at for it (None: full size).
+        self.chain = PixelChain.of(self.processor)
+        self.decode_side = decode_side(self.processor)
         probe = self._probe()
         # Convolutions run markedly faster channels-last, above all in bf16 on CPU.
         self.channels_last = getattr(probe, "last_hidden_state", None) is not None and (
@@ -163,15 +169,40 @@ class Embedder:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
 
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """The model's image processor on RGB images: a float32 (batch, C, H, W) CPU tensor."""
+    def prepare(self, images: Iterable[Image.Image]) -> torch.Tensor | None:
+        """The CPU half of preprocessing, thread-safe: for a standard processor, resized and
+        cropped 8-bit pixels (batch, H, W, 3), normalised on the model's device by
+        `embed_pixels`; for any other, the processor's float32 (batch, C, H, W) output. Images
+        are taken one at a time (pass a generator to hold one decoded image at a time); no
+        images give None."""
+        if self.chain is not None:
+            arrays = [self.chain.geometry(self._rgb(im)) for im in images]
+            if not arrays:
+                return None
+            pixels = torch.from_numpy(np.stack(arrays))
+            return pixels.pin_memory() if self.device.type == "cuda" else pixels
+        clamp = resizes_shortest_edge(self.processor)  # its resize grows with the ratio
+        tensors = [
+            self.processor(images=[clamp_aspect(im) if clamp else im], return_tensors="pt")
+            for im in map(self._rgb, images)
+        ]
+        return torch.cat([t["pixel_values"] for t in tensors]) if tensors else None
+
+    def _rgb(self, image: Image.Image) -> Image.Image:
         # Not every image processor converts to RGB; greyscale or RGBA input must not fail.
-        rgb = [im if im.mode == "RGB" else to_rgb(im) for im in images]
-        return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
+        image = image if image.mode == "RGB" else to_rgb(image)
+        return reduce_to(image, self.decode_side)  # as if decoded at that size
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The model's input for RGB images: a float32 (batch, C, H, W) CPU tensor."""
+        return self._model_input(self.prepare(images))
+
+    def _model_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.chain.normalize(pixels) if pixels.dtype == torch.uint8 else pixels
 
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Model, pooling and L2 normalisation: float32 (batch, dim), each row unit length."""
-        pixels = pixels.to(self.device, non_blocking=True)
+        pixels = self._model_input(pixels.to(self.device, non_blocking=True))
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         try:

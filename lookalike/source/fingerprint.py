@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+from lookalike.images import open_regular_file
+
 CHUNK = 1 << 20
 
 
@@ -32,9 +34,10 @@ def sha256_bytes(data: bytes | memoryview) -> str:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, read in chunks (raises OSError when it cannot be read)."""
+    """The sha256 of a file's bytes, read in chunks (raises OSError when it cannot be read,
+    BadImage when it is not a regular file or is empty)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular_file(path, str(path)) as f:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -44,8 +47,9 @@ def read_file(path: str | os.PathLike) -> tuple[bytes, str, str]:
     """A file's bytes, its stat signature (taken first) and the bytes' sha256.
 
     Taking the signature before reading means a write that races the read always leaves the
-    file with another signature than the one stored, so the next sync reads it again."""
+    file with another signature than the one stored, so the next sync reads it again. Only
+    a regular file is opened (BadImage otherwise): a named pipe would never answer."""
     stat = file_stat(path)
-    with open(path, "rb") as f:
+    with open_regular_file(path, str(path)) as f:
         data = f.read()
     return data, stat, sha256_bytes(data)

@@ -154,7 +154,7 @@ class Source:
             value = self.data[position][self.image_column]
             data = value.get("bytes") if isinstance(value, dict) else None
             return sha256_bytes(data) if data is not None else None
-        except OSError:
+        except (OSError, BadImage):  # unreadable, or not a regular file: decoding says why
             return None
 
     def locate(self, path: str | None, row: int | None) -> int | None:
@@ -164,36 +164,47 @@ class Source:
             self._positions = {k: i for i, k in enumerate(keys)}
         return self._positions.get(path if self.path_ids else row)
 
-    def load(self, positions: Sequence[int]) -> tuple[list[ImageRecord], list[Skipped]]:
+    def load(
+        self, positions: Sequence[int], min_side: int | None = None
+    ) -> tuple[list[ImageRecord], list[Skipped]]:
         """Decode these positions; unreadable images come back as Skipped, with a reason.
         Each record carries the sha256 of the very bytes decoded.
 
         Safe to call from several threads at once (arrow reads and PIL decoding are)."""
-        positions = list(positions)
-        values = self.data.select_columns([self.image_column])[positions] if positions else {}
         records, skipped = [], []
-        for i, position in enumerate(positions):
-            item = self._record(position, values[self.image_column][i])
+        for item in self.items(positions, min_side):
             (records if isinstance(item, ImageRecord) else skipped).append(item)
         return records, skipped
+
+    def items(
+        self, positions: Sequence[int], min_side: int | None = None
+    ) -> Iterator[ImageRecord | Skipped]:
+        """Like `load`, one image at a time, decoded as it is asked for: a consumer that keeps
+        only what it makes of each image holds one decoded image at a time. `min_side`: see
+        `open_image`."""
+        positions = list(positions)
+        values = self.data.select_columns([self.image_column])[positions] if positions else {}
+        for i, position in enumerate(positions):
+            yield self._record(position, values[self.image_column][i], min_side)
 
     def batches(self, batch_size: int) -> Iterator[tuple[list[ImageRecord], list[Skipped]]]:
         """Yield (decoded records, skipped items) batch by batch; memory stays one batch."""
         for start in range(0, len(self.rows), batch_size):
             yield self.load(range(start, min(start + batch_size, len(self.rows))))
 
-    def _record(self, position: int, value) -> ImageRecord | Skipped:
+    def _record(self, position: int, value, min_side: int | None = None) -> ImageRecord | Skipped:
         record = self.describe(position)
         try:
             data, stat, sha = _read(value, self.files[position])
             name = record.path or f"{self.split}:{record.row}"
-            image = _decode(data, name, self.max_pixels)
+            image = _decode(data, name, self.max_pixels, min_side)
         except BadImage as e:
             return Skipped(self.split, record.row, record.path, e.reason, e.kind)
         return replace(record, image=image, sha256=sha, stat=stat or record.stat)
 
-    def record(self, row: int) -> ImageRecord:
-        """The record at original row `row` of the split (raises BadImage if it is unreadable)."""
+    def record(self, row: int, min_side: int | None = None) -> ImageRecord:
+        """The record at original row `row` of the split (raises BadImage if it is unreadable).
+        `min_side`: see `open_image`."""
         position = np.flatnonzero(self.rows == row)
         if len(position) == 0:
             raise DatasetLoadError(
@@ -203,11 +214,11 @@ class Source:
                 kind="row",
                 split=self.split,
             )
-        return self.decode(int(position[0]))
+        return self.decode(int(position[0]), min_side)
 
-    def decode(self, position: int) -> ImageRecord:
+    def decode(self, position: int, min_side: int | None = None) -> ImageRecord:
         """The record at `position`, decoded (raises BadImage if it is unreadable)."""
-        result = self._record(position, self.data[position][self.image_column])
+        result = self._record(position, self.data[position][self.image_column], min_side)
         if isinstance(result, Skipped):
             where = result.path or f"{self.split}:{result.row}"
             raise BadImage(where, result.reason, kind=result.kind)
@@ -249,8 +260,8 @@ def _read(value, file: str | None) -> tuple[bytes, str | None, str]:
         raise BadImage(file, "could not read the file") from None
 
 
-def _decode(data: bytes, name: str, max_pixels: int):
+def _decode(data: bytes, name: str, max_pixels: int, min_side: int | None):
     try:
-        return open_image(data, max_pixels)
+        return open_image(data, max_pixels, min_side)
     except BadImage as e:
         raise BadImage(name, e.reason, kind=e.kind) from e

@@ -1,0 +1,197 @@
+"""Camera photos vs small images: `lookalike ingest` as a user runs it, one process per run.
+
+    python bench/photo_bench.py --dataset ../shared/data/beans \
+        --model ../shared/models/efficientnet-lite0 [--photos 48] [--marginal]
+
+Makes (once, in --workdir) 4032x3024 JPEGs from real Beans images (upscaled, with sensor-like
+noise so they are ~1.7 MB each, like a phone's) and a folder of the small Beans images as they
+are (256x256 JPEGs), then ingests each folder into a fresh store with `lookalike ingest` and
+reports images/s (the ingest's own timing, start-up excluded), peak RSS and CPU utilisation
+during the ingest (cores busy: 2.0 is both cores of a 2-core machine).
+
+--marginal also runs `lookalike ingest` and the tutorial's pipeline (bench/ingest_bench.py's,
+as a whole process) on 256 and 1034 Beans images: (1034 - 256) / (difference in wall time) is
+each one's images/s with start-up excluded, the per-image costs a process really pays.
+--python runs lookalike with another interpreter (another checkout's venv: before/after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+TUTORIAL = """
+import sys, time
+sys.path.insert(0, {bench!r})
+import datasets
+from ingest_bench import tutorial_embeddings
+from lookalike.embed.embedder import Embedder
+emb = Embedder({model!r}, device="cpu", precision="fp32", fold=False)
+model = emb.model.__class__.from_pretrained({model!r}).eval()
+data = datasets.load_dataset({dataset!r})["train"].select(range({n}))
+tutorial_embeddings(data, emb, model, "cpu")
+"""
+
+
+def make_photo(image, size=(4032, 3024), seed=0):
+    """As tests/conftest.py's: upscaled, plus a tiled +-4 noise so it compresses like a photo."""
+    import numpy as np
+    from PIL import Image, ImageChops
+
+    big = image.convert("RGB").resize(size, Image.BICUBIC)
+    rng = np.random.default_rng(seed)
+    tile = Image.fromarray(rng.integers(124, 133, (512, 512, 3), dtype=np.uint8))
+    noise = Image.new("RGB", size)
+    for x in range(0, size[0], 512):
+        for y in range(0, size[1], 512):
+            noise.paste(tile, (x, y))
+    return ImageChops.add(big, noise, offset=-128)
+
+
+def make_folders(dataset: str, workdir: Path, photos: int, small: int) -> dict[str, Path]:
+    import datasets
+
+    folders = {"photos": workdir / f"photos-{photos}", "small": workdir / f"small-{small}"}
+    train = datasets.load_dataset(dataset, split="train")
+    train = train.cast_column("image", datasets.Image(decode=False))
+    if not folders["small"].exists():
+        folders["small"].mkdir(parents=True)
+        for i in range(small):  # the dataset's own JPEG bytes, as files
+            (folders["small"] / f"{i:04d}.jpg").write_bytes(train[i]["image"]["bytes"])
+    if not folders["photos"].exists():
+        folders["photos"].mkdir(parents=True)
+        for i in range(photos):
+            image = datasets.Image().decode_example(train[i]["image"])
+            make_photo(image, seed=i).save(folders["photos"] / f"{i:04d}.jpg", quality=90)
+    return folders
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cmd: list[str]) -> dict:
+    """Run a command to the end: wall seconds, peak RSS, and CPU seconds sampled over time.
+    It runs in the temporary folder, so `python -m` finds the interpreter's own lookalike."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tempfile.gettempdir()
+    )
+    samples: list[tuple[float, float]] = []
+
+    def sample() -> None:
+        while proc.poll() is None:
+            try:
+                samples.append((time.perf_counter(), cpu_seconds(proc.pid)))
+            except (OSError, IndexError):
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=sample, daemon=True).start()
+    stderr = []
+    threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True).start()
+    stdout = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        time.sleep(0.2)
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{(stderr or [b''])[0].decode()[-3000:]}")
+    return {"wall": wall, "rss_mb": usage.ru_maxrss / 1024, "samples": samples, "stdout": stdout}
+
+
+def cores_busy(samples: list[tuple[float, float]], seconds: float) -> float | None:
+    """CPU seconds per second over the last `seconds` of the run (the ingest loop; the store's
+    closing after it is short)."""
+    if len(samples) < 3:
+        return None
+    end_t, end_cpu = samples[-1]
+    before = [s for s in samples if s[0] <= end_t - seconds] or samples[:1]
+    t0, cpu0 = before[-1]
+    return round((end_cpu - cpu0) / (end_t - t0), 2) if end_t > t0 else None
+
+
+def ingest(python: str, args, dataset: str, store: str, *extra) -> dict:
+    cmd = [python, "-m", "lookalike.cli", "ingest", "--dataset", dataset, "--model", args.model]
+    out = run([*cmd, "--qdrant-path", store, "--recreate", "--json", *extra])
+    report = json.loads(out["stdout"])
+    busy = cores_busy(out["samples"], report["seconds"])
+    return {
+        "images": report["embedded"],
+        "images_per_s": round(report["embedded"] / report["seconds"], 1),
+        "peak_rss_gb": round(out["rss_mb"] / 1024, 2),
+        "cores_busy": busy,
+        # Less sensitive than images/s to other processes taking cores on a shared machine.
+        "cpu_ms_per_image": busy and round(1000 * busy * report["seconds"] / report["embedded"]),
+        "wall_s": round(out["wall"], 1),
+    }
+
+
+def marginal(python: str, args, work: Path) -> dict:
+    """images/s between 256 and 1034 Beans images, whole processes, start-up excluded."""
+    walls = {}
+    for n in (256, 1034):
+        walls[("lookalike", n)] = run(
+            [python, "-m", "lookalike.cli", "ingest", "--dataset", args.dataset]
+            + ["--model", args.model, "--limit", str(n), "--recreate"]
+            + ["--qdrant-path", str(work / "beans-store")]
+        )["wall"]
+        script = TUTORIAL.format(
+            bench=str(ROOT / "bench"), model=args.model, dataset=args.dataset, n=n
+        )
+        walls[("tutorial", n)] = run([python, "-c", script])["wall"]
+    rates = {
+        name: round((1034 - 256) / (walls[(name, 1034)] - walls[(name, 256)]), 1)
+        for name in ("lookalike", "tutorial")
+    }
+    return rates | {"speedup": round(rates["lookalike"] / rates["tutorial"], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", default="../shared/data/beans")
+    ap.add_argument("--model", default="../shared/models/efficientnet-lite0")
+    ap.add_argument("--photos", type=int, default=48, help="camera photos to ingest")
+    ap.add_argument("--small", type=int, default=256, help="small images to ingest")
+    ap.add_argument("--workdir", default=None, help="keep the made folders here (reused)")
+    ap.add_argument("--python", default=sys.executable, help="interpreter running lookalike")
+    ap.add_argument("--marginal", action="store_true", help="also whole-process vs tutorial")
+    ap.add_argument("--extra", default="", help="more ingest options, e.g. '--compile'")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write results here")
+    args = ap.parse_args()
+    args.dataset, args.model = (
+        os.path.abspath(p) if os.path.exists(p) else p for p in (args.dataset, args.model)
+    )
+    from ingest_bench import machine  # noqa: E402  (imports torch: after argument parsing)
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lookalike-photos-"))
+    folders = make_folders(args.dataset, work, args.photos, args.small)
+    result: dict = {"machine": machine(), "model": args.model, "python": args.python}
+    for name, folder in folders.items():
+        store = str(work / f"store-{name}")
+        result[name] = ingest(args.python, args, str(folder), store, *args.extra.split())
+    result["photo_to_small_ratio"] = round(
+        result["photos"]["images_per_s"] / result["small"]["images_per_s"], 2
+    )
+    if args.marginal:
+        result["marginal"] = marginal(args.python, args, work)
+    print(json.dumps(result, indent=2))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
