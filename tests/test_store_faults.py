@@ -179,6 +179,18 @@ def test_an_indexed_collection_reopens_without_false_alarms(tmp_path, index):
     assert any("vector_index" in f for f in files) and any("id_tracker" in f for f in files)
 
 
+def test_a_collection_with_removed_points_reopens_without_false_alarms(copy):
+    """Opening a shard with deleted points rewrites its id tracker's versions file: a sync
+    that removed images must not read as damage the next time."""
+    with connect(StoreConfig(path=str(copy))) as store:
+        ids = [p.id for p in store.scroll("colours", 3)[0]]
+        store.delete("colours", ids)
+        store.finish("colours")
+    for _ in range(2):
+        with connect(StoreConfig(path=str(copy))) as store:
+            assert store.info("colours").points == 9
+
+
 def record(i: int) -> ImageRecord:
     return ImageRecord(str(uuid.UUID(int=i + 1)), "train", i, i % 3, None, None, None)
 

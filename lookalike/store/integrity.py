@@ -23,7 +23,8 @@ def _recorded(relpath: str) -> bool:
     parts = relpath.split("/")
     name = parts[-1]
     if "id_tracker" in name:
-        return True
+        # Except the versions file: opening a shard with deleted points rewrites it.
+        return not name.endswith(".versions")
     if "vector_index" in parts:
         return True
     return "vector_storage" in parts and "deleted" not in relpath and name != "status.dat"
