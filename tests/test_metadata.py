@@ -68,7 +68,7 @@ def test_folder_metadata_round_trips_to_search_json_and_the_api(catalogue, tiny_
 
     config = StoreConfig(path=str(tmp_path / "store"))
     with open_searcher(config, "c", ModelSettings(device="cpu")) as searcher:
-        client = TestClient(create_app(searcher))
+        client = TestClient(create_app(searcher), base_url="http://localhost")
         files = {"image": ("q.jpg", query.read_bytes(), "image/jpeg")}
         hits = client.post("/search", files=files, data={"k": "1"}).json()["hits"]
     assert hits[0]["metadata"] == FIELDS["red/red_0.jpg"]

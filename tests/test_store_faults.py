@@ -244,8 +244,9 @@ def test_a_full_disk_stops_ingest_with_the_store_readable(
     path = str(tmp_path / "store")
     source = load_source(str(image_folder))
     config = StoreConfig(path=path, min_free_mb=1)
-    # Looks: the create (2 MB with the reserve), then one per batch (1 MB and a little).
-    fake = FillingDisk(monkeypatch, free=int(4.5 * MB), step=MB)
+    # Looks: the create (2 MB with the reserve) and, once its files exist, the room to open
+    # it again; then one per batch (1 MB and a little).
+    fake = FillingDisk(monkeypatch, free=int(5.5 * MB), step=MB)
     with connect(config) as store, pytest.raises(IngestInterrupted) as err:
         ingest(source, embedder, store, "colours", batch_size=2)
     full = err.value.cause
@@ -257,7 +258,7 @@ def test_a_full_disk_stops_ingest_with_the_store_readable(
     fake.free = 100 * MB  # space freed: the same ingest resumes
     with connect(config) as store:
         report = ingest(source, embedder, store, "colours", batch_size=2)
-        assert (report.already_stored, report.embedded) == (6, 6)
+        assert (report.unchanged, report.added, report.embedded) == (6, 6, 6)
         assert store.info("colours").points == 12
 
 

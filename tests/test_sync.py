@@ -237,7 +237,7 @@ def test_a_point_shows_its_own_image_never_what_replaced_it(photos, beans_photos
     target = sorted((photos / "healthy").iterdir())[0]
     with connect(config) as store:
         searcher = Searcher("photos", store=store, embedder=effnet)
-        client = TestClient(create_app(searcher))
+        client = TestClient(create_app(searcher), base_url="http://localhost")
         point = searcher.search(target, k=1)[0]
         own = searcher.candidate_image(point)
         assert own is not None and own.size == (256, 256)

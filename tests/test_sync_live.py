@@ -156,7 +156,7 @@ def test_serve_watch_searches_while_it_syncs(image_folder, tiny_vit, tmp_path):
     watching = WatchSettings(interval=0.2, settle=0.3)
     model = ModelSettings(model=tiny_vit, device="cpu")
     with serving_watched(config, "c", model, None, data, watching) as searcher:
-        client = TestClient(create_app(searcher))
+        client = TestClient(create_app(searcher), base_url="http://localhost")
 
         def points() -> int:
             return client.get("/health").json()["points"]
