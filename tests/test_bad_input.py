@@ -205,7 +205,7 @@ def test_pipes_sockets_and_devices_are_skipped_without_blocking(tmp_path, tiny_v
 
     ingest = run_cli("ingest", "--dataset", root, "--model", tiny_vit, "--qdrant-path", store)
     assert ingest.returncode == 0, ingest.stderr
-    assert "embedded 3 images, skipped 3" in ingest.stdout, ingest.stdout
+    assert "3 added, 0 updated, 0 renamed, 0 removed, 0 unchanged, 3 skipped" in ingest.stdout
     for name, what in (("q.jpg", "a named pipe"), ("s.jpg", "a socket"), ("zero.jpg", "device")):
         line = next(ln for ln in ingest.stderr.splitlines() if name in ln and "skipped" in ln)
         assert what in line and "only regular files are read" in line, line
