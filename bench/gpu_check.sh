@@ -59,6 +59,6 @@ for model in vit-base efficientnet-lite0; do
 done
 if [ -f bench/photo_bench.py ]; then
   step photos 120 "$PY" bench/photo_bench.py --dataset "$beans" --model "$effnet" \
-    --device "$DEVICE" --json "$OUT/photos.json"
+    --extra "--device $DEVICE" --json "$OUT/photos.json"
 fi
 cat "$OUT/summary.txt"
