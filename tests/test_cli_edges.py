@@ -4,7 +4,6 @@ and nothing overwritten without being asked."""
 
 import io
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from lookalike.cli.main import cli
 from lookalike.errors import OutputExists
 from lookalike.tune import check_output
 from tests.conftest import make_image
+from tests.peak import peak_mb
 from tests.stub_qdrant import StubQdrant
 
 
@@ -242,15 +242,6 @@ def test_tune_refuses_a_folder_that_holds_files(tmp_path, tiny_vit):
     with pytest.raises(OutputExists) as refused:
         check_output(str(out))
     assert refused.value.files == ("notes.txt",)
-
-
-def peak_mb(*args) -> float:
-    """The peak memory of a `lookalike` run, as the kernel measured it."""
-    command = [sys.executable, "-m", "lookalike.cli", *[str(a) for a in args]]
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    assert status == 0, child.stderr.read()[-2000:]
-    return usage.ru_maxrss / 1024
 
 
 def photo(megapixels: float) -> bytes:

@@ -92,7 +92,9 @@ def test_killed_ingest_resumes_to_one_point_per_image(ingest_args, tmp_path, sig
     result = CliRunner().invoke(cli, [*map(str, ingest_args), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["unchanged"] >= 20  # resumed, not redone
+    # Resumed, not redone. The bar counts images handed to the writer: a kill may lose the
+    # few (one per batch here) still queued for it, never what was stored.
+    assert report["unchanged"] >= 16
     assert report["unchanged"] + report["embedded"] == ROWS
 
     with connect(StoreConfig(path=str(tmp_path / "store"))) as store:

@@ -12,18 +12,24 @@ import transformers as tf
 from PIL import Image
 
 from tests.conftest import make_image
+from tests.peak import peak_mb
 
 EMBED_STRIPS = """
-import json, resource, sys
+import json, sys
 from lookalike.embed.embedder import Embedder
 from lookalike.images import open_image
+
+def peak_kb():  # VmHWM, not ru_maxrss: that one starts at the forking pytest's peak
+    with open("/proc/self/status") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+
 for model in sys.argv[2:]:
     emb = Embedder(model, device="cpu", precision="fp32")
     emb.embed([open_image(sys.argv[1] + "/square.png")])  # warm-up on an ordinary image
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_kb()
     for name in ("wide.png", "tall.png"):
         assert emb.embed([open_image(sys.argv[1] + "/" + name)]).shape[0] == 1
-    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    grew = peak_kb() - before
     print(json.dumps({"model": model, "grew_mb": grew / 1024}), flush=True)
 """
 
@@ -75,14 +81,7 @@ def test_aspect_ratio_bombs_cost_no_memory(tmp_path, aspect_models):
 
 def peak_rss_mb(*args) -> float:
     """Run a lookalike command to the end and return its peak resident memory."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lookalike.cli", *map(str, args)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()[-2000:]
-    return usage.ru_maxrss / 1024
+    return peak_mb(*args)
 
 
 def test_camera_photos_cost_no_more_memory_than_small_images(
