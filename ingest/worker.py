@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lookalike.embed import Embedder
 from lookalike.errors import DatasetLoadError, IngestInterrupted, StoreUnavailable
 from lookalike.index import IndexSettings
 from lookalike.ingest.writer import BackgroundWriter
@@ -16,6 +16,9 @@ from lookalike.records import CollectionMeta, ImageRecord, IngestReport, Skipped
 from lookalike.source import Source
 from lookalike.source.batches import positions, prepared_batches
 from lookalike.store import Store
+
+if TYPE_CHECKING:  # torch loads with the model, not with this module
+    from lookalike.embed import Embedder
 
 
 def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:

@@ -129,6 +129,7 @@ class CollectionInfo:
     engine: str = ""  # server, edge or local
     index: IndexSettings | None = None
     indexed_points: int | None = None  # points in the HNSW graph; the rest are scanned
+    full_scan_points: int | None = None  # up to this many, segments are scanned, not indexed
 
     def to_dict(self) -> dict[str, Any]:
         d = {"collection": self.name, "points": self.points, "dim": self.dim}
@@ -137,6 +138,7 @@ class CollectionInfo:
         d["engine"] = self.engine
         d["index"] = self.index.to_dict() if self.index else None
         d["indexed_points"] = self.indexed_points
+        d["full_scan_points"] = self.full_scan_points
         return d
 
 

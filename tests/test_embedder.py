@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -57,17 +59,25 @@ def test_embedding_is_deterministic_and_mode_independent(tiny_vit):
 
 
 @pytest.mark.parametrize(
-    "model, expected",
+    "model, expected, kind",
     [
-        ("nobody/no-such-model", "the Hugging Face hub may be unreachable"),
-        (".", "the folder must hold a transformers model"),
+        ("nobody/no-such-model", "not in the Hugging Face cache", "offline"),
+        ("../nope/model", "model folder '../nope/model' does not exist", "missing"),
+        (".", "the folder must hold a transformers model", "unreadable"),
     ],
 )
-def test_unloadable_model_says_what_and_how(model, expected):
+def test_unloadable_model_says_what_and_how(model, expected, kind):
     with pytest.raises(ModelLoadError) as err:
         Embedder(model, device="cpu")
     assert repr(model) in str(err.value) and expected in str(err.value)
-    assert err.value.model == model and "--" not in str(err.value)
+    assert (err.value.model, err.value.kind) == (model, kind) and "--" not in str(err.value)
+
+
+def test_without_network_a_hub_model_fails_at_once(no_network):
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="cannot be reached to fetch it") as err:
+        Embedder("nateraw/vit-base-beans", device="cpu")
+    assert err.value.kind == "unreachable" and time.perf_counter() - started < 5
 
 
 def test_unknown_pooling_is_refused(tiny_vit):

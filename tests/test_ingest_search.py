@@ -113,7 +113,7 @@ def test_missing_collection_names_what_exists(config, image_folder, tiny_vit):
 @pytest.mark.parametrize(
     "query, k, label, message",
     [
-        ("nope.png", 5, None, "neither an image file nor SPLIT:ROW"),
+        ("nope.png", 5, None, "no such file: 'nope.png'"),
         ("train:99", 5, None, "row 99 is out of range"),
         ("validation:0", 5, None, "has no split 'validation'"),
         ("train:0", 0, None, "k must be between 1 and 1000"),

@@ -1,33 +1,39 @@
-"""One function per command, wiring configuration into the library stages.
+"""One function per command, wiring configuration into the library stages (search and serve
+are in `searching.py`).
 
 Lives at the edge with the CLI: it owns the progress bars and skip warnings on stderr, so the
-stages below stay silent and testable.
+stages below stay silent and testable. Each checks what needs no model (inputs, store,
+collection) before a model loads, and imports torch only then.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
 from lookalike.cli.errors import skip_message
-from lookalike.cli.grid import GridRow, render_grid
-from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS
+from lookalike.cli.grid import pair_row, render_grid
+from lookalike.cli.output import plural
+from lookalike.cli.stores import check_inputs, collection_for, open_store, quiet_transformers
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.embed import ModelSettings
-from lookalike.errors import ModelMismatch
+from lookalike.embed.settings import canonical_model_id
+from lookalike.errors import BadQuery, ModelMismatch
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
-from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport, Skipped
+from lookalike.records import CollectionInfo, EvalReport, IngestReport, Skipped
 from lookalike.search.duplicates import DuplicateReport, find_duplicates
-from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate
+from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
 from lookalike.search.searcher import Gallery, Searcher
-from lookalike.source import load_source
-from lookalike.store import StoreConfig, connect
-from lookalike.tune import TuneReport, TuneSettings, tune
+from lookalike.source import Source, load_source
+from lookalike.store import Store, StoreConfig, connect
+from lookalike.store.holders import holding
+from lookalike.tune import TuneReport, TuneSettings
 
 
 @dataclass(frozen=True)
@@ -43,19 +49,6 @@ class DatasetSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def _quiet_transformers() -> None:
-    # Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
-    # it is expected here and would bury our own messages. Done here, not in the CLI group, so
-    # that `--help` never imports transformers.
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-
-
-_quiet_transformers()
-
-
 # Above this, qdrant-client's local mode is slow (its own docs warn at 20k points).
 LOCAL_MODE_POINTS = 20_000
 
@@ -64,13 +57,18 @@ def warn(message: str) -> None:
     tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
+def wrote(path: str, what: str) -> None:
+    """Say where a picture went (stderr: stdout is the results)."""
+    tqdm.write(f"wrote {what} to {os.path.abspath(path)}", file=sys.stderr)
+
+
 def _bar(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
 
 
 def run_ingest(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     data: DatasetSettings,
     model_settings: ModelSettings,
     *,
@@ -81,28 +79,17 @@ def run_ingest(
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
 ) -> IngestReport:
-    source = load_source(
-        data.dataset,
-        data.split,
-        image_column=data.image_column,
-        label_column=data.label_column,
-        limit=data.limit,
-        seed=data.seed,
-        max_pixels=data.max_pixels,
-    )
-    embedder = model_settings.load()
+    """Ingest `data` into `collection` (default: named after the dataset) with the model asked
+    for (default: the collection's, or DEFAULT_MODEL for a new one)."""
+    collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open(skipped_log, "w")) if skipped_log else None
-
-        def skip(item: Skipped) -> None:
-            item = replace(item, reason=skip_message(item.reason, item.kind))
-            where = f" ({item.path})" if item.path else ""
-            warn(f"skipped {data.split}:{item.row}{where}: {item.reason}")
-            if log:  # written as they come, so an interrupted run still has its log
-                log.write(json.dumps(asdict(item)) + "\n")
-                log.flush()
-
         store = stack.enter_context(connect(store_config))
+        source, model_settings = _ingest_inputs(store, collection, data, model_settings, recreate)
+        if not store_config.url:
+            stack.enter_context(holding(store_config.path, "ingest", collection))
+        quiet_transformers()
+        embedder = model_settings.load()
+        skip = stack.enter_context(_skip_reporter(data.split, skipped_log))
         bar = stack.enter_context(_bar(len(source), f"ingest {data.split}"))
         report = ingest(
             source,
@@ -127,34 +114,58 @@ def run_ingest(
         return report
 
 
-def run_search(
-    store_config: StoreConfig,
-    collection: str,
-    queries: Sequence[str],
-    model_settings: ModelSettings,
-    *,
-    k: int = 5,
-    label: str | None = None,
-    grid: str | None = None,
-    params: SearchSettings | None = None,
-) -> list[tuple[str, list[Hit]]]:
-    """Hits for each query, in order; with `grid`, also a picture of them in that file."""
-    with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-        images = [searcher.load_query(q) for q in queries]
-        results = searcher.search_many(images, k=k, label=label)
-        if grid:
-            rows = [
-                GridRow(q, im, hits, [searcher.candidate_image(h) for h in hits])
-                for q, im, hits in zip(queries, images, results)
-            ]
-            render_grid(rows).save(grid)
-    return list(zip(queries, results))
+def _ingest_inputs(
+    store: Store, collection: str, data: DatasetSettings, model: ModelSettings, recreate: bool
+) -> tuple[Source, ModelSettings]:
+    """The source and the model to ingest with, checked before the model loads: both inputs'
+    whereabouts at once, then that the collection holds this dataset and model."""
+    meta = None
+    if store.exists(collection):
+        meta = store.info(collection).meta  # also where a locked collection is found out
+        if meta is None and not recreate:
+            raise ModelMismatch(collection, "foreign")
+    model = replace(model, model=model.model or (meta.model if meta else DEFAULT_MODEL))
+    source = check_inputs(
+        lambda: load_source(
+            data.dataset,
+            data.split,
+            image_column=data.image_column,
+            label_column=data.label_column,
+            limit=data.limit,
+            seed=data.seed,
+            max_pixels=data.max_pixels,
+        ),
+        model,
+    )
+    if meta is None or recreate:
+        return source, model
+    if meta.dataset != source.name:
+        raise ModelMismatch(collection, "dataset", meta.dataset, source.name)
+    if canonical_model_id(model.model) != meta.model:
+        wanted = canonical_model_id(model.model)
+        raise ModelMismatch(collection, "model", repr(meta.model), repr(wanted))
+    return source, model
+
+
+@contextlib.contextmanager
+def _skip_reporter(split: str, skipped_log: str | None):
+    """A callback for skipped images: a warning each, and a JSON line in `skipped_log`."""
+    with open(skipped_log, "w") if skipped_log else contextlib.nullcontext() as log:
+
+        def skip(item: Skipped) -> None:
+            item = replace(item, reason=skip_message(item.reason, item.kind))
+            where = f" ({item.path})" if item.path else ""
+            warn(f"skipped {split}:{item.row}{where}: {item.reason}")
+            if log:  # written as they come, so an interrupted run still has its log
+                log.write(json.dumps(asdict(item)) + "\n")
+                log.flush()
+
+        yield skip
 
 
 def run_eval(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     model_settings: ModelSettings,
     *,
     split: str = "test",
@@ -165,19 +176,30 @@ def run_eval(
     recall: bool = False,
     params: SearchSettings | None = None,
 ) -> EvalReport:
-    with connect(store_config) as store:
+    with open_store(store_config, "eval", collection) as (store, collection):
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-        with _bar(len(searcher.source(split)), f"eval {split}") as bar:
+        source = searcher.source(split)  # a split the dataset lacks: said before the model
+        if source.label_column is None:
+            raise BadQuery(
+                f"split {split!r} has no label column, so there is nothing to score",
+                field="split",
+            )
+        quiet_transformers()
+        searcher.embedder  # noqa: B018 - loaded here, so the bar measures eval alone
+        with _bar(len(source), f"eval {split}") as bar:
             report = evaluate(
                 searcher,
                 split,
                 k=k,
                 batch_size=batch_size,
                 workers=workers,
-                near_duplicates=near_duplicates,
                 recall=recall,
                 on_progress=bar.update,
             )
+        if near_duplicates:
+            with _bar(min(near_duplicates, searcher.info.points), "near-duplicates") as bar:
+                score = near_duplicate_score(searcher, near_duplicates, on_progress=bar.update)
+            report = replace(report, near_duplicate_top1=score)
     if report.near_identical_queries:
         warn(
             f"{report.near_identical_queries} of {report.queries} {split} queries have a "
@@ -189,7 +211,7 @@ def run_eval(
 
 def run_tune(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     model_settings: ModelSettings,
     *,
     output: str,
@@ -200,13 +222,18 @@ def run_tune(
     """Tune the settings' model (default: the collection's) on `dataset` (default: the
     collection's)."""
     if model_settings.model is None or dataset is None:
-        with connect(store_config) as store:
+        with open_store(store_config, "tune", collection) as (store, collection):
             meta = store.info(collection).meta
         if meta is None:
             raise ModelMismatch(collection, "foreign")
         model_settings = replace(model_settings, model=model_settings.model or meta.model)
         dataset = dataset or meta.dataset
-    train, val, test = (load_source(dataset, s) if s else None for s in splits)
+    train, val, test = check_inputs(
+        lambda: [load_source(dataset, s) if s else None for s in splits], model_settings
+    )
+    quiet_transformers()
+    from lookalike.tune import tune  # torch loads here
+
     total = settings.epochs * len(train)
     with _bar(total, f"tune on {train.split}") as bar:
 
@@ -230,7 +257,7 @@ def run_tune(
 
 def run_duplicates(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     *,
     threshold: float,
     neighbours: int = 3,
@@ -238,42 +265,18 @@ def run_duplicates(
     grid_pairs: int = 12,
 ) -> DuplicateReport:
     """Near-duplicate pairs and groups; with `grid`, a picture of the best pairs."""
-    with connect(store_config) as store:
+    with open_store(store_config, "duplicates", collection) as (store, collection):
         report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
         meta = store.info(collection).meta
     if grid and report.pairs and meta:
         gallery = Gallery(meta)
-        rows = [
-            GridRow(
-                f"{p.a.split}:{p.a.row}",
-                gallery.image(p.a) or _blank(),
-                [Hit.found(p.b, 1, p.score)],
-                [gallery.image(p.b)],
-            )
-            for p in report.pairs[:grid_pairs]
-        ]
+        pairs = report.pairs[:grid_pairs]
+        rows = [pair_row(p, gallery.image(p.a), gallery.image(p.b)) for p in pairs]
         render_grid(rows).save(grid)
+        wrote(grid, f"the best {len(pairs)} of {plural(len(report.pairs), 'pair')}")
     return report
 
 
-def _blank():
-    from PIL import Image
-
-    return Image.new("RGB", (8, 8), (235, 235, 235))
-
-
-@contextlib.contextmanager
-def open_searcher(
-    store_config: StoreConfig,
-    collection: str,
-    model_settings: ModelSettings,
-    params: SearchSettings | None = None,
-):
-    """A Searcher on an open store, closed on exit (for long-running servers)."""
-    with connect(store_config) as store:
-        yield Searcher(collection, store=store, settings=model_settings, params=params)
-
-
-def collection_info(store_config: StoreConfig, collection: str) -> CollectionInfo:
-    with connect(store_config) as store:
+def collection_info(store_config: StoreConfig, collection: str | None) -> CollectionInfo:
+    with open_store(store_config, "info", collection) as (store, collection):
         return store.info(collection)

@@ -12,6 +12,7 @@ from lookalike.errors import (
     CollectionNotFound,
     DatasetLoadError,
     IngestInterrupted,
+    LoadErrors,
     LookalikeError,
     ModelLoadError,
     ModelMismatch,
@@ -19,20 +20,23 @@ from lookalike.errors import (
     StoreUnavailable,
 )
 
+OFFLINE_SECTION = 'README, "Offline, or with your own data and model"'
 DATASET_HINTS = {
-    "unreachable": "download it elsewhere and pass its local folder with --dataset PATH",
+    "missing": "check the path, or pass a hub id or another folder with --dataset",
+    "offline": "pass a local folder with --dataset PATH, or unset HF_HUB_OFFLINE to download it",
+    "not_found": "check the hub id, or pass a local folder with --dataset PATH",
     "no_image_column": "pass --image-column",
     "no_label_column": "pass --label-column",
     "no_split": "choose one with --split",
 }
 MODEL_HINTS = {
-    "unreachable": "download the model elsewhere and pass its local folder with --model PATH",
+    "missing": "check the path, or pass a hub id or another folder with --model",
+    "offline": "pass a local folder with --model PATH, or unset HF_HUB_OFFLINE to download it",
+    "not_found": "check the hub id, or pass a local folder with --model PATH",
     "device": "choose another --device",
     "pooling": "choose another --pooling",
 }
-LOCKED_HINT = (
-    "wait for it to finish, or run a Qdrant server (docker compose up -d) and pass --qdrant-url"
-)
+SERVER_HINT = "run a Qdrant server (docker compose up -d) and pass --qdrant-url"
 IMAGE_HINTS = {"too_many_pixels": "raise --max-pixels to allow it"}
 
 
@@ -42,6 +46,20 @@ def mismatch_hint(command: str) -> str:
     return "search with the model it was built with (leave --model out), or re-ingest"
 
 
+def locked_hint(error: StoreLocked) -> str:
+    stop = f"stop it (Ctrl-C where it runs, or kill {error.pid})" if error.pid else "stop it"
+    ask = "; `lookalike search` asks a running serve itself" if error.url else ""
+    return f"wait for it to finish or {stop}, or {SERVER_HINT}{ask}"
+
+
+def collection_hint(error: CollectionNotFound) -> str:
+    if error.collection is not None:
+        return f"run `lookalike ingest --collection {error.collection}`"
+    if error.known:
+        return "choose one with --collection"
+    return "run `lookalike ingest` first, or pass the --qdrant-path you ingested into"
+
+
 def hint(error: LookalikeError, command: str) -> str | None:
     """The advice for `error` when `command` raised it, naming the flags of that command."""
     if isinstance(error, DatasetLoadError):
@@ -49,16 +67,32 @@ def hint(error: LookalikeError, command: str) -> str | None:
     if isinstance(error, ModelLoadError):
         return MODEL_HINTS.get(error.kind)
     if isinstance(error, CollectionNotFound):
-        return f"run `lookalike ingest --collection {error.collection}`"
+        return collection_hint(error)
     if isinstance(error, ModelMismatch):
         return mismatch_hint(command)
     if isinstance(error, StoreLocked):
-        return LOCKED_HINT
+        return locked_hint(error)
     if isinstance(error, StoreUnavailable) and error.refused_key:
         return "check --qdrant-api-key"
     if isinstance(error, BadImage):
         return IMAGE_HINTS.get(error.kind or "")
     return None
+
+
+def no_network(errors: list[DatasetLoadError | ModelLoadError]) -> str:
+    """One line for every hub id that needs the network this machine lacks."""
+    named = [
+        (("dataset", e.dataset) if isinstance(e, DatasetLoadError) else ("model", e.model))
+        for e in errors
+    ]
+    what = " and ".join(f"{kind} {name!r}" for kind, name in named)
+    flags = " and ".join(f"--{kind} PATH" for kind, _ in named)
+    folders = "local folders" if len(named) > 1 else "a local folder"
+    return (
+        f"no network: the Hugging Face hub cannot be reached to fetch {what}: pass {folders} "
+        f"with {flags}, or set HF_HUB_OFFLINE=1 to use copies already in the Hugging Face "
+        f"cache ({OFFLINE_SECTION})"
+    )
 
 
 def explain(error: LookalikeError, command: str) -> str:
@@ -67,8 +101,14 @@ def explain(error: LookalikeError, command: str) -> str:
         return (
             f"{error}. Run the same command again to resume; stored images are not embedded again."
         )
-    advice = hint(error, command)
-    return f"{error}: {advice}" if advice else str(error)
+    errors = list(error.errors) if isinstance(error, LoadErrors) else [error]
+    offline = [e for e in errors if getattr(e, "kind", None) == "unreachable"]
+    parts = [no_network(offline)] if offline else []
+    for e in errors:
+        if e not in offline:
+            advice = hint(e, command)
+            parts.append(f"{e}: {advice}" if advice else str(e))
+    return "; ".join(parts)
 
 
 def skip_message(reason: str, kind: str | None) -> str:

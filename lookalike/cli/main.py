@@ -101,7 +101,7 @@ def cli(ctx: click.Context) -> None:
 )
 @json_option
 @workers_option
-@model_options(default=DEFAULT_MODEL, pooling=True)
+@model_options(default=None, new=DEFAULT_MODEL, pooling=True)
 @store_options
 @index_options
 @domain_errors
@@ -131,6 +131,10 @@ def ingest(store_config, collection, model_settings, index, as_json, **options):
 @click.argument("queries", nargs=-1, required=True)
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
+@flag(
+    "--include-self",
+    help="Keep a query that is one of the collection's own images as its own first hit.",
+)
 @json_option
 @opt(
     "--grid",
@@ -142,32 +146,27 @@ def ingest(store_config, collection, model_settings, index, as_json, **options):
 @model_options(default=None)
 @store_options
 @domain_errors
-def search(store_config, collection, queries, k, label, as_json, grid, model_settings, params):
+def search(store_config, collection, queries, model_settings, params, as_json, **options):
     """Find the candidates most like each QUERY.
 
-    QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
+    QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset. A query that
+    is one of the collection's own images is left out of its own results (--include-self keeps
+    it). When a running `lookalike serve` holds the embedded store, the search is sent to it.
 
     \b
     Example:
       lookalike search test:17 leaf.jpg --k 5 --label healthy --json
     """
-    from lookalike.cli.commands import run_search
+    from lookalike.cli.searching import run_search
 
     results = run_search(
-        store_config,
-        collection,
-        queries,
-        model_settings,
-        k=k,
-        label=label,
-        grid=grid,
-        params=params,
+        store_config, collection, queries, model_settings, params=params, **options
     )
-    for query, hits in results:
+    for result in results:
         if as_json:
-            echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
+            echo_json(result.to_dict())
         else:
-            click.echo(hits_table(query, hits))
+            click.echo(hits_table(result))
 
 
 @cli.command("eval")
@@ -320,12 +319,15 @@ def serve(store_config, collection, host, port, max_upload_mb, model_settings, p
     """
     import uvicorn
 
-    from lookalike.cli.commands import open_searcher
+    from lookalike.cli.searching import open_searcher
     from lookalike.cli.web import create_app
 
-    with open_searcher(store_config, collection, model_settings, params) as searcher:
+    # What a `search` that finds the store held should call: a wildcard host is not an address.
+    local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    url = f"http://{local}:{port}/"
+    with open_searcher(store_config, collection, model_settings, params, url=url) as searcher:
         app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
-        click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
+        click.echo(f"serving {searcher.collection!r} on http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

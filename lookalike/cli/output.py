@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from lookalike.cli.errors import skip_message
-from lookalike.records import CollectionInfo, EvalReport, Hit, IngestReport
+from lookalike.records import CollectionInfo, EvalReport, IngestReport
+from lookalike.search.queries import Result
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -16,7 +17,15 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def hits_table(query: str, hits: list[Hit]) -> str:
+def plural(n: int, noun: str) -> str:
+    """ "1 group", "2 groups"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def hits_table(result: Result) -> str:
+    """The query (with its label, when known), its hits, and whether its own image was left
+    out."""
+    query, hits = result.query, result.hits
     rows = [
         [
             str(h.rank),
@@ -28,7 +37,15 @@ def hits_table(query: str, hits: list[Hit]) -> str:
         for h in hits
     ]
     body = _table(["rank", "score", "label", "split:row", "path"], rows) if hits else "(no hits)"
-    return f"query: {query}\n{body}\n"
+    head = f"query: {query.text}"
+    if query.label_name is not None:
+        head += f" (label {query.label_name})"
+    note = (
+        "(the query is one of the collection's own images: left out; --include-self keeps it)\n"
+        if result.excluded_self
+        else ""
+    )
+    return f"{head}\n{body}\n{note}"
 
 
 def ingest_summary(report: IngestReport) -> str:
@@ -83,10 +100,22 @@ def duplicates_table(report) -> str:
     body = _table(["score", "a", "b", "cross-split", "paths"], rows) if rows else "(no pairs)"
     summary = report.to_dict()
     return (
-        f"{body}\n{summary['pairs']} pairs at cosine >= {report.threshold} among "
-        f"{report.points} images, in {len(report.groups)} groups; "
-        f"{summary['cross_split_pairs']} pairs cross splits (leakage)"
+        f"{body}\n{plural(summary['pairs'], 'pair')} at cosine >= {report.threshold} among "
+        f"{plural(report.points, 'image')}, in {plural(len(report.groups), 'group')}; "
+        f"{summary['cross_split_pairs']} of them cross splits (leakage)"
     )
+
+
+def _indexed(info: CollectionInfo) -> str:
+    done, points = info.indexed_points, info.points
+    if points == 0 or done >= points:
+        return f"{done} of {points}"
+    if info.full_scan_points is not None and points <= info.full_scan_points:
+        return (
+            f"{done} of {points}: a collection this small is searched exactly, which is faster "
+            f"than a graph (the graph is built above ~{info.full_scan_points:,} points)"
+        )
+    return f"{done} of {points}: the rest are searched exactly until the graph catches up"
 
 
 def info_table(info: CollectionInfo) -> str:
@@ -104,9 +133,7 @@ def info_table(info: CollectionInfo) -> str:
         ]
     rows.append(["engine", info.engine])
     if info.indexed_points is not None:
-        rows.append(
-            ["in the HNSW graph", f"{info.indexed_points} of {info.points} (the rest: exact scan)"]
-        )
+        rows.append(["in the HNSW graph", _indexed(info)])
     if info.index:
         i = info.index
         rows += [

@@ -12,9 +12,11 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from lookalike import hub
 from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.embed import pooling as pooling_
 from lookalike.embed.optimize import fold_batchnorms
+from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import ModelLoadError
 from lookalike.images import to_rgb
 
@@ -66,24 +68,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
-def canonical_model_id(model: str) -> str:
-    """A hub id stays as given; a local folder becomes its absolute path, so it compares equal
-    whatever directory lookalike is run from."""
-    return os.path.abspath(model) if os.path.isdir(model) else model
-
-
 def _load_error(model: str, err: Exception) -> ModelLoadError:
     local = os.path.isdir(model)
     hint = (
         "the folder must hold a transformers model: config.json, weights, image processor"
         if local
-        else "the Hugging Face hub may be unreachable or the id may be wrong"
+        else "check the id on the Hugging Face hub"
     )
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ModelLoadError(
         model,
         f"could not load model {model!r} ({first}): {hint}",
-        kind="unreadable" if local else "unreachable",
+        kind="unreadable" if local else "not_found",
     )
 
 
@@ -115,6 +111,7 @@ class Embedder:
                 f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}",
                 kind="pooling",
             )
+        hub.check_model(model, revision)  # a missing folder or no network: said at once
         self.model_id = canonical_model_id(model)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 import numpy as np
 import qdrant_edge as qe
 
-from lookalike.errors import StoreLocked, StoreUnavailable
+from lookalike.errors import StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, StoredPoint
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig, check_name
+from lookalike.store.holders import locked
 
 META_FILE = "lookalike.json"
 # Segments under this size (KB) are scanned, not graph-searched: exact and fast when small.
@@ -84,7 +85,7 @@ class EdgeStore(Store):
                 self._shards[name] = qe.EdgeShard.load(os.path.join(self._dir(name), "shard"))
             except Exception as e:  # the bindings raise plain Exception
                 if "WouldBlock" in str(e):
-                    raise StoreLocked(self.config.path, name) from e
+                    raise locked(self.config.path, name) from e
                 raise self._fail(f"open collection {name!r}", e) from e
             self._prefetch(name)
         return self._shards[name]
@@ -140,6 +141,7 @@ class EdgeStore(Store):
             name=name,
             points=shard.count(qe.CountRequest(exact=True)),
             indexed_points=shard.info().indexed_vectors_count,
+            full_scan_points=FULL_SCAN_KB * 1024 // (4 * int(settings["dim"])),
             dim=int(settings["dim"]),
             distance="Cosine",
             meta=CollectionMeta.from_dict(meta) if meta else None,

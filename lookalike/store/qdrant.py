@@ -17,11 +17,12 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from lookalike.errors import StoreLocked, StoreUnavailable
+from lookalike.errors import StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import CollectionInfo, CollectionMeta, Hit, ImageRecord, StoredPoint
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig
+from lookalike.store.holders import locked
 
 # Worth another try: the server is restarting, overloaded or briefly unreachable.
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -108,7 +109,7 @@ class QdrantStore(Store):
                     client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
         except RuntimeError as e:
             if "already accessed" in str(e):
-                raise StoreLocked(config.path) from e
+                raise locked(config.path) from e
             raise
         return cls(client, config)
 
@@ -158,6 +159,7 @@ class QdrantStore(Store):
             engine=self.engine,
             index=_index_settings(desc.config),
             indexed_points=desc.indexed_vectors_count if self.config.url else None,
+            full_scan_points=_full_scan_points(desc.config) if self.config.url else None,
         )
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
@@ -288,3 +290,10 @@ class QdrantStore(Store):
             [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(r.points, 1)]
             for r in responses
         ]
+
+
+def _full_scan_points(config) -> int | None:
+    """Points per segment below which the server scans instead of building a graph."""
+    kb = getattr(config.hnsw_config, "full_scan_threshold", None)
+    size = config.params.vectors.size
+    return kb * 1024 // (4 * size) if kb and size else None
