@@ -16,8 +16,7 @@ from PIL import Image
 
 from lookalike.errors import BadImage, BadQuery, StoreUnavailable
 from lookalike.images import open_image
-from lookalike.records import Hit
-from lookalike.search.queries import Query, Result
+from lookalike.records import Hit, Query, Result
 from lookalike.search.searcher import SPLIT_ROW
 
 

@@ -15,8 +15,8 @@ from lookalike.embed.settings import ModelSettings, canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.index import SearchSettings, effective
-from lookalike.records import CollectionMeta, Hit, StoredPoint, check_compatible
-from lookalike.search.queries import Query, Result, split_own
+from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
+from lookalike.search.queries import split_own
 from lookalike.source import Source, load_source
 from lookalike.store import Store, connect
 

@@ -85,6 +85,26 @@ def effnet_dir() -> str:
     return str(need_shared(EFFNET))
 
 
+@pytest.fixture(scope="session")
+def beans_store(tmp_path_factory, beans_dir, effnet_dir) -> list[str]:
+    """The store options of a collection `beans`: 300 Beans train images embedded by the real
+    efficientnet-lite0, ingested once through the command line for every test that searches
+    real photos (the modules using it close their handles: an embedded store admits one)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from lookalike.cli.main import cli
+
+    store = ["--qdrant-path", str(tmp_path_factory.mktemp("beans") / "store")]
+    args = ["ingest", "--dataset", beans_dir, "--model", effnet_dir, "--limit", "300", "--json"]
+    result = CliRunner().invoke(cli, [*args, *store])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["collection"], report["embedded"], report["skipped"]) == ("beans", 300, 0)
+    return store
+
+
 def make_tiny_vit(folder: Path, hidden: int = 32, seed: int = 0) -> str:
     import torch
     from transformers import ViTConfig, ViTImageProcessor, ViTModel

@@ -17,10 +17,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from lookalike.cli.web import create_app
-from lookalike.embed.embedder import Embedder
-from lookalike.ingest import ingest
 from lookalike.search import Searcher
-from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,11 +55,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, beans_dir, effnet_dir):
-    store = connect(StoreConfig(path=str(tmp_path_factory.mktemp("web") / "store")))
-    emb = Embedder(effnet_dir, device="cpu")
-    ingest(load_source(beans_dir, "train", limit=120, seed=1), emb, store, "beans")
-    searcher = Searcher("beans", store=store, embedder=emb)
+def server(beans_store):
+    store = connect(StoreConfig(path=beans_store[1]))
+    searcher = Searcher("beans", store=store)
+    searcher.embedder  # noqa: B018 - loaded before the first request, as serve does
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -144,6 +144,7 @@ def test_eval_json(built):
     assert 0.0 <= report["precision_at_k"] <= report["map_at_k"] <= 1.0
     assert set(report["per_class_precision_at_k"]) == {"blue", "green", "red"}
     assert 0.0 <= report["near_duplicate_top1"] <= 1.0
+    assert "near-duplicates: 100%" in result.stderr and "6/6" in result.stderr  # its own bar
 
 
 def test_eval_warns_when_queries_leak_into_the_gallery(built, image_folder, tmp_path):

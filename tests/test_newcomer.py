@@ -184,3 +184,18 @@ def test_other_commands_say_which_process_holds_the_store(serving):
     assert result.exit_code == 1
     assert f"(pid {pid}, lookalike serve serving http://127.0.0.1:" in result.stderr
     assert f"kill {pid}" in result.stderr and "--qdrant-url" in result.stderr
+
+
+def test_serve_records_where_it_answers_while_it_holds_the_store(tmp_path, image_folder, tiny_vit):
+    from lookalike.cli.searching import open_searcher
+    from lookalike.embed import ModelSettings
+    from lookalike.store import StoreConfig
+
+    store = ["--qdrant-path", tmp_path / "store"]
+    assert run("ingest", "--dataset", image_folder, "--model", tiny_vit, *store).exit_code == 0
+    config, url = StoreConfig(path=str(tmp_path / "store")), "http://127.0.0.1:8123/"
+    with open_searcher(config, None, ModelSettings(), url=url) as searcher:
+        record = json.loads((tmp_path / "store" / "holders" / f"{os.getpid()}.json").read_text())
+        assert (record["command"], record["collection"], record["url"]) == ("serve", "images", url)
+        assert searcher.collection == "images"
+    assert not list((tmp_path / "store" / "holders").iterdir())

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from lookalike.search.queries import Result
+from lookalike.records import Result
 
 TILE = 192
 LINE = 18

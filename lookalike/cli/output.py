@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from lookalike.cli.errors import skip_message
-from lookalike.records import CollectionInfo, EvalReport, IngestReport
-from lookalike.search.queries import Result
+from lookalike.records import CollectionInfo, EvalReport, IngestReport, Result
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

@@ -12,7 +12,7 @@ from lookalike.cli.stores import open_store, quiet_transformers
 from lookalike.embed import ModelSettings
 from lookalike.errors import StoreLocked
 from lookalike.index import SearchSettings
-from lookalike.search.queries import Result
+from lookalike.records import Result
 from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k
 from lookalike.store import StoreConfig

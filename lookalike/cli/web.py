@@ -15,8 +15,7 @@ from pydantic import BaseModel
 
 from lookalike.errors import BadImage, BadQuery
 from lookalike.images import open_image
-from lookalike.records import Hit
-from lookalike.search.queries import Query
+from lookalike.records import Hit, Query
 from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes

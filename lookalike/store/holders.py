@@ -49,6 +49,7 @@ def holding(
     record = os.path.join(folder, f"{os.getpid()}.json")
     try:
         os.makedirs(folder, exist_ok=True)
+        _forget_the_dead(folder)
         with open(record + ".tmp", "w") as f:
             json.dump(asdict(Holder(os.getpid(), command, collection, url, time.time())), f)
         os.replace(record + ".tmp", record)
@@ -60,6 +61,15 @@ def holding(
         if record:
             with contextlib.suppress(OSError):
                 os.remove(record)
+
+
+def _forget_the_dead(folder: str) -> None:
+    """Remove the records of processes that died without removing their own (SIGKILL)."""
+    for name in os.listdir(folder):
+        pid = name.split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, name))
 
 
 def holders(path: str) -> list[Holder]:

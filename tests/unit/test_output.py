@@ -5,9 +5,8 @@ import pytest
 from lookalike.cli.grid import pair_row, render_grid
 from lookalike.cli.output import duplicates_table, hits_table, info_table, ingest_summary
 from lookalike.index import IndexSettings
-from lookalike.records import CollectionInfo, Hit, IngestReport, Skipped, StoredPoint
+from lookalike.records import CollectionInfo, Hit, IngestReport, Query, Result, Skipped, StoredPoint
 from lookalike.search.duplicates import DuplicatePair, DuplicateReport
-from lookalike.search.queries import Query, Result
 
 
 def test_hits_table_lists_rank_score_label_and_path():
