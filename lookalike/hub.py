@@ -90,8 +90,14 @@ def check_model(model: str, revision: str | None = None) -> None:
     elif offline():
         if not model_cached(model, revision):
             raise ModelLoadError(model, _not_cached("model", model), kind="offline")
-    elif not reachable(endpoint()):
+    elif cache_only(model) and not model_cached(model, revision):
         raise ModelLoadError(model, _unreachable("model", model), kind="unreachable")
+
+
+def cache_only(model: str) -> bool:
+    """Whether `model` is a hub id to be read from the cache alone: the hub cannot be reached
+    (a model downloaded before still loads, without waiting on retries)."""
+    return not _local(model) and not offline() and not reachable(endpoint())
 
 
 def model_cached(model: str, revision: str | None = None) -> bool:

@@ -1,4 +1,5 @@
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,21 @@ def test_unloadable_model_says_what_and_how(model, expected, kind):
         Embedder(model, device="cpu")
     assert repr(model) in str(err.value) and expected in str(err.value)
     assert (err.value.model, err.value.kind) == (model, kind) and "--" not in str(err.value)
+
+
+def test_without_network_a_model_in_the_cache_loads_at_once(no_network, tiny_vit):
+    import shutil
+
+    from huggingface_hub import constants
+
+    # The layout huggingface_hub leaves after downloading "nobody/cached-vit".
+    repo = Path(constants.HF_HUB_CACHE) / "models--nobody--cached-vit"
+    shutil.copytree(tiny_vit, repo / "snapshots" / "0123abc")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    started = time.perf_counter()
+    emb = Embedder("nobody/cached-vit", device="cpu")
+    assert emb.dim == 32 and time.perf_counter() - started < 30
 
 
 def test_without_network_a_hub_model_fails_at_once(no_network):

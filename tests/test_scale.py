@@ -80,9 +80,9 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.fixture
-def quantized(tmp_path, image_folder, tiny_vit):
-    store = ["--qdrant-path", tmp_path / "store", "--collection", "q"]
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, image_folder, tiny_vit):
+    store = ["--qdrant-path", tmp_path_factory.mktemp("scale") / "store", "--collection", "q"]
     result = run(
         "ingest",
         "--dataset",

@@ -117,6 +117,8 @@ class Embedder:
         self.precision = resolve_precision(precision, self.device)
         # Never run code shipped with a model unless the user asked for it.
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+        if hub.cache_only(model):
+            kwargs["local_files_only"] = True
         try:
             config = AutoConfig.from_pretrained(model, **kwargs)
             self.processor = AutoImageProcessor.from_pretrained(model, **kwargs)
