@@ -9,7 +9,7 @@ from lookalike.cli.main import cli
 
 
 def test_eval_on_test_split_is_far_above_chance(beans_store):
-    args = ["eval", "--split", "test", "--recall", "--json", *beans_store]
+    args = ["eval", "--split", "test", "--recall", "--near-duplicates", "0", "--json", *beans_store]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -126,7 +126,7 @@ def test_empty_page_says_what_to_do_and_shows_no_broken_image(browser, server):
 
 def test_upload_shows_k_captioned_results_and_k_applies_at_once(browser, server, tmp_path):
     url, searcher = server
-    query = tmp_path / "rust-leaf.jpg"
+    query = tmp_path / "rust-leaf.png"  # lossless: the same pixels `search test:50` embeds
     searcher.source("test").record(50).image.save(query)  # a bean_rust leaf
     open_page(browser, url)
     browser.find_element(By.ID, "file").send_keys(str(query))
@@ -138,7 +138,7 @@ def test_upload_shows_k_captioned_results_and_k_applies_at_once(browser, server,
     assert all(c.split("\n")[0].split(" ", 1)[1] in labels for c in texts)
     assert sum("bean_rust" in c for c in texts) >= 3
     assert all(".jpg" in c for c in texts)  # each result names its file
-    assert browser.find_element(By.ID, "query-title").text == "rust-leaf.jpg"
+    assert browser.find_element(By.ID, "query-title").text == "rust-leaf.png"
     shot(browser, "search-page")
 
     # k applies as it is typed: no blur, no Enter.

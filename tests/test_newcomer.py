@@ -8,12 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from click.testing import CliRunner
 
 from lookalike.cli.main import cli
@@ -124,49 +122,33 @@ print("torch" in sys.modules, "transformers" in sys.modules)
     assert time.perf_counter() - started < 60  # no ~45 s of hub retries per id
 
 
-@pytest.fixture
-def serving(tmp_path, image_folder, tiny_vit):
-    """A store held by a `serve` in this process (its HTTP server on a free port), recorded as
-    another process would record it."""
-    from lookalike.cli.web import create_app
-    from lookalike.embed import ModelSettings
-    from lookalike.search import Searcher
-    from lookalike.store import StoreConfig, connect
-
-    store = ["--qdrant-path", tmp_path / "store", "--collection", "colours"]
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory, image_folder, tiny_vit):
+    """A real `lookalike serve` in another process, holding an embedded store."""
+    tmp = tmp_path_factory.mktemp("serving")
+    store = ["--qdrant-path", tmp / "store", "--collection", "colours"]
     assert run("ingest", "--dataset", image_folder, "--model", tiny_vit, *store).exit_code == 0
-    config = StoreConfig(path=str(tmp_path / "store"))
-    with connect(config) as opened:
-        searcher = Searcher("colours", store=opened, settings=ModelSettings())
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="error")
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        # The holder record a serve in another process leaves (this process's own is ignored).
-        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-        record = {
-            "pid": other.pid,
-            "command": "serve",
-            "collection": "colours",
-            "url": f"http://127.0.0.1:{port}/",
-            "started": 0.0,
-        }
-        (tmp_path / "store" / "holders").mkdir(exist_ok=True)
-        (tmp_path / "store" / "holders" / f"{other.pid}.json").write_text(json.dumps(record))
-        yield store, other.pid
-        other.kill()
-        server.should_exit = True
-        thread.join(timeout=10)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port), *map(str, store)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    said = ""  # until "serving 'colours' on ...": the model and the store are open
+    while "serving 'colours'" not in said:
+        line = serve.stderr.readline()
+        assert line, said
+        said += line
+    yield store, serve, tmp / "store" / "holders"
+    if serve.poll() is None:
+        serve.kill()
 
 
 def test_search_asks_the_serve_that_holds_the_store(serving, image_folder):
-    store, pid = serving
+    store, serve, _ = serving
+    pid = serve.pid
     query = image_folder / "green" / "green_2.jpg"
     result = run("search", query, "train:0", "--k", 3, "--json", *store)
     assert result.exit_code == 0, result.output
@@ -179,23 +161,18 @@ def test_search_asks_the_serve_that_holds_the_store(serving, image_folder):
 
 
 def test_other_commands_say_which_process_holds_the_store(serving):
-    store, pid = serving
+    store, serve, _ = serving
+    pid = serve.pid
     result = run("eval", "--split", "train", *store)
     assert result.exit_code == 1
     assert f"(pid {pid}, lookalike serve serving http://127.0.0.1:" in result.stderr
     assert f"kill {pid}" in result.stderr and "--qdrant-url" in result.stderr
 
 
-def test_serve_records_where_it_answers_while_it_holds_the_store(tmp_path, image_folder, tiny_vit):
-    from lookalike.cli.searching import open_searcher
-    from lookalike.embed import ModelSettings
-    from lookalike.store import StoreConfig
-
-    store = ["--qdrant-path", tmp_path / "store"]
-    assert run("ingest", "--dataset", image_folder, "--model", tiny_vit, *store).exit_code == 0
-    config, url = StoreConfig(path=str(tmp_path / "store")), "http://127.0.0.1:8123/"
-    with open_searcher(config, None, ModelSettings(), url=url) as searcher:
-        record = json.loads((tmp_path / "store" / "holders" / f"{os.getpid()}.json").read_text())
-        assert (record["command"], record["collection"], record["url"]) == ("serve", "images", url)
-        assert searcher.collection == "images"
-    assert not list((tmp_path / "store" / "holders").iterdir())
+def test_a_stopped_serve_leaves_the_store_free(serving):
+    store, serve, holders = serving
+    assert [p.name for p in holders.iterdir()] == [f"{serve.pid}.json"]
+    serve.terminate()  # SIGTERM, as a service manager stops it
+    assert serve.wait(timeout=60) == 128 + 15
+    assert list(holders.iterdir()) == []
+    assert run("search", "train:0", *store).exit_code == 0  # opens the store itself again

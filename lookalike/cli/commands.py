@@ -57,9 +57,14 @@ def warn(message: str) -> None:
     tqdm.write(f"warning: {message}", file=sys.stderr)
 
 
+def note(message: str) -> None:
+    """Something the user should know that is not a result (stderr: stdout is the results)."""
+    tqdm.write(message, file=sys.stderr)
+
+
 def wrote(path: str, what: str) -> None:
-    """Say where a picture went (stderr: stdout is the results)."""
-    tqdm.write(f"wrote {what} to {os.path.abspath(path)}", file=sys.stderr)
+    """Say where a picture went."""
+    note(f"wrote {what} to {os.path.abspath(path)}")
 
 
 def _bar(total: int, desc: str) -> tqdm:

@@ -6,6 +6,7 @@ Results go to stdout (a table, or JSON lines with --json); progress and warnings
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -328,6 +329,9 @@ def serve(store_config, collection, host, port, max_upload_mb, model_settings, p
     with open_searcher(store_config, collection, model_settings, params, url=url) as searcher:
         app = create_app(searcher, max_upload=max_upload_mb * 1024 * 1024)
         click.echo(f"serving {searcher.collection!r} on http://{host}:{port}/", err=True)
+        # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the store
+        # close and this process's holder record go, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

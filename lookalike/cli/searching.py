@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
-from lookalike.cli.commands import warn, wrote
+from lookalike.cli.commands import note, warn, wrote
 from lookalike.cli.grid import render_grid, result_row
 from lookalike.cli.stores import open_store, quiet_transformers
 from lookalike.embed import ModelSettings
@@ -45,7 +45,7 @@ def run_search(
     except StoreLocked as e:
         if not e.url:
             raise
-        warn(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
+        note(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
         if model_settings.model or (params and not params.is_default):
             warn("the server searches with its own model and search options")
         remote = RemoteSearcher(e.url, timeout=store_config.timeout)
