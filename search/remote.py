@@ -52,6 +52,14 @@ class RemoteSearcher:
         )
         return Result(query, [Hit(**h) for h in body["hits"]], bool(body.get("excluded_self")))
 
+    def collection(self) -> str | None:
+        """The collection the server searches (None if it does not answer)."""
+        try:
+            with urllib.request.urlopen(self.url + "health", timeout=self.timeout) as r:
+                return json.load(r).get("collection")
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
     def candidate_image(self, hit: Hit) -> Image.Image | None:
         return self._image(f"points/{hit.id}")
 

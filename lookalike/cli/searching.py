@@ -43,12 +43,12 @@ def run_search(
                 _draw(grid, results, searcher.candidate_image)
             return results
     except StoreLocked as e:
-        if not e.url:
+        remote = RemoteSearcher(e.url, timeout=store_config.timeout) if e.url else None
+        if remote is None or (collection and remote.collection() != collection):
             raise
         note(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
         if model_settings.model or (params and not params.is_default):
             warn("the server searches with its own model and search options")
-        remote = RemoteSearcher(e.url, timeout=store_config.timeout)
         results = [remote.search(q, k, label, include_self=include_self) for q in queries]
         if grid:
             _draw(grid, results, remote.candidate_image)
