@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from lookalike.cli.main import cli
 from lookalike.store import StoreConfig, connect
 
-ROWS = 160
+ROWS = 80
 
 
 def lookalike(*args) -> list[str]:

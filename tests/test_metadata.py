@@ -62,7 +62,7 @@ def test_folder_metadata_round_trips_to_search_json_and_the_api(catalogue, tiny_
     table = run(*search).stdout
     assert 'sku="R-000" price=9.5 tags=["warm", "bright"]' in table
 
-    from lookalike.cli.commands import open_searcher
+    from lookalike.cli.searching import open_searcher
     from lookalike.cli.web import create_app
     from lookalike.embed import ModelSettings
 

@@ -194,6 +194,10 @@ class Source:
 
     def record(self, row: int) -> ImageRecord:
         """The record at original row `row` of the split (raises BadImage if it is unreadable)."""
+        return self.decode(self.position(row))
+
+    def position(self, row: int) -> int:
+        """Where original row `row` of the split is; DatasetLoadError if it has none."""
         position = np.flatnonzero(self.rows == row)
         if len(position) == 0:
             raise DatasetLoadError(
@@ -203,7 +207,7 @@ class Source:
                 kind="row",
                 split=self.split,
             )
-        return self.decode(int(position[0]))
+        return int(position[0])
 
     def decode(self, position: int) -> ImageRecord:
         """The record at `position`, decoded (raises BadImage if it is unreadable)."""
