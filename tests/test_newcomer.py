@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from lookalike.cli.main import cli
+from lookalike.search.remote import RemoteSearcher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +142,10 @@ def serving(tmp_path_factory, image_folder, tiny_vit):
         line = serve.stderr.readline()
         assert line, said
         said += line
+    deadline = time.monotonic() + 60  # said just before uvicorn starts listening
+    while RemoteSearcher(f"http://127.0.0.1:{port}/").collection() != "colours":
+        assert serve.poll() is None and time.monotonic() < deadline, said
+        time.sleep(0.2)
     yield store, serve, tmp / "store" / "holders"
     if serve.poll() is None:
         serve.kill()
