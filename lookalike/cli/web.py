@@ -8,6 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from typing import Annotated
 
@@ -145,11 +146,14 @@ def create_app(
         try:
             with lock:
                 asked = upload or _stored(searcher, point, query)
-                return searcher.search_queries(
+                [result] = searcher.search_queries(
                     [asked], k=k, label=label or None, include_self=include_self
-                )[0]
+                )
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
+        # The decoded image stays here: the request's thread, waiting on its answer, must not
+        # hold a 12 MP photo beyond the admission's bound.
+        return replace(result, query=replace(result.query, image=None))
 
     @app.get("/rows/{split}/{row}/image", responses=IMAGE, response_class=Response)
     def row_image(split: str, row: int) -> Response:
