@@ -24,8 +24,9 @@ class DatasetLoadError(LookalikeError):
     """A dataset, split, column or row could not be loaded.
 
     `kind` says which: missing (a local path that does not exist), empty, unreachable (a hub
-    id that could not be fetched), unreadable, no_split, no_image_column, no_label_column,
-    no_rows, row."""
+    id, and no network to fetch it), offline (a hub id not in the cache, in offline mode),
+    not_found (a hub id the hub does not know), unreadable, no_split, no_image_column,
+    no_label_column, no_rows, row."""
 
     def __init__(
         self,
@@ -44,22 +45,40 @@ class DatasetLoadError(LookalikeError):
 class ModelLoadError(LookalikeError):
     """A model or its image processor could not be loaded, or cannot run as asked.
 
-    `kind`: missing, unreachable, unreadable, device, precision, pooling."""
+    `kind`: missing (a local path that does not exist), unreachable (a hub id, and no network),
+    offline (a hub id not in the cache, in offline mode), unreadable, device, precision,
+    pooling."""
 
     def __init__(self, model: str | None, reason: str, *, kind: str = "unreadable") -> None:
         self.model, self.reason, self.kind = model, reason, kind
         super().__init__(reason)
 
 
-class CollectionNotFound(LookalikeError):
-    """The collection does not exist where the store looked."""
+class LoadErrors(LookalikeError):
+    """Several inputs could not be loaded (a dataset and a model, say), reported together so
+    that one run shows every fix; `errors` holds each one."""
 
-    def __init__(self, collection: str, location: str, known: Sequence[str] = ()) -> None:
+    def __init__(self, errors: Sequence[LookalikeError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+
+class CollectionNotFound(LookalikeError):
+    """The collection does not exist where the store looked; `collection` None: none was
+    named, and the store does not hold exactly one to choose."""
+
+    def __init__(self, collection: str | None, location: str, known: Sequence[str] = ()) -> None:
         self.collection, self.location, self.known = collection, location, tuple(known)
         listed = ", ".join(sorted(self.known)) or "none"
-        super().__init__(
-            f"collection {collection!r} does not exist at {location} (collections there: {listed})"
-        )
+        if collection is None:
+            held = f"{len(self.known)}: {listed}" if self.known else "none"
+            message = f"no collection named, and the store at {location} holds {held}"
+        else:
+            message = (
+                f"collection {collection!r} does not exist at {location} "
+                f"(collections there: {listed})"
+            )
+        super().__init__(message)
 
 
 class ModelMismatch(LookalikeError):
@@ -88,14 +107,26 @@ def _mismatch(collection: str, what: str, have: str, want: str) -> str:
 
 
 class StoreLocked(LookalikeError):
-    """The embedded store's folder (or one collection in it) is open in another process."""
+    """The embedded store's folder (or one collection in it) is open in another process;
+    `pid`, `command` and `url` say which, when that process recorded itself."""
 
-    def __init__(self, location: str, collection: str | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        collection: str | None = None,
+        *,
+        pid: int | None = None,
+        command: str | None = None,
+        url: str | None = None,
+    ) -> None:
         self.location, self.collection = location, collection
+        self.pid, self.command, self.url = pid, command, url
         what = f"collection {collection!r} in {location}" if collection else f"the store {location}"
-        super().__init__(
-            f"{what} is open in another process (an embedded store admits one at a time)"
-        )
+        who = "another process"
+        if pid is not None:
+            serving = f" serving {url}" if url else ""
+            who = f"another process (pid {pid}, lookalike {command}{serving})"
+        super().__init__(f"{what} is open in {who}; an embedded store admits one at a time")
 
 
 class StoreUnavailable(LookalikeError):

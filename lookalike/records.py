@@ -139,6 +139,40 @@ class Tracked:
 
 
 @dataclass(frozen=True)
+class Query:
+    """What was asked (`text`: a file, SPLIT:ROW, a point id or "upload"), its image, and
+    what is known of it: its own point's id, its file's real path, its label."""
+
+    text: str
+    image: Image.Image | None = field(repr=False, compare=False)
+    point_id: str | None = None
+    path: str | None = None  # realpath of the query file, to recognise its stored point
+    label: int | None = None
+    label_name: str | None = None
+    split: str | None = None
+    row: int | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query's hits; `excluded_self`: the query's own point was found and left out."""
+
+    query: Query
+    hits: list[Hit]
+    excluded_self: bool = False
+
+    def to_dict(self) -> dict:
+        q = self.query
+        return {
+            "query": q.text,
+            "query_label": q.label,
+            "query_label_name": q.label_name,
+            "excluded_self": self.excluded_self,
+            "hits": [h.to_dict() for h in self.hits],
+        }
+
+
+@dataclass(frozen=True)
 class CollectionMeta:
     """What a collection was built with, stored in the collection so search can check it."""
 
@@ -180,6 +214,7 @@ class CollectionInfo:
     engine: str = ""  # server, edge or local
     index: IndexSettings | None = None
     indexed_points: int | None = None  # points in the HNSW graph; the rest are scanned
+    full_scan_points: int | None = None  # up to this many, segments are scanned, not indexed
 
     def to_dict(self) -> dict[str, Any]:
         d = {"collection": self.name, "points": self.points, "dim": self.dim}
@@ -188,6 +223,7 @@ class CollectionInfo:
         d["engine"] = self.engine
         d["index"] = self.index.to_dict() if self.index else None
         d["indexed_points"] = self.indexed_points
+        d["full_scan_points"] = self.full_scan_points
         return d
 
 

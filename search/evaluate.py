@@ -123,18 +123,21 @@ def overlap(found: list[Hit], truth: list[Hit]) -> float:
     return len({h.id for h in found} & {h.id for h in truth}) / len(truth)
 
 
-def near_duplicate_score(searcher: Searcher, n: int) -> float:
+def near_duplicate_score(
+    searcher: Searcher, n: int, on_progress: Callable[[int], None] | None = None
+) -> float:
     """Share of edited copies (crop, rescale, JPEG, brightness) of n gallery images whose
-    first hit is their original."""
+    first hit is their original; `on_progress(1)` after each gallery image."""
     found = total = 0
     for point in searcher.store.sample(searcher.collection, n):
         image = searcher.candidate_image(point)
-        if image is None:
-            continue
-        copies = [edit(image) for edit in EDITS.values()]
-        for hits in searcher.search_vectors(searcher.embedder.embed(copies), k=1):
-            found += bool(hits) and hits[0].id == point.id
-            total += 1
+        if image is not None:
+            copies = [edit(image) for edit in EDITS.values()]
+            for hits in searcher.search_vectors(searcher.embedder.embed(copies), k=1):
+                found += bool(hits) and hits[0].id == point.id
+                total += 1
+        if on_progress:
+            on_progress(1)
     if total == 0:
         raise BadQuery("no gallery image could be read for the near-duplicate score")
     return found / total

@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from lookalike.defaults import DEFAULT_COLLECTION, DEFAULT_MAX_PIXELS
-from lookalike.embed import Embedder, ModelSettings
-from lookalike.embed.settings import canonical_model_id
+from lookalike.embed.settings import ModelSettings, canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.index import SearchSettings, effective
-from lookalike.records import CollectionMeta, Hit, StoredPoint, check_compatible
+from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
+from lookalike.search.queries import split_own
 from lookalike.source import Source, load_source
 from lookalike.source.fingerprint import read_file
 from lookalike.store import Store, connect
+
+if TYPE_CHECKING:
+    from lookalike.embed.embedder import Embedder
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
@@ -53,7 +57,7 @@ class Gallery:
         """A stored point's own image, or None when it is gone or has changed since."""
         if point.sha256 is None:
             return self._by_row_or_path(point)
-        file = self._file(point)
+        file = self._under_root(point)
         if file is not None:
             try:
                 data, _, sha = read_file(file)
@@ -62,7 +66,7 @@ class Gallery:
                 return None
         return self._by_row(point)
 
-    def _file(self, point: StoredPoint) -> str | None:
+    def _under_root(self, point: StoredPoint) -> str | None:
         """The file a point's path names under the dataset's folder (never outside it)."""
         root = self.meta.dataset
         if not point.path or not os.path.isdir(root):
@@ -85,12 +89,21 @@ class Gallery:
                 return self.source(point.split).record(point.row).image
             except (DatasetLoadError, BadImage):
                 pass
-        if point.path and os.path.isfile(point.path):
+        path = self.file(point)
+        if path is not None:
             try:
-                return open_image(point.path)
+                return open_image(path)
             except BadImage:
                 return None
         return None
+
+    def file(self, point: StoredPoint) -> str | None:
+        """The file a stored point's path names, if it exists: under the dataset's folder,
+        else the path as stored (a dataset's path column, or an older collection's)."""
+        file = self._under_root(point)
+        if file is None and point.path and os.path.isfile(point.path):
+            file = point.path
+        return file
 
 
 class Searcher:
@@ -99,6 +112,9 @@ class Searcher:
     >>> searcher = Searcher("beans", store=connect(StoreConfig(path="./lookalike-data")))
     >>> hits = searcher.search("leaf.jpg", k=5, label="healthy")
     >>> hits[0].label_name, hits[0].score
+
+    The collection's model loads on the first search (or `searcher.embedder`), so a query,
+    label or split that cannot be answered is refused before that.
     """
 
     def __init__(
@@ -112,21 +128,36 @@ class Searcher:
     ) -> None:
         self.store = store or connect()
         self.collection = collection
-        settings = settings or ModelSettings()
-        info = self.store.info(collection)
-        if info.meta is None:
+        self.settings = settings or ModelSettings()
+        self.info = self.store.info(collection)
+        if self.info.meta is None:
             raise ModelMismatch(collection, "foreign")
-        self.meta: CollectionMeta = info.meta
-        model = settings.model
-        if model and canonical_model_id(model) != self.meta.model:
-            # Refuse before loading: a different model can only give meaningless neighbours.
-            check_compatible(info, _as_meta(self.meta, canonical_model_id(model)), ingest=False)
-        self.embedder = embedder or settings.load(model or self.meta.model, self.meta.pooling)
-        emb_meta = _as_meta(self.meta, self.embedder.model_id, self.embedder)
-        check_compatible(info, emb_meta, ingest=False)
+        self.meta: CollectionMeta = self.info.meta
+        model = self.settings.model
+        if model:
+            self.settings.check(model)  # a folder that does not exist is said as such
+            if canonical_model_id(model) != self.meta.model:
+                # Refuse before loading: another model can only give meaningless neighbours.
+                meta = _as_meta(self.meta, canonical_model_id(model))
+                check_compatible(self.info, meta, ingest=False)
+        elif embedder is None:
+            self.settings.check(self.meta.model)
+        self._embedder = embedder
         self.gallery = Gallery(self.meta)
-        self.index = info.index
+        self.index = self.info.index
         self.params = effective(params, self.index)  # with the quantization's oversampling
+
+    @property
+    def embedder(self) -> Embedder:
+        """The collection's model, loaded on first use and checked against the collection."""
+        if self._embedder is None:
+            model = self.settings.model or self.meta.model
+            self._embedder = self.settings.load(model, self.meta.pooling)
+        if not getattr(self, "_checked", False):
+            emb = self._embedder
+            check_compatible(self.info, _as_meta(self.meta, emb.model_id, emb), ingest=False)
+            self._checked = True
+        return self._embedder
 
     def source(self, split: str) -> Source:
         return self.gallery.source(split)
@@ -143,23 +174,67 @@ class Searcher:
 
     def load_query(self, query: str) -> Image.Image:
         """An image file path, or SPLIT:ROW meaning that row of the collection's dataset."""
-        if os.path.exists(query):
-            return self.open_image(query)
-        match = SPLIT_ROW.match(query)
-        if not match:
-            raise BadQuery(
-                f"query {query!r} is neither an image file nor SPLIT:ROW (e.g. test:17)",
-                field="query",
-            )
+        return self.query(query).image
+
+    def query(self, text: str) -> Query:
+        """An image file, or SPLIT:ROW for that row of the collection's dataset, with what is
+        known of it (its label and stored point, when it is one of the collection's)."""
+        if os.path.exists(text):
+            return Query(text, self.open_image(text), path=os.path.realpath(text))
+        return self.row_query(*_split_row(text))
+
+    def check_query(self, text: str) -> None:
+        """BadQuery now for a query naming no file, or a split or row the dataset lacks;
+        reads no image (a query's image is decoded when it is searched)."""
+        if os.path.exists(text):
+            return
+        split, row = _split_row(text)
         try:
-            source = self.source(match["split"])
-            return source.record(int(match["row"]), self.embedder.decode_side).image
+            self.source(split).position(row)
         except DatasetLoadError as e:
-            raise BadQuery(f"query {query!r}: {e}", field="query") from e
+            raise BadQuery(f"query {text!r}: {e}", field="query") from e
+
+    def row_query(self, split: str, row: int) -> Query:
+        """Row `row` of `split` of the collection's dataset as a query, with its label."""
+        text = f"{split}:{row}"
+        try:
+            record = self.source(split).record(row, self._decode_side)
+        except DatasetLoadError as e:
+            raise BadQuery(f"query {text!r}: {e}", field="query") from e
+        return Query(
+            text,
+            record.image,
+            point_id=record.id,
+            label=record.label,
+            label_name=record.label_name,
+            split=record.split,
+            row=record.row,
+        )
+
+    def point_query(self, point_id: str) -> Query:
+        """The stored point `point_id` as a query (a clicked result), with its label."""
+        point = self.point(point_id)
+        image = self.candidate_image(point) if point else None
+        if point is None or image is None:
+            raise BadQuery(f"no image for point {point_id}", field="point")
+        return Query(
+            point_id,
+            image,
+            point_id=point.id,
+            label=point.label,
+            label_name=point.label_name,
+            split=point.split,
+            row=point.row,
+        )
 
     def open_image(self, image: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-        """Decode a query as ingest decodes candidates: at the size the model needs."""
-        return open_image(image, max_pixels, self.embedder.decode_side)
+        """Decode a query as ingest decodes candidates: at the size the model needs. Before the
+        model has loaded (a query checked first), in full: the embedder reduces it the same way."""
+        return open_image(image, max_pixels, self._decode_side)
+
+    @property
+    def _decode_side(self) -> int | None:
+        return self._embedder.decode_side if self._embedder is not None else None
 
     def point(self, point_id: str) -> StoredPoint | None:
         return self.store.point(self.collection, point_id)
@@ -195,6 +270,25 @@ class Searcher:
         vectors = self.embedder.embed([self.open_image(i) for i in images])
         return self.search_vectors(vectors, k=k, label=label_id)
 
+    def search_queries(
+        self,
+        queries: Sequence[Query],
+        k: int = 5,
+        label: str | int | None = None,
+        *,
+        include_self: bool = False,
+    ) -> list[Result]:
+        """Like search_many, for queries from `query()`: a query that is one of the
+        collection's own images does not find itself unless `include_self`."""
+        check_k(k)
+        label_id = self.label_id(label)
+        vectors = self.embedder.embed([q.image for q in queries])
+        found = self.search_vectors(vectors, k=min(k + 1, MAX_K + 1), label=label_id)
+        return [
+            split_own(q, hits, k, self.gallery.file, include_self)
+            for q, hits in zip(queries, found)
+        ]
+
     def search_vectors(
         self,
         vectors: np.ndarray,
@@ -205,6 +299,16 @@ class Searcher:
         """Hits for embedded queries; `params` overrides the searcher's search settings."""
         params = effective(params, self.index) if params else self.params
         return self.store.query(self.collection, vectors, k, label=label, params=params)
+
+
+def _split_row(text: str) -> tuple[str, int]:
+    match = SPLIT_ROW.match(text)
+    if not match:
+        raise BadQuery(
+            f"no such file: {text!r} (a query is an image file, or SPLIT:ROW such as test:17)",
+            field="query",
+        )
+    return match["split"], int(match["row"])
 
 
 def check_k(k: int) -> None:

@@ -4,6 +4,8 @@ efficientnet-lite0 from ../shared, and a real embedded Qdrant in tmp folders."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,25 +22,23 @@ EFFNET = SHARED / "models" / "efficientnet-lite0"
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _offline_and_private_caches(tmp_path_factory):
-    """Nothing may wait on the unreachable hub, or write to the user's caches."""
-    cache = tmp_path_factory.mktemp("hf-cache")
-    env = {
+# Set on import, before any test module imports huggingface_hub, transformers or datasets:
+# they read these once, when first imported, so a fixture would set them too late (the hub
+# would then be retried for ~45 s per id, and the user's own caches written to).
+_CACHE = tempfile.mkdtemp(prefix="lookalike-test-hf-")
+os.environ.update(
+    {
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(cache),
-        "HF_DATASETS_CACHE": str(cache / "datasets"),
+        "HF_HOME": _CACHE,
+        "HF_DATASETS_CACHE": os.path.join(_CACHE, "datasets"),
         "TOKENIZERS_PARALLELISM": "false",
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +47,23 @@ def _clean_lookalike_env(monkeypatch, tmp_path):
     for key in [k for k in os.environ if k.startswith("LOOKALIKE_")]:
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """A machine without network that did not set HF_HUB_OFFLINE: the hub's address refuses
+    connections (as a missing route or DNS would, but at once)."""
+    from huggingface_hub import constants
+
+    from lookalike import hub
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    hub.reachable.cache_clear()
+    yield
+    hub.reachable.cache_clear()
 
 
 def need_shared(path: Path) -> Path:
@@ -66,6 +83,26 @@ def beans_dir() -> str:
 @pytest.fixture(scope="session")
 def effnet_dir() -> str:
     return str(need_shared(EFFNET))
+
+
+@pytest.fixture(scope="session")
+def beans_store(tmp_path_factory, beans_dir, effnet_dir) -> list[str]:
+    """The store options of a collection `beans`: 300 Beans train images embedded by the real
+    efficientnet-lite0, ingested once through the command line for every test that searches
+    real photos (the modules using it close their handles: an embedded store admits one)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from lookalike.cli.main import cli
+
+    store = ["--qdrant-path", str(tmp_path_factory.mktemp("beans") / "store")]
+    args = ["ingest", "--dataset", beans_dir, "--model", effnet_dir, "--limit", "300", "--json"]
+    result = CliRunner().invoke(cli, [*args, *store])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["collection"], report["embedded"], report["skipped"]) == ("beans", 300, 0)
+    return store
 
 
 def make_tiny_vit(folder: Path, hidden: int = 32, seed: int = 0) -> str:

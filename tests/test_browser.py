@@ -1,21 +1,23 @@
-"""End to end in a real headless Chromium: open the page, upload a Beans test image, see k
-captioned results, click one to search with it. Leaves a screenshot in test-artifacts/."""
+"""End to end in a real headless Chromium, as a person uses the page: an empty page that says
+what to do, an upload and its k captioned results, k changed as it is typed, a result clicked
+(it searches with that image, which does not find itself), the full-size view, an error that
+replaces old results, and a phone-wide window. Leaves screenshots in test-artifacts/."""
 
 import os
 import shutil
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import uvicorn
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from lookalike.cli.web import create_app
-from lookalike.embed.embedder import Embedder
-from lookalike.ingest import ingest
 from lookalike.search import Searcher
-from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,11 +55,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, beans_dir, effnet_dir):
-    store = connect(StoreConfig(path=str(tmp_path_factory.mktemp("web") / "store")))
-    emb = Embedder(effnet_dir, device="cpu")
-    ingest(load_source(beans_dir, "train", limit=120, seed=1), emb, store, "beans")
-    searcher = Searcher("beans", store=store, embedder=emb)
+def server(beans_store):
+    store = connect(StoreConfig(path=beans_store[1]))
+    searcher = Searcher("beans", store=store)
+    searcher.embedder  # noqa: B018 - loaded before the first request, as serve does
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -84,7 +85,6 @@ def wait_for(condition, timeout=30):
 def loaded_results(browser, first_src=None):
     """The result figures once every image has loaded (and the first is first_src), or None."""
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
 
     try:
         figures = browser.find_elements(By.CSS_SELECTOR, "#results figure")
@@ -98,30 +98,123 @@ def loaded_results(browser, first_src=None):
         return None
 
 
-def test_upload_shows_k_captioned_results(browser, server, tmp_path):
-    from selenium.webdriver.common.by import By
+def shot(browser, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
-    url, searcher = server
-    query = tmp_path / "query.jpg"
-    searcher.source("test").record(50).image.save(query)  # a bean_rust leaf
+
+def open_page(browser, url, width=1280):
+    browser.set_window_size(width, 900)
     browser.get(url)
     wait_for(lambda: "images" in browser.find_element(By.ID, "about").text)
-    browser.find_element(By.ID, "k").clear()
-    browser.find_element(By.ID, "k").send_keys("5")
+
+
+def captions(figures):
+    return [f.find_element(By.TAG_NAME, "figcaption").text for f in figures]
+
+
+def test_empty_page_says_what_to_do_and_shows_no_broken_image(browser, server):
+    url, _ = server
+    open_page(browser, url)
+    assert "Pick or drop an image" in browser.find_element(By.ID, "empty").text
+    assert not browser.find_element(By.ID, "preview").is_displayed()  # no empty <img> icon
+    icon = browser.execute_script("return document.querySelector('link[rel=icon]').href")
+    with urllib.request.urlopen(icon) as response:
+        assert response.headers["content-type"] == "image/svg+xml"
+    shot(browser, "empty-page")
+
+
+def test_upload_shows_k_captioned_results_and_k_applies_at_once(browser, server, tmp_path):
+    url, searcher = server
+    query = tmp_path / "rust-leaf.png"  # lossless: the same pixels `search test:50` embeds
+    searcher.source("test").record(50).image.save(query)  # a bean_rust leaf
+    open_page(browser, url)
     browser.find_element(By.ID, "file").send_keys(str(query))
     figures = wait_for(lambda: loaded_results(browser))
-    captions = [f.find_element(By.TAG_NAME, "figcaption").text for f in figures]
+    texts = captions(figures)
     assert len(figures) == 5
-    assert captions[0].startswith("#1 ") and all("score 0." in c for c in captions)
+    assert texts[0].startswith("#1 ") and all("score 0." in c for c in texts)
     labels = {"angular_leaf_spot", "bean_rust", "healthy"}
-    assert all(c.split("\n")[0].split(" ", 1)[1] in labels for c in captions)
-    assert sum("bean_rust" in c for c in captions) >= 3
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "search-page.png"))
+    assert all(c.split("\n")[0].split(" ", 1)[1] in labels for c in texts)
+    assert sum("bean_rust" in c for c in texts) >= 3
+    assert all(".jpg" in c for c in texts)  # each result names its file
+    assert browser.find_element(By.ID, "query-title").text == "rust-leaf.png"
+    shot(browser, "search-page")
 
-    # Clicking a result searches with it: it comes back as its own best match.
-    first_src = figures[1].find_element(By.TAG_NAME, "img").get_attribute("src")
-    figures[1].click()
-    wait_for(lambda: loaded_results(browser, first_src))
-    top = browser.find_element(By.CSS_SELECTOR, "#results figcaption").text
-    assert float(top.split("score ")[1].split()[0]) > 0.99  # itself, JPEG-recompressed
+    # k applies as it is typed: no blur, no Enter.
+    k = browser.find_element(By.ID, "k")
+    k.send_keys(Keys.CONTROL, "a")
+    k.send_keys("3")
+    wait_for(lambda: len(loaded_results(browser) or []) == 3)
+
+
+def test_a_clicked_result_is_the_new_query_and_does_not_find_itself(browser, server, tmp_path):
+    url, searcher = server
+    query = tmp_path / "leaf.jpg"
+    searcher.source("test").record(3).image.save(query)
+    open_page(browser, url)
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    figures = wait_for(lambda: loaded_results(browser))
+    clicked = figures[1].find_element(By.TAG_NAME, "img").get_attribute("src")
+    name = figures[1].find_element(By.CLASS_NAME, "file").text
+    label = captions(figures)[1].split("\n")[0].split(" ", 1)[1]
+    figures[1].find_element(By.CLASS_NAME, "search-with").click()
+    wait_for(lambda: "left out" in browser.find_element(By.ID, "query-detail").text)
+    figures = wait_for(lambda: loaded_results(browser))
+    assert browser.find_element(By.ID, "file").get_attribute("value") == ""
+    assert browser.find_element(By.ID, "query-title").text == name
+    assert f"label {label}" in browser.find_element(By.ID, "query-detail").text
+    srcs = [f.find_element(By.TAG_NAME, "img").get_attribute("src") for f in figures]
+    assert clicked not in srcs and len(figures) == 5
+
+
+def test_view_opens_the_full_size_image(browser, server, tmp_path):
+    url, searcher = server
+    query = tmp_path / "leaf.jpg"
+    searcher.source("test").record(7).image.save(query)
+    open_page(browser, url)
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    figures = wait_for(lambda: loaded_results(browser))
+    figures[0].find_element(By.CSS_SELECTOR, ".actions button").click()
+    viewer = browser.find_element(By.ID, "viewer")
+    wait_for(lambda: viewer.is_displayed())
+    image = browser.find_element(By.ID, "viewer-image")
+    wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", image))
+    assert ".jpg" in browser.find_element(By.ID, "viewer-caption").text
+    shot(browser, "full-size-view")
+    browser.find_element(By.ID, "viewer-close").click()
+    assert not viewer.is_displayed()
+
+
+def test_an_error_replaces_the_old_results(browser, server, tmp_path):
+    url, searcher = server
+    good, bad = tmp_path / "leaf.jpg", tmp_path / "notes.jpg"
+    searcher.source("test").record(9).image.save(good)
+    bad.write_text("not an image")
+    open_page(browser, url)
+    browser.find_element(By.ID, "file").send_keys(str(good))
+    wait_for(lambda: loaded_results(browser))
+    browser.find_element(By.ID, "file").send_keys(str(bad))
+    status = browser.find_element(By.ID, "status")
+    wait_for(lambda: "Error" in status.text)
+    assert "not a readable image" in status.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#results figure") == []
+    assert not browser.find_element(By.ID, "preview").is_displayed()  # no broken-image icon
+    shot(browser, "error")
+
+
+def test_a_phone_wide_window_does_not_scroll_sideways(browser, server, tmp_path):
+    url, searcher = server
+    query = tmp_path / "a-rather-long-file-name-for-a-leaf-photographed-in-the-field.jpg"
+    searcher.source("test").record(11).image.save(query)
+    open_page(browser, url, width=400)
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    wait_for(lambda: loaded_results(browser))
+    inner = browser.execute_script("return window.innerWidth")
+    assert inner <= 400
+    wide = "return document.documentElement.scrollWidth"
+    assert browser.execute_script(wide) <= inner
+    hint = browser.find_element(By.CLASS_NAME, "hint")
+    right = browser.execute_script("return arguments[0].getBoundingClientRect().right", hint)
+    assert right <= inner  # the hint is not cut off
+    shot(browser, "phone-width")

@@ -13,10 +13,11 @@ def run(*args, env=None):
     return result
 
 
-@pytest.fixture
-def built(tmp_path, image_folder, tiny_vit):
-    """A collection ingested through the CLI; returns the store options to reuse."""
-    store = ["--qdrant-path", tmp_path / "store", "--collection", "colours"]
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, image_folder, tiny_vit):
+    """A collection ingested through the CLI, once for the module (the tests below leave it as
+    it was); returns the store options to reuse."""
+    store = ["--qdrant-path", tmp_path_factory.mktemp("cli") / "store", "--collection", "colours"]
     result = run(
         "ingest", "--dataset", image_folder, "--model", tiny_vit, "--device", "cpu", *store
     )
@@ -40,21 +41,45 @@ def test_search_json_lines_shape(built, image_folder):
         *("rank", "id", "score", "label", "label_name", "split", "row", "path"),
         *("sha256", "metadata"),
     }
+    assert set(lines[0]) == {"query", "query_label", "query_label_name", "excluded_self", "hits"}
+    # The query file is one of the collection's images: not its own first hit, but its label
+    # is known and the output says it was left out.
+    assert (lines[0]["query_label_name"], lines[0]["excluded_self"]) == ("red", True)
+    assert (hit["rank"], hit["label_name"]) == (1, "red") and hit["path"] != "red/red_1.jpg"
     # The path is relative to the dataset folder, the row none (a file's place shifts).
-    assert (hit["rank"], hit["label_name"], hit["path"]) == (1, "red", "red/red_1.jpg")
-    assert hit["row"] is None and hit["metadata"] == {}
-    assert hit["score"] == pytest.approx(1.0, abs=1e-4)  # the query is itself a candidate
+    assert hit["path"].startswith("red/") and hit["row"] is None and hit["metadata"] == {}
     assert [h["rank"] for h in lines[1]["hits"]] == [1, 2, 3]
+    assert lines[1]["excluded_self"] and lines[1]["query_label_name"] == "blue"
+
+
+def test_include_self_keeps_the_query_as_its_own_first_hit(built, image_folder):
+    query = image_folder / "red" / "red_1.jpg"
+    result = run("search", query, "--k", 3, "--json", "--include-self", *built)
+    line = json.loads(result.stdout)
+    assert (line["hits"][0]["path"], line["excluded_self"]) == ("red/red_1.jpg", False)
+    assert line["hits"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert line["query_label_name"] == "red"
 
 
 def test_search_table_for_people(built):
     result = run("search", "train:4", "--label", "green", *built)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "query: train:4"
+    assert lines[0] == "query: train:4 (label green)"
     assert lines[1].split() == ["rank", "score", "label", "split:row", "path"]
-    assert len([ln for ln in lines[3:] if ln.strip()]) == 4  # only 4 green candidates exist
-    assert all(" green " in ln for ln in lines[3:] if ln.strip())
+    rows = [ln for ln in lines[3:] if ln.strip() and not ln.startswith("(")]
+    assert len(rows) == 3  # 4 green candidates, the query itself left out
+    assert all(" green " in ln for ln in rows)
+    assert "left out; --include-self keeps it" in result.stdout
+
+
+def test_grid_says_where_it_wrote(built, tmp_path):
+    result = run("search", "train:0", "train:5", "--grid", "grid.png", *built)
+    assert result.exit_code == 0, result.output
+    assert f"wrote 2 queries and their neighbours to {tmp_path / 'grid.png'}" in result.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "grid.png").size[1] > 2 * 192
 
 
 def test_env_vars_shared_and_per_command(built, image_folder):
@@ -124,6 +149,7 @@ def test_eval_json(built):
     assert 0.0 <= report["precision_at_k"] <= report["map_at_k"] <= 1.0
     assert set(report["per_class_precision_at_k"]) == {"blue", "green", "red"}
     assert 0.0 <= report["near_duplicate_top1"] <= 1.0
+    assert "near-duplicates: 100%" in result.stderr and "6/6" in result.stderr  # its own bar
 
 
 def test_eval_warns_when_queries_leak_into_the_gallery(built, image_folder, tmp_path):
@@ -145,7 +171,8 @@ def test_eval_warns_when_queries_leak_into_the_gallery(built, image_folder, tmp_
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["search", "nope.png"], "neither an image file nor SPLIT:ROW"),
+        (["search", "nope.png"], "no such file: 'nope.png'"),
+        (["search", "val:0"], "has no split 'val'"),
         (["search", "train:500"], "row 500 is out of range"),
         (["search", "train:0", "--k", "0"], "k must be between 1 and 1000"),
         (["search", "train:0", "--k", "100000"], "k must be between 1 and 1000"),
@@ -171,8 +198,10 @@ def test_search_with_another_model_is_refused(built, tiny_vit_wide):
     assert "was built with model" in result.stderr and "leave --model out" in result.stderr
 
 
-def test_missing_model_says_how_to_pass_a_local_path(tmp_path, image_folder):
+def test_a_hub_model_missing_from_the_offline_cache_says_how_to_pass_a_folder(
+    tmp_path, image_folder
+):
     result = run("ingest", "--dataset", image_folder, "--qdrant-path", tmp_path / "s")
     assert result.exit_code == 1
-    assert "could not load model 'nateraw/vit-base-beans'" in result.stderr
+    assert "model 'nateraw/vit-base-beans' is not a local folder, and not in the" in result.stderr
     assert "--model PATH" in result.stderr

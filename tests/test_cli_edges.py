@@ -117,7 +117,8 @@ def test_a_server_answering_html_is_one_line():
     finally:
         html.server.shutdown()
     err = one_line_error(result)
-    assert f"Qdrant at {html.url} failed to check collection" in err
+    # No --collection: the store's only one is looked for, so listing is the first request.
+    assert f"Qdrant at {html.url} failed to list collections" in err
     assert "is it a Qdrant server" in err
 
 

@@ -1,4 +1,5 @@
 import hashlib
+import time
 
 import datasets
 import pytest
@@ -113,8 +114,20 @@ def test_dataset_errors_name_the_fix(image_folder, kwargs, message):
         load_source(str(image_folder), **kwargs)
 
 
-def test_unreachable_hub_dataset_says_so_in_fields():
-    with pytest.raises(DatasetLoadError, match="hub may be unreachable") as err:
+def test_a_hub_dataset_missing_from_the_offline_cache_says_so_in_fields():
+    with pytest.raises(DatasetLoadError, match="not in the Hugging Face cache") as err:
         load_source("nobody/no-such-dataset")
-    assert (err.value.dataset, err.value.kind) == ("nobody/no-such-dataset", "unreachable")
+    assert (err.value.dataset, err.value.kind) == ("nobody/no-such-dataset", "offline")
     assert "--" not in str(err.value)  # flags are the command line's words, not the library's
+
+
+def test_a_folder_that_does_not_exist_is_not_taken_for_a_hub_id():
+    with pytest.raises(DatasetLoadError, match="dataset folder '../nope/beans' does not exist"):
+        load_source("../nope/beans")
+
+
+def test_without_network_a_hub_dataset_fails_at_once(no_network):
+    started = time.perf_counter()
+    with pytest.raises(DatasetLoadError, match="cannot be reached to fetch it") as err:
+        load_source("beans")
+    assert err.value.kind == "unreachable" and time.perf_counter() - started < 5

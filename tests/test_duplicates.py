@@ -11,10 +11,11 @@ from lookalike.cli.main import cli
 from tests.conftest import make_image
 
 
-@pytest.fixture
-def store_with_copies(tmp_path, image_folder, effnet_dir):
+@pytest.fixture(scope="module")
+def store_with_copies(tmp_path_factory, image_folder, effnet_dir):
     """train: the colour folder plus a resaved copy of red_0; test: another copy of red_0.
     A real model: a tiny random one finds all noise images of one colour near-identical."""
+    tmp_path = tmp_path_factory.mktemp("duplicates")
     root = tmp_path / "data"
     shutil.copytree(image_folder, root / "train")
     Image.open(image_folder / "red" / "red_0.jpg").save(root / "train" / "red" / "copy.png")
@@ -48,10 +49,11 @@ def test_duplicates_finds_the_copies_and_the_leak(store_with_copies, tmp_path):
     assert summary["points"] == 15 and summary["cross_split_pairs"] >= 2
     assert max(len(g) for g in summary["groups"]) == 3  # red_0, its copy and the leaked one
     assert Image.open(grid).size[0] > 0
+    assert f"wrote the best 3 of 3 pairs to {grid}" in result.stderr
 
 
 def test_duplicates_table_for_people(store_with_copies):
     result = CliRunner().invoke(cli, ["duplicates", "--threshold", "0.9999", *store_with_copies])
     assert result.exit_code == 0
-    assert "pairs cross splits (leakage)" in result.stdout
+    assert "of them cross splits (leakage)" in result.stdout
     assert result.stdout.splitlines()[0].split()[:4] == ["score", "a", "b", "cross-split"]

@@ -1,3 +1,6 @@
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -57,17 +60,40 @@ def test_embedding_is_deterministic_and_mode_independent(tiny_vit):
 
 
 @pytest.mark.parametrize(
-    "model, expected",
+    "model, expected, kind",
     [
-        ("nobody/no-such-model", "the Hugging Face hub may be unreachable"),
-        (".", "the folder must hold a transformers model"),
+        ("nobody/no-such-model", "not in the Hugging Face cache", "offline"),
+        ("../nope/model", "model folder '../nope/model' does not exist", "missing"),
+        (".", "the folder must hold a transformers model", "unreadable"),
     ],
 )
-def test_unloadable_model_says_what_and_how(model, expected):
+def test_unloadable_model_says_what_and_how(model, expected, kind):
     with pytest.raises(ModelLoadError) as err:
         Embedder(model, device="cpu")
     assert repr(model) in str(err.value) and expected in str(err.value)
-    assert err.value.model == model and "--" not in str(err.value)
+    assert (err.value.model, err.value.kind) == (model, kind) and "--" not in str(err.value)
+
+
+def test_without_network_a_model_in_the_cache_loads_at_once(no_network, tiny_vit):
+    import shutil
+
+    from huggingface_hub import constants
+
+    # The layout huggingface_hub leaves after downloading "nobody/cached-vit".
+    repo = Path(constants.HF_HUB_CACHE) / "models--nobody--cached-vit"
+    shutil.copytree(tiny_vit, repo / "snapshots" / "0123abc")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    started = time.perf_counter()
+    emb = Embedder("nobody/cached-vit", device="cpu")
+    assert emb.dim == 32 and time.perf_counter() - started < 30
+
+
+def test_without_network_a_hub_model_fails_at_once(no_network):
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match="cannot be reached to fetch it") as err:
+        Embedder("nateraw/vit-base-beans", device="cpu")
+    assert err.value.kind == "unreachable" and time.perf_counter() - started < 5
 
 
 def test_unknown_pooling_is_refused(tiny_vit):

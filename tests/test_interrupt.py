@@ -18,7 +18,7 @@ from lookalike.cli.main import cli
 from lookalike.store import StoreConfig, connect
 from tests.conftest import make_image
 
-ROWS = 160
+ROWS = 80
 
 
 def lookalike(*args) -> list[str]:

@@ -57,12 +57,12 @@ def test_folder_metadata_round_trips_to_search_json_and_the_api(catalogue, tiny_
 
     query = catalogue / "red" / "red_0.jpg"
     search = ["search", query, "--k", "1", "--qdrant-path", tmp_path / "store", "--collection", "c"]
-    hit = json.loads(run(*search, "--json").stdout)["hits"][0]
+    hit = json.loads(run(*search, "--json", "--include-self").stdout)["hits"][0]
     assert (hit["path"], hit["metadata"]) == ("red/red_0.jpg", FIELDS["red/red_0.jpg"])
-    table = run(*search).stdout
+    table = run(*search, "--include-self").stdout
     assert 'sku="R-000" price=9.5 tags=["warm", "bright"]' in table
 
-    from lookalike.cli.commands import open_searcher
+    from lookalike.cli.searching import open_searcher
     from lookalike.cli.web import create_app
     from lookalike.embed import ModelSettings
 

@@ -6,9 +6,15 @@ import pytest
 from lookalike.embed.embedder import Embedder, cpu_has_native_bf16, resolve_precision
 from lookalike.source import load_source
 
+NATIVE = cpu_has_native_bf16()
+
+
+def top_5(queries, gallery) -> np.ndarray:
+    return np.argsort(-(queries @ gallery.T), axis=1)[:, :5]
+
 
 def precision_at_5(queries, q_labels, gallery, g_labels) -> float:
-    top = np.argsort(-(queries @ gallery.T), axis=1)[:, :5]
+    top = top_5(queries, gallery)
     return float((np.asarray(g_labels)[top] == np.asarray(q_labels)[:, None]).mean())
 
 
@@ -16,9 +22,10 @@ def precision_at_5(queries, q_labels, gallery, g_labels) -> float:
 def vectors(effnet_dir, beans_dir):
     """Train (gallery) and test (query) vectors in fp32 and bf16, with their labels.
 
-    Without native bf16 the CPU emulates it ~10x slower than fp32 (auto never picks it there):
-    smaller sets keep the test fast."""
-    sizes = (500, 128) if cpu_has_native_bf16() else (120, 64)
+    Without native bf16 the CPU emulates it ~10x slower than fp32 (auto never picks it there;
+    tests/test_gpu.py checks bf16 on 300/128 images on a GPU): a smaller set keeps the suite
+    fast, and the checks below ask what a small set can say."""
+    sizes = (500, 128) if NATIVE else (48, 24)
     sets = {}
     for split, n in zip(("train", "test"), sizes):
         records = load_source(beans_dir, split, limit=n, seed=0).load(range(n))[0]
@@ -43,8 +50,16 @@ def test_bf16_keeps_precision_at_5(vectors):
         p: precision_at_5(v["test"], labels["test"], v["train"], labels["train"])
         for p, v in by_precision.items()
     }
-    assert scores["fp32"] > 0.6
-    assert abs(scores["bf16"] - scores["fp32"]) <= 0.01
+    assert scores["fp32"] > (0.6 if NATIVE else 0.5)
+    # One neighbour of 24 queries is 0.008: near-ties in a small gallery flip more easily.
+    assert abs(scores["bf16"] - scores["fp32"]) <= (0.01 if NATIVE else 0.05)
+
+
+def test_bf16_finds_the_same_neighbours(vectors):
+    by_precision, _ = vectors
+    fp32, bf16 = (top_5(v["test"], v["train"]) for v in by_precision.values())
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(fp32, bf16)])
+    assert overlap >= 0.85 and np.mean(fp32[:, 0] == bf16[:, 0]) >= 0.9
 
 
 def test_auto_precision_is_fp32_where_reduced_precision_would_not_pay():

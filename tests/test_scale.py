@@ -49,10 +49,25 @@ def rows(results):
     return [[h.row for h in hits] for hits in results]
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, vectors):
+    """Stores of the synthetic vectors by quantization, each built once and closed."""
+    paths = {}
+
+    def get(quantization: str) -> Path:
+        if quantization not in paths:
+            path = tmp_path_factory.mktemp(f"big-{quantization}")
+            build(path, vectors[0], quantization=quantization).close()
+            paths[quantization] = path
+        return paths[quantization]
+
+    return get
+
+
 @pytest.mark.parametrize("quantization", ["none", "int8"])
-def test_hnsw_is_built_and_keeps_recall_against_exact(tmp_path, vectors, quantization):
+def test_hnsw_is_built_and_keeps_recall_against_exact(built, vectors, quantization):
     points, queries = vectors
-    with build(tmp_path / "s", points, quantization=quantization) as store:
+    with connect(StoreConfig(path=str(built(quantization)))) as store:
         info = store.info("big")
         params = effective(None, info.index)
         found = rows(store.query("big", queries, 5, params=params))
@@ -67,11 +82,12 @@ def test_hnsw_is_built_and_keeps_recall_against_exact(tmp_path, vectors, quantiz
     assert all(len(hits) == 5 for hits in filtered)
 
 
-def test_reopened_store_answers_the_same(tmp_path, vectors):
-    points, queries = vectors
-    with build(tmp_path / "s", points) as store:
+def test_reopened_store_answers_the_same(built, vectors):
+    _, queries = vectors
+    config = StoreConfig(path=str(built("none")))
+    with connect(config) as store:
         before = rows(store.query("big", queries[:20], 5))
-    with connect(StoreConfig(path=str(tmp_path / "s"))) as store:
+    with connect(config) as store:
         assert store.engine == "edge" and store.info("big").indexed_points == N
         assert rows(store.query("big", queries[:20], 5)) == before
 
@@ -80,9 +96,9 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.fixture
-def quantized(tmp_path, image_folder, tiny_vit):
-    store = ["--qdrant-path", tmp_path / "store", "--collection", "q"]
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory, image_folder, tiny_vit):
+    store = ["--qdrant-path", tmp_path_factory.mktemp("scale") / "store", "--collection", "q"]
     result = run(
         "ingest",
         "--dataset",

@@ -61,6 +61,45 @@ def test_search_returns_hits_like_the_cli(client, searcher):
     assert [h["id"] for h in hits] == [h.id for h in expected]
 
 
+def test_a_stored_point_as_the_query_does_not_find_itself(client):
+    clicked = post(client, png(), k="1").json()["hits"][0]
+    body = client.post("/search", data={"point": clicked["id"], "k": "3"}).json()
+    assert (body["query_label_name"], body["excluded_self"]) == ("blue", True)
+    assert clicked["id"] not in [h["id"] for h in body["hits"]] and len(body["hits"]) == 3
+    kept = client.post("/search", data={"point": clicked["id"], "include_self": "true"}).json()
+    assert kept["hits"][0]["id"] == clicked["id"] and not kept["excluded_self"]
+
+
+def test_a_row_of_the_dataset_as_the_query(client):
+    body = client.post("/search", data={"query": "train:0", "k": "2"}).json()
+    assert body["query"] == "train:0" and body["query_label_name"] == "blue"
+    assert body["excluded_self"] and len(body["hits"]) == 2
+    image = client.get("/rows/train/0/image")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert client.get("/rows/test/0/image").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "form, files, detail",
+    [
+        ({}, None, "send one query"),
+        ({"query": "train:0"}, {"image": ("q.png", png(), "image/png")}, "send one query"),
+        ({"query": "/etc/passwd"}, None, "is not SPLIT:ROW"),
+        ({"query": "train:999"}, None, "row 999 is out of range"),
+        ({"point": "00000000-0000-0000-0000-000000000000"}, None, "no image for point"),
+    ],
+)
+def test_one_query_of_a_known_kind(client, form, files, detail):
+    response = client.post("/search", data=form, files=files)
+    assert response.status_code == 400 and detail in response.json()["detail"]
+
+
+def test_the_page_has_an_icon(client):
+    assert 'rel="icon"' in client.get("/").text
+    icon = client.get("/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+
+
 def test_label_filter(client):
     hits = post(client, png(), k="10", label="red").json()["hits"]
     assert len(hits) == 4 and {h["label_name"] for h in hits} == {"red"}

@@ -1,76 +1,39 @@
-"""One function per command, wiring configuration into the library stages.
+"""One function per command, wiring configuration into the library stages (search and serve
+are in `searching.py`).
 
 Lives at the edge with the CLI: it owns the progress bars and skip warnings on stderr, so the
-stages below stay silent and testable.
+stages below stay silent and testable. Each checks what needs no model (inputs, store,
+collection) before a model loads, and imports torch only then.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from tqdm import tqdm
 
 from lookalike.cli.console import bar as _bar
-from lookalike.cli.console import quiet_transformers, warn
-from lookalike.cli.grid import GridRow, render_grid, save_grid, thumbnail
+from lookalike.cli.console import quiet_transformers, warn, wrote
+from lookalike.cli.grid import pair_row, render_grid, save_grid, thumbnail
+from lookalike.cli.output import plural
+from lookalike.cli.stores import check_inputs, open_store
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
-from lookalike.errors import ModelMismatch
+from lookalike.errors import BadQuery, ModelMismatch
 from lookalike.index import SearchSettings
-from lookalike.records import CollectionInfo, EvalReport, Hit
+from lookalike.records import CollectionInfo, EvalReport
 from lookalike.search.duplicates import DuplicateReport, find_duplicates
-from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate
+from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
 from lookalike.search.searcher import Gallery, Searcher
 from lookalike.source import load_source
-from lookalike.store import StoreConfig, connect
-from lookalike.tune import TuneReport, TuneSettings, check_output, tune
-
-quiet_transformers()
-
-# Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
-# decoded and several times that while the model prepares it.
-QUERIES_AT_ONCE = 4
-
-
-def run_search(
-    store_config: StoreConfig,
-    collection: str,
-    queries: Sequence[str],
-    model_settings: ModelSettings,
-    *,
-    k: int = 5,
-    label: str | None = None,
-    grid: str | None = None,
-    params: SearchSettings | None = None,
-    show: Callable[[list[tuple[str, list[Hit]]]], None] | None = None,
-) -> list[tuple[str, list[Hit]]]:
-    """Hits for each query, in order, given to `show` as soon as they are known; with `grid`,
-    then also a picture of them in that file. Queries are decoded a few at a time and only
-    thumbnails are kept, so a folder of photos costs the memory of a few."""
-    results, rows = [], []
-    with connect(store_config) as store:
-        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-        for start in range(0, len(queries), QUERIES_AT_ONCE):
-            chunk = queries[start : start + QUERIES_AT_ONCE]
-            images = [searcher.load_query(q) for q in chunk]
-            found = list(zip(chunk, searcher.search_many(images, k=k, label=label)))
-            if show:
-                show(found)
-            results += found
-            for (query, hits), image in zip(found, images) if grid else ():
-                candidates = [thumbnail(searcher.candidate_image(h)) for h in hits]
-                rows.append(GridRow(query, thumbnail(image), hits, candidates))
-        if grid:
-            save_grid(render_grid(rows), grid)
-    return results
+from lookalike.store import StoreConfig
+from lookalike.tune import TuneReport, TuneSettings, check_output
 
 
 def run_eval(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     model_settings: ModelSettings,
     *,
     split: str = "test",
@@ -81,20 +44,31 @@ def run_eval(
     recall: bool = False,
     params: SearchSettings | None = None,
 ) -> EvalReport:
-    with connect(store_config) as store:
+    with open_store(store_config, "eval", collection) as (store, collection):
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+        source = searcher.source(split)  # a split the dataset lacks: said before the model
+        if source.label_column is None:
+            raise BadQuery(
+                f"split {split!r} has no label column, so there is nothing to score",
+                field="split",
+            )
+        quiet_transformers()
         reuse_freed_memory()
-        with _bar(len(searcher.source(split)), f"eval {split}") as bar:
+        searcher.embedder  # noqa: B018 - loaded here, so the bar measures eval alone
+        with _bar(len(source), f"eval {split}") as bar:
             report = evaluate(
                 searcher,
                 split,
                 k=k,
                 batch_size=batch_size,
                 workers=workers,
-                near_duplicates=near_duplicates,
                 recall=recall,
                 on_progress=bar.update,
             )
+        if near_duplicates:
+            with _bar(min(near_duplicates, searcher.info.points), "near-duplicates") as bar:
+                score = near_duplicate_score(searcher, near_duplicates, on_progress=bar.update)
+            report = replace(report, near_duplicate_top1=score)
     if report.near_identical_queries:
         warn(
             f"{report.near_identical_queries} of {report.queries} {split} queries have a "
@@ -106,7 +80,7 @@ def run_eval(
 
 def run_tune(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     model_settings: ModelSettings,
     *,
     output: str,
@@ -119,13 +93,18 @@ def run_tune(
     collection's)."""
     check_output(output, overwrite)  # before anything loads
     if model_settings.model is None or dataset is None:
-        with connect(store_config) as store:
+        with open_store(store_config, "tune", collection) as (store, collection):
             meta = store.info(collection).meta
         if meta is None:
             raise ModelMismatch(collection, "foreign")
         model_settings = replace(model_settings, model=model_settings.model or meta.model)
         dataset = dataset or meta.dataset
-    train, val, test = (load_source(dataset, s) if s else None for s in splits)
+    train, val, test = check_inputs(
+        lambda: [load_source(dataset, s) if s else None for s in splits], model_settings
+    )
+    quiet_transformers()
+    from lookalike.tune import tune  # torch loads here
+
     total = settings.epochs * len(train)
     with _bar(total, f"tune on {train.split}") as bar:
 
@@ -150,7 +129,7 @@ def run_tune(
 
 def run_duplicates(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     *,
     threshold: float,
     neighbours: int = 3,
@@ -158,42 +137,20 @@ def run_duplicates(
     grid_pairs: int = 12,
 ) -> DuplicateReport:
     """Near-duplicate pairs and groups; with `grid`, a picture of the best pairs."""
-    with connect(store_config) as store:
+    with open_store(store_config, "duplicates", collection) as (store, collection):
         report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
         meta = store.info(collection).meta
     if grid and report.pairs and meta:
         gallery = Gallery(meta)
+        pairs = report.pairs[:grid_pairs]
         rows = [
-            GridRow(
-                p.a.where(),
-                thumbnail(gallery.image(p.a)) or _blank(),
-                [Hit.found(p.b, 1, p.score)],
-                [thumbnail(gallery.image(p.b))],
-            )
-            for p in report.pairs[:grid_pairs]
+            pair_row(p, thumbnail(gallery.image(p.a)), thumbnail(gallery.image(p.b))) for p in pairs
         ]
         save_grid(render_grid(rows), grid)
+        wrote(grid, f"the best {len(pairs)} of {plural(len(report.pairs), 'pair')}")
     return report
 
 
-def _blank():
-    from PIL import Image
-
-    return Image.new("RGB", (8, 8), (235, 235, 235))
-
-
-@contextlib.contextmanager
-def open_searcher(
-    store_config: StoreConfig,
-    collection: str,
-    model_settings: ModelSettings,
-    params: SearchSettings | None = None,
-):
-    """A Searcher on an open store, closed on exit (for long-running servers)."""
-    with connect(store_config) as store:
-        yield Searcher(collection, store=store, settings=model_settings, params=params)
-
-
-def collection_info(store_config: StoreConfig, collection: str) -> CollectionInfo:
-    with connect(store_config) as store:
+def collection_info(store_config: StoreConfig, collection: str | None) -> CollectionInfo:
+    with open_store(store_config, "info", collection) as (store, collection):
         return store.info(collection)

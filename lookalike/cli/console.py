@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 from tqdm import tqdm
@@ -26,6 +27,11 @@ def warn(message: str) -> None:
 def say(message: str) -> None:
     """One line on stderr that does not break a progress bar."""
     tqdm.write(message, file=sys.stderr)
+
+
+def wrote(path: str, what: str) -> None:
+    """Say where a picture went."""
+    say(f"wrote {what} to {os.path.abspath(path)}")
 
 
 def bar(total: int, desc: str) -> tqdm:

@@ -15,6 +15,7 @@ from lookalike.errors import (
     DatasetLoadError,
     DiskFull,
     IngestInterrupted,
+    LoadErrors,
     LookalikeError,
     ModelLoadError,
     ModelMismatch,
@@ -24,8 +25,11 @@ from lookalike.errors import (
     StoreUnavailable,
 )
 
+OFFLINE_SECTION = 'README, "Offline, or with your own data and model"'
 DATASET_HINTS = {
-    "unreachable": "download it elsewhere and pass its local folder with --dataset PATH",
+    "missing": "check the path, or pass a hub id or another folder with --dataset",
+    "offline": "pass a local folder with --dataset PATH, or unset HF_HUB_OFFLINE to download it",
+    "not_found": "check the hub id, or pass a local folder with --dataset PATH",
     "no_image_column": "pass --image-column",
     "no_label_column": "pass --label-column",
     "no_split": "choose one with --split",
@@ -33,13 +37,13 @@ DATASET_HINTS = {
     "payload_column": "choose among them with --payload-columns",
 }
 MODEL_HINTS = {
-    "unreachable": "download the model elsewhere and pass its local folder with --model PATH",
+    "missing": "check the path, or pass a hub id or another folder with --model",
+    "offline": "pass a local folder with --model PATH, or unset HF_HUB_OFFLINE to download it",
+    "not_found": "check the hub id, or pass a local folder with --model PATH",
     "device": "choose another --device",
     "pooling": "choose another --pooling",
 }
-LOCKED_HINT = (
-    "wait for it to finish, or run a Qdrant server (docker compose up -d) and pass --qdrant-url"
-)
+SERVER_HINT = "run a Qdrant server (docker compose up -d) and pass --qdrant-url"
 IMAGE_HINTS = {"too_many_pixels": "raise --max-pixels to allow it"}
 DISK_HINT = "free some space there, or use a --qdrant-path on a bigger disk"
 
@@ -50,6 +54,20 @@ def mismatch_hint(command: str) -> str:
     return "search with the model it was built with (leave --model out), or re-ingest"
 
 
+def locked_hint(error: StoreLocked) -> str:
+    stop = f"stop it (Ctrl-C where it runs, or kill {error.pid})" if error.pid else "stop it"
+    ask = "; `lookalike search` asks a running serve itself" if error.url else ""
+    return f"wait for it to finish or {stop}, or {SERVER_HINT}{ask}"
+
+
+def collection_hint(error: CollectionNotFound) -> str:
+    if error.collection is not None:
+        return f"run `lookalike ingest --collection {error.collection}`"
+    if error.known:
+        return "choose one with --collection"
+    return "run `lookalike ingest` first, or pass the --qdrant-path you ingested into"
+
+
 def hint(error: LookalikeError, command: str) -> str | None:
     """The advice for `error` when `command` raised it, naming the flags of that command."""
     if isinstance(error, DatasetLoadError):
@@ -57,13 +75,13 @@ def hint(error: LookalikeError, command: str) -> str | None:
     if isinstance(error, ModelLoadError):
         return MODEL_HINTS.get(error.kind)
     if isinstance(error, CollectionNotFound):
-        return f"run `lookalike ingest --collection {error.collection}`"
+        return collection_hint(error)
     if isinstance(error, ModelMismatch) and error.what == "legacy":
         return "run it without --keep-missing and --limit to migrate it, or pass --recreate"
     if isinstance(error, ModelMismatch):
         return mismatch_hint(command)
     if isinstance(error, StoreLocked):
-        return LOCKED_HINT
+        return locked_hint(error)
     if isinstance(error, DiskFull):
         if error.action == "build the search index":  # after the last image was stored
             return f"{DISK_HINT}; every image is stored: run the same command again to build it"
@@ -84,6 +102,30 @@ def hint(error: LookalikeError, command: str) -> str | None:
     return None
 
 
+def no_network(
+    errors: list[DatasetLoadError | ModelLoadError], options: Collection[str] | None = None
+) -> str:
+    """One line for every hub id that needs the network this machine lacks; a --dataset or
+    --model the command does not have is not offered."""
+    named = [
+        (("dataset", e.dataset) if isinstance(e, DatasetLoadError) else ("model", e.model))
+        for e in errors
+    ]
+    what = " and ".join(f"{kind} {name!r}" for kind, name in named)
+    flags = [f"--{kind}" for kind, _ in named if options is None or f"--{kind}" in options]
+    cache = (
+        f"set HF_HUB_OFFLINE=1 to use copies already in the Hugging Face cache ({OFFLINE_SECTION})"
+    )
+    if not flags:
+        return f"no network: the Hugging Face hub cannot be reached to fetch {what}: {cache}"
+    folders = "local folders" if len(flags) > 1 else "a local folder"
+    paths = " and ".join(f"{flag} PATH" for flag in flags)
+    return (
+        f"no network: the Hugging Face hub cannot be reached to fetch {what}: pass {folders} "
+        f"with {paths}, or {cache}"
+    )
+
+
 def explain(error: LookalikeError, command: str, options: Collection[str] | None = None) -> str:
     """One message: what happened, then what to do. With `options` (the command's own), advice
     naming a flag the command does not have is left out: it would send the user nowhere."""
@@ -94,8 +136,14 @@ def explain(error: LookalikeError, command: str, options: Collection[str] | None
             f"{error}. {first}Run the same command again to resume; stored images are not "
             "embedded again."
         )
-    advice = _own(hint(error, command), options)
-    return f"{error}: {advice}" if advice else str(error)
+    errors = list(error.errors) if isinstance(error, LoadErrors) else [error]
+    offline = [e for e in errors if getattr(e, "kind", None) == "unreachable"]
+    parts = [no_network(offline, options)] if offline else []
+    for e in errors:
+        if e not in offline:
+            advice = _own(hint(e, command), options)
+            parts.append(f"{e}: {advice}" if advice else str(e))
+    return "; ".join(parts)
 
 
 def _own(advice: str | None, options: Collection[str] | None) -> str | None:

@@ -1,5 +1,5 @@
 """A picture of search results: each query beside its neighbours, captioned with label and
-score, like the tutorial's figure."""
+score, like the tutorial's figure; and of near-duplicate pairs, each image named."""
 
 from __future__ import annotations
 
@@ -10,21 +10,47 @@ from dataclasses import dataclass
 import click
 from PIL import Image, ImageDraw, ImageFont
 
-from lookalike.records import Hit
+from lookalike.records import Result
 
 TILE = 192
-CAPTION = 40
+LINE = 18
+CAPTION = 3 * LINE + 4
 GAP = 8
 
 
 @dataclass(frozen=True)
-class GridRow:
-    """One query and its hits, with the images to show for them (None: not available)."""
+class Tile:
+    """One picture of a grid and the caption lines under it (`query`: framed, bold caption)."""
 
-    query: str
-    query_image: Image.Image
-    hits: Sequence[Hit]
-    hit_images: Sequence[Image.Image | None]
+    image: Image.Image | None
+    lines: Sequence[str]
+    query: bool = False
+
+
+def result_row(result: Result, hit_images: Sequence[Image.Image | None]) -> list[Tile]:
+    """A query (with its label, when known) and its hits, in rank order."""
+    q = result.query
+    title = f"query: {q.label_name}" if q.label_name is not None else "query"
+    row = [Tile(q.image, [title, os.path.basename(q.text)], query=True)]
+    for hit, image in zip(result.hits, hit_images):
+        label = hit.label_name if hit.label_name is not None else "-"
+        name = os.path.basename(hit.path) if hit.path else ""
+        row.append(Tile(image, [f"#{hit.rank} {label}", f"score {hit.score:.3f}", name]))
+    return row
+
+
+def pair_row(pair, image_a: Image.Image | None, image_b: Image.Image | None) -> list[Tile]:
+    """A near-duplicate pair: both images, each named by split:row (an image folder's files
+    have no row), label and file."""
+
+    def lines(point) -> list[str]:
+        label = point.label_name if point.label_name is not None else "-"
+        name = os.path.basename(point.path) if point.path else ""
+        where = f"{point.split}:{point.row}" if point.row is not None else point.split or ""
+        return [f"{where} {label}".strip(), name]
+
+    a, b = lines(pair.a), lines(pair.b)
+    return [Tile(image_a, a, query=True), Tile(image_b, [b[0], f"score {pair.score:.3f}", b[1]])]
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -50,36 +76,32 @@ def _tile(image: Image.Image | None) -> Image.Image:
     return tile
 
 
-def _caption(draw: ImageDraw.ImageDraw, x: int, y: int, lines: list[str], bold: bool) -> None:
+def _caption(draw: ImageDraw.ImageDraw, x: int, y: int, lines: Sequence[str], bold: bool) -> None:
     font = _font(15)
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines[: CAPTION // LINE]):
         # Cut long names so captions never run into the next tile.
         while line and draw.textlength(line, font=font) > TILE:
             line = line[:-2] + "…"
-        draw.text((x, y + i * 18), line, fill=(0, 0, 0) if bold else (60, 60, 60), font=font)
+        draw.text((x, y + i * LINE), line, fill=(0, 0, 0) if bold else (60, 60, 60), font=font)
 
 
-def render_grid(rows: Sequence[GridRow]) -> Image.Image:
-    """One row per query: the query, then its hits in rank order."""
-    columns = 1 + max((len(r.hits) for r in rows), default=0)
+def render_grid(rows: Sequence[Sequence[Tile]]) -> Image.Image:
+    """One row of tiles per query (or pair), captioned."""
+    columns = max((len(r) for r in rows), default=1)
     width = GAP + columns * (TILE + GAP)
     height = GAP + len(rows) * (TILE + CAPTION + GAP)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     for r, row in enumerate(rows):
         y = GAP + r * (TILE + CAPTION + GAP)
-        canvas.paste(_tile(row.query_image), (GAP, y))
-        draw.rectangle(
-            (GAP - 3, y - 3, GAP + TILE + 2, y + TILE + 2), outline=(30, 90, 200), width=3
-        )
-        _caption(draw, GAP, y + TILE + 3, ["query", row.query], bold=True)
-        for c, (hit, image) in enumerate(zip(row.hits, row.hit_images), start=1):
+        for c, tile in enumerate(row):
             x = GAP + c * (TILE + GAP)
-            canvas.paste(_tile(image), (x, y))
-            label = hit.label_name if hit.label_name is not None else "-"
-            _caption(
-                draw, x, y + TILE + 3, [f"#{hit.rank} {label}", f"score {hit.score:.3f}"], False
-            )
+            canvas.paste(_tile(tile.image), (x, y))
+            if tile.query:
+                draw.rectangle(
+                    (x - 3, y - 3, x + TILE + 2, y + TILE + 2), outline=(30, 90, 200), width=3
+                )
+            _caption(draw, x, y + TILE + 3, tile.lines, bold=tile.query)
     return canvas
 
 

@@ -6,6 +6,7 @@ Results go to stdout (a table, or JSON lines with --json); progress and warnings
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 import warnings
@@ -143,7 +144,7 @@ def _dataset_settings(options: dict):
 )
 @json_option
 @workers_option
-@model_options(default=DEFAULT_MODEL, pooling=True)
+@model_options(default=None, new=DEFAULT_MODEL, pooling=True)
 @store_options
 @index_options
 @domain_errors
@@ -216,6 +217,10 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 @click.argument("queries", nargs=-1, required=True)
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
+@flag(
+    "--include-self",
+    help="Keep a query that is one of the collection's own images as its own first hit.",
+)
 @json_option
 @picture_option(
     "Also draw each query and its neighbours, captioned, into this picture (PNG, or as named)."
@@ -224,34 +229,28 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 @model_options(default=None)
 @store_options
 @domain_errors
-def search(store_config, collection, queries, k, label, as_json, grid, model_settings, params):
+def search(store_config, collection, queries, model_settings, params, as_json, **options):
     """Find the candidates most like each QUERY.
 
-    QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset.
+    QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset. A query that
+    is one of the collection's own images is left out of its own results (--include-self keeps
+    it). When a running `lookalike serve` holds the embedded store, the search is sent to it.
 
     \b
     Example:
       lookalike search test:17 leaf.jpg --k 5 --label healthy --json
     """
-    from lookalike.cli.commands import run_search
+    from lookalike.cli.searching import run_search
 
     def show(results) -> None:  # before the grid is drawn: a failed picture loses no results
-        for query, hits in results:
+        for result in results:
             if as_json:
-                echo_json({"query": query, "hits": [h.to_dict() for h in hits]})
+                echo_json(result.to_dict())
             else:
-                click.echo(hits_table(query, hits))
+                click.echo(hits_table(result))
 
     run_search(
-        store_config,
-        collection,
-        queries,
-        model_settings,
-        k=k,
-        label=label,
-        grid=grid,
-        params=params,
-        show=show,
+        store_config, collection, queries, model_settings, params=params, show=show, **options
     )
 
 
@@ -438,25 +437,32 @@ def serve(
 
     from lookalike.cli.web import create_app
 
-    with _searcher(store_config, collection, model_settings, params, **watch) as searcher:
+    # What a `search` that finds the store held should call: a wildcard host is not an address.
+    local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+    url = f"http://{local}:{port}/"
+    with _searcher(store_config, collection, model_settings, params, url, **watch) as searcher:
         app = create_app(
             searcher,
             max_upload=max_upload_mb * 1024 * 1024,
             allowed_hosts=(host, *allowed_hosts),
         )
-        click.echo(f"serving {collection!r} on http://{host}:{port}/", err=True)
+        click.echo(f"serving {searcher.collection!r} on http://{host}:{port}/", err=True)
+        # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the store
+        # close and this process's holder record go, as Ctrl-C does.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def _searcher(store_config, collection, model_settings, params, watch, watch_split):
+def _searcher(store_config, collection, model_settings, params, url, watch, watch_split):
     if watch is None:
-        from lookalike.cli.commands import open_searcher
+        from lookalike.cli.searching import open_searcher
 
-        return open_searcher(store_config, collection, model_settings, params)
+        return open_searcher(store_config, collection, model_settings, params, url=url)
     from lookalike.cli.sync import DatasetSettings, WatchSettings, serving_watched
 
     data = DatasetSettings(dataset=watch, split=watch_split)
-    return serving_watched(store_config, collection, model_settings, params, data, WatchSettings())
+    settings = WatchSettings()
+    return serving_watched(store_config, collection, model_settings, params, data, settings, url)
 
 
 def main() -> None:

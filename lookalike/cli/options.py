@@ -16,7 +16,6 @@ import os
 import click
 
 from lookalike.defaults import (
-    DEFAULT_COLLECTION,
     DEFAULT_PATH,
     DEVICES,
     ENGINES,
@@ -100,7 +99,13 @@ def store_options(f):
                 type=click.IntRange(1),
                 help="Server timeout, s.",
             ),
-            opt("--collection", shared=True, default=DEFAULT_COLLECTION, help="Collection."),
+            opt(
+                "--collection",
+                shared=True,
+                default=None,
+                help="Collection [default: the store's only one; ingest: named after the "
+                "dataset, as in 'beans' or 'photos' for ~/photos].",
+            ),
         ],
     )
 
@@ -148,16 +153,21 @@ def _read_key(path: str) -> str:
     return key
 
 
-def model_options(default: str | None, *, pooling: bool = False, compile: bool = True):
+def model_options(
+    default: str | None, *, pooling: bool = False, compile: bool = True, new: str | None = None
+):
     """Model loading and running options, passed to the command as one ModelSettings
-    (`model_settings`)."""
+    (`model_settings`). `new`: the model for a new collection, when the default is the
+    collection's own."""
 
     d = ModelSettings()
 
     def decorate(f):
         help_model = "Model hub id or local folder" + (
-            "." if default else "; default: the model the collection was built with."
+            "." if default else " [default: the model the collection was built with"
         )
+        if not default:
+            help_model += f"; {new} for a new one]." if new else "]."
         decorators = [
             opt("--model", shared=True, default=default, help=help_model),
             opt("--revision", default=None, help="Model revision (hub branch, tag or commit)."),

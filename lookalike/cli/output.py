@@ -6,7 +6,7 @@ import json
 
 from lookalike.cli.errors import skip_message
 from lookalike.errors import shown
-from lookalike.records import Change, CollectionInfo, EvalReport, Hit, IngestReport
+from lookalike.records import Change, CollectionInfo, EvalReport, IngestReport, Result
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -22,6 +22,11 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 FIELDS_WIDTH = 60  # the metadata column of a hits table, cut beyond this
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 group", "2 groups"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def place(split: str | None, row: int | None) -> str:
     """split:row, or the split alone for an image folder's files (which store no row)."""
     return f"{split}:{row}" if row is not None else str(split or "")
@@ -32,9 +37,11 @@ def fields(metadata: dict) -> str:
     return text if len(text) <= FIELDS_WIDTH else text[: FIELDS_WIDTH - 1] + "…"
 
 
-def hits_table(query: str, hits: list[Hit]) -> str:
-    """Rank, score, label, place and path of each hit; the dataset's own fields when any hit
-    has them (all of them in --json)."""
+def hits_table(result: Result) -> str:
+    """The query (with its label, when known), then rank, score, label, place and path of each
+    hit, with the dataset's own fields when any hit has them (all of them in --json), and
+    whether the query's own image was left out."""
+    query, hits = result.query, result.hits
     extra = any(h.metadata for h in hits)
     rows = [
         [
@@ -49,7 +56,15 @@ def hits_table(query: str, hits: list[Hit]) -> str:
     ]
     headers = ["rank", "score", "label", "split:row", "path", *(["fields"] if extra else [])]
     body = _table(headers, rows) if hits else "(no hits)"
-    return f"query: {shown(query)}\n{body}\n"
+    head = f"query: {shown(query.text)}"
+    if query.label_name is not None:
+        head += f" (label {shown(query.label_name)})"
+    note = (
+        "(the query is one of the collection's own images: left out; --include-self keeps it)\n"
+        if result.excluded_self
+        else ""
+    )
+    return f"{head}\n{body}\n{note}"
 
 
 def sync_counts(report: IngestReport) -> str:
@@ -140,10 +155,22 @@ def duplicates_table(report) -> str:
     body = _table(["score", "a", "b", "cross-split", "paths"], rows) if rows else "(no pairs)"
     summary = report.to_dict()
     return (
-        f"{body}\n{summary['pairs']} pairs at cosine >= {report.threshold} among "
-        f"{report.points} images, in {len(report.groups)} groups; "
-        f"{summary['cross_split_pairs']} pairs cross splits (leakage)"
+        f"{body}\n{plural(summary['pairs'], 'pair')} at cosine >= {report.threshold} among "
+        f"{plural(report.points, 'image')}, in {plural(len(report.groups), 'group')}; "
+        f"{summary['cross_split_pairs']} of them cross splits (leakage)"
     )
+
+
+def _indexed(info: CollectionInfo) -> str:
+    done, points = info.indexed_points, info.points
+    if points == 0 or done >= points:
+        return f"{done} of {points}"
+    if info.full_scan_points is not None and points <= info.full_scan_points:
+        return (
+            f"{done} of {points}: a collection this small is searched exactly, which is faster "
+            f"than a graph (the graph is built above ~{info.full_scan_points:,} points)"
+        )
+    return f"{done} of {points}: the rest are searched exactly until the graph catches up"
 
 
 def info_table(info: CollectionInfo) -> str:
@@ -161,9 +188,7 @@ def info_table(info: CollectionInfo) -> str:
         ]
     rows.append(["engine", info.engine])
     if info.indexed_points is not None:
-        rows.append(
-            ["in the HNSW graph", f"{info.indexed_points} of {info.points} (the rest: exact scan)"]
-        )
+        rows.append(["in the HNSW graph", _indexed(info)])
     if info.index:
         i = info.index
         rows += [

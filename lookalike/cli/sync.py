@@ -20,6 +20,7 @@ import click
 from lookalike.cli.console import bar, quiet_transformers, say, warn
 from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
+from lookalike.cli.stores import check_inputs, collection_for
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
@@ -31,6 +32,7 @@ from lookalike.ingest.watch import FolderWatch
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
 from lookalike.store import Store, StoreConfig, connect
+from lookalike.store.holders import holding
 from lookalike.store.shared import SharedStore
 
 # Above this, qdrant-client's local mode is slow (its own docs warn at 20k points).
@@ -128,7 +130,7 @@ class _Progress:
 
 def run_ingest(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     data: DatasetSettings,
     model_settings: ModelSettings,
     *,
@@ -141,13 +143,19 @@ def run_ingest(
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
 ) -> IngestReport:
-    source = data.load()
-    reuse_freed_memory()  # a batch command: keep each batch's memory for the next
+    """Sync `collection` (default: named after the dataset) with `data`, with the model asked
+    for (default: the collection's, or DEFAULT_MODEL for a new one). Where the dataset and the
+    model are is checked, both at once, before anything is read or loaded."""
+    collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
+        store = stack.enter_context(connect(store_config))
+        model_settings = _model_for(store, collection, model_settings)
+        source = check_inputs(data.load, model_settings)
+        reuse_freed_memory()  # a batch command: keep each batch's memory for the next
+        stack.enter_context(_holding(store_config, "ingest", collection))
         log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
         if log:  # closed quietly: a log that could not be written has already been reported
             stack.callback(_close_quietly, log)
-        store = stack.enter_context(connect(store_config))
         progress = _Progress(stack, collection, data.split, dry_run)
         report = ingest(
             source,
@@ -170,6 +178,16 @@ def run_ingest(
         if not dry_run and store.engine == "local":
             _warn_if_large(store, collection)
         return report
+
+
+def _model_for(store: Store, collection: str, settings: ModelSettings) -> ModelSettings:
+    """The model to sync with: the one asked for, else the collection's, else DEFAULT_MODEL
+    for a new collection."""
+    # Asked even with a model given: a collection another process holds is found out here.
+    meta = store.info(collection).meta if store.exists(collection) else None
+    if settings.model:
+        return settings
+    return replace(settings, model=meta.model if meta else DEFAULT_MODEL)
 
 
 def _warn_if_large(store: Store, collection: str) -> None:
@@ -226,7 +244,7 @@ def _syncer(store, collection, data, model, settings: WatchSettings, stop, after
 
 def run_watch(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     data: DatasetSettings,
     model_settings: ModelSettings,
     settings: WatchSettings,
@@ -238,10 +256,11 @@ def run_watch(
     """Sync `collection` with the folder now and at each change, until Ctrl-C (or SIGTERM).
     A first sync that fails is an error; a later one is reported and tried again."""
     _check_folder(data)
+    collection = collection or collection_for(data.dataset)
     quiet_transformers()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        with connect(store_config) as store:
+        with connect(store_config) as store, _holding(store_config, "watch", collection):
             sync = _syncer(
                 store,
                 collection,
@@ -278,21 +297,24 @@ def _report_error(error: LookalikeError) -> None:
 @contextlib.contextmanager
 def serving_watched(
     store_config: StoreConfig,
-    collection: str,
+    collection: str | None,
     model_settings: ModelSettings,
     params: SearchSettings | None,
     data: DatasetSettings,
     settings: WatchSettings,
+    url: str | None = None,
 ) -> Iterator:
-    """A Searcher for `serve --watch`: the collection synced with the folder first (built
-    from it if it does not exist), then kept in sync by a background thread. The server's
-    threads and the sync share one store, one call at a time."""
+    """A Searcher for `serve --watch`: the collection (default: named after the folder)
+    synced with the folder first (built from it if it does not exist), then kept in sync by
+    a background thread. The server's threads and the sync share one store, one call at a
+    time; the store records `url`, so a `search` finding the store held asks the server."""
     from lookalike.search.searcher import Searcher
 
     _check_folder(data)
+    collection = collection or collection_for(data.dataset)
     quiet_transformers()
     stop = threading.Event()
-    with connect(store_config) as opened:
+    with connect(store_config) as opened, _holding(store_config, "serve", collection, url):
         store = SharedStore(opened)
         if not store.exists(collection):
             model = replace(model_settings, model=model_settings.model or DEFAULT_MODEL)
@@ -322,6 +344,13 @@ def serving_watched(
         finally:
             stop.set()
             thread.join()
+
+
+def _holding(store_config: StoreConfig, command: str, collection: str, url: str | None = None):
+    """This process recorded as the embedded store's holder while it runs (`holders.py`)."""
+    if store_config.url:
+        return contextlib.nullcontext()
+    return holding(store_config.path, command, collection, url)
 
 
 def _warn_unless_stopping(stop: threading.Event):

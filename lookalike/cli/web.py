@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import threading
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib import resources
 from typing import Annotated
 
@@ -16,8 +18,8 @@ from pydantic import BaseModel
 
 from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
 from lookalike.errors import BadImage, BadQuery
-from lookalike.records import Hit
-from lookalike.search.searcher import MAX_K, Searcher
+from lookalike.records import Hit, Query, Result
+from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP photo is large; more is an attack or a mistake
@@ -32,7 +34,13 @@ RETRY_AFTER_S = 2
 
 
 class SearchOut(BaseModel):
-    hits: list[Hit]  # the dataclass search --json prints: one definition of a hit
+    """What `search --json` prints for one query: one definition of a result."""
+
+    query: str  # "upload", the clicked point's id, or SPLIT:ROW
+    query_label: int | None = None
+    query_label_name: str | None = None
+    excluded_self: bool = False  # the query is a stored image, left out of its own hits
+    hits: list[Hit]
 
 
 class HealthOut(BaseModel):
@@ -48,6 +56,7 @@ class ErrorOut(BaseModel):
 
 
 ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+IMAGE = {200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 
 def create_app(
@@ -65,6 +74,9 @@ def create_app(
     localhost and IP addresses must be in `allowed_hosts`."""
     lock = threading.Lock()
     admission = Admission(decoding, queue, wait_s)
+    static = resources.files("lookalike.cli").joinpath("static")
+    page = static.joinpath("index.html").read_text()
+    icon = static.joinpath("favicon.svg").read_bytes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -75,7 +87,6 @@ def create_app(
         title="lookalike", description="Search images by looks.", version="1", lifespan=lifespan
     )
     app.state.admission = admission
-    page = resources.files("lookalike.cli").joinpath("static/index.html").read_text()
     # Added last, runs first: a foreign Host is refused before its body is even read.
     app.add_middleware(BodyLimit, limit=max_upload + MULTIPART_SLACK, detail=_too_large(max_upload))
     app.add_middleware(HostCheck, names=tuple(allowed_hosts))
@@ -99,11 +110,29 @@ def create_app(
 
     @app.post("/search", response_model=SearchOut, responses=ERRORS)
     def search(
-        image: Annotated[UploadFile, File(description="The query image, any format PIL reads.")],
+        image: Annotated[
+            UploadFile | None, File(description="The query image, any format PIL reads.")
+        ] = None,
+        point: Annotated[
+            uuid.UUID | None, Form(description="Or: a stored point as the query.")
+        ] = None,
+        query: Annotated[
+            str | None, Form(description="Or: SPLIT:ROW of the collection's dataset.")
+        ] = None,
+        path: Annotated[
+            str | None,
+            Form(description="The uploaded file's path, to recognise it among stored images."),
+        ] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 5,
         label: Annotated[str | None, Form(description="Only candidates with this label.")] = None,
+        include_self: Annotated[
+            bool, Form(description="Keep a stored query image as its own first hit.")
+        ] = False,
     ) -> SearchOut:
-        return SearchOut(hits=admitted(_search, image, k, label))
+        if sum(x is not None for x in (image, point, query)) != 1:
+            raise HTTPException(400, "send one query: an image, a point or SPLIT:ROW")
+        result = admitted(_search, image, point, query, path, k, label, include_self)
+        return SearchOut(**{**result.to_dict(), "hits": result.hits})
 
     def admitted(fn, *args):
         try:
@@ -111,49 +140,88 @@ def create_app(
         except Busy:
             raise HTTPException(503, BUSY, headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
-    def _search(image: UploadFile, k: int, label: str | None) -> list[Hit]:
-        data = image.file.read(max_upload + 1)
-        if len(data) > max_upload:
-            raise HTTPException(413, _too_large(max_upload))
-        try:
-            query = searcher.open_image(data, max_pixels=max_pixels)
-        except BadImage as e:
-            # Judged by content: the file name and content type are never trusted.
-            raise HTTPException(400, f"upload: {e.reason}") from e
-        del data  # the decoded image is all that is needed now
+    def _search(image, point, query, path, k, label, include_self) -> Result:
+        upload = (
+            _upload(searcher, image, path, max_upload, max_pixels) if image is not None else None
+        )
         try:
             with lock:
-                return searcher.search(query, k=k, label=label or None)
+                asked = upload or _stored(searcher, point, query)
+                [result] = searcher.search_queries(
+                    [asked], k=k, label=label or None, include_self=include_self
+                )
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
+        # The decoded image stays here: the request's thread, waiting on its answer, must not
+        # hold a 12 MP photo beyond the admission's bound.
+        return replace(result, query=replace(result.query, image=None))
 
-    @app.get(
-        "/points/{point_id}/image",
-        responses={
-            200: {"content": {"image/jpeg": {}}},
-            404: {"model": ErrorOut},
-            503: {"model": ErrorOut},
-        },
-        response_class=Response,
-    )
+    @app.get("/rows/{split}/{row}/image", responses=IMAGE, response_class=Response)
+    def row_image(split: str, row: int) -> Response:
+        """A row of the collection's dataset (a SPLIT:ROW query's image)."""
+        return Response(admitted(_row_jpeg, split, row), media_type="image/jpeg")
+
+    def _row_jpeg(split: str, row: int) -> bytes:
+        try:
+            with lock:
+                image = searcher.row_query(split, row).image
+        except (BadQuery, BadImage) as e:
+            raise HTTPException(404, str(e)) from e
+        return _jpeg(image)
+
+    @app.get("/favicon.svg", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(icon, media_type="image/svg+xml")
+
+    @app.get("/points/{point_id}/image", responses=IMAGE, response_class=Response)
     def point_image(point_id: uuid.UUID) -> Response:
         # The image is found from the stored payload; nothing in the request names a file.
         with lock:
             point = searcher.point(str(point_id))
-        jpeg = admitted(_jpeg, point) if point else None  # a candidate may be a large photo
+        jpeg = admitted(_point_jpeg, point) if point else None  # a candidate may be a large photo
         if jpeg is None:
             raise HTTPException(404, f"no image for point {point_id}")
         return Response(jpeg, media_type="image/jpeg")
 
-    def _jpeg(point) -> bytes | None:
+    def _point_jpeg(point) -> bytes | None:
         image = searcher.candidate_image(point)
-        if image is None:
-            return None
-        buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=90)
-        return buf.getvalue()
+        return None if image is None else _jpeg(image)
 
     return app
+
+
+def _upload(
+    searcher: Searcher, image: UploadFile, path: str | None, max_upload: int, max_pixels: int
+) -> Query:
+    """An uploaded query, judged by its content, never its name; `path` is only compared
+    with stored paths (to recognise a stored image), never opened."""
+    data = image.file.read(max_upload + 1)
+    if len(data) > max_upload:
+        raise HTTPException(413, _too_large(max_upload))
+    try:
+        decoded = searcher.open_image(data, max_pixels=max_pixels)
+    except BadImage as e:
+        raise HTTPException(400, f"upload: {e.reason}") from e
+    return Query(os.path.basename(image.filename or "") or "upload", decoded, path=path)
+
+
+def _stored(searcher: Searcher, point: uuid.UUID | None, query: str | None) -> Query:
+    """A stored point, or SPLIT:ROW of the collection's dataset, as the query."""
+    if point is not None:
+        return searcher.point_query(str(point))
+    match = SPLIT_ROW.match(query or "")
+    if not match:
+        raise BadQuery(f"query {query!r} is not SPLIT:ROW (e.g. test:17)", field="query")
+    try:
+        return searcher.row_query(match["split"], int(match["row"]))
+    except BadImage as e:
+        raise BadQuery(f"query {query!r}: {e.reason}", field="query") from e
+
+
+def _jpeg(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 def _too_large(limit: int) -> str:

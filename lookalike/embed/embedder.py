@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
+from lookalike import hub
 from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.embed import pooling as pooling_
 from lookalike.embed.optimize import fold_batchnorms
@@ -73,13 +74,13 @@ def _load_error(model: str, err: Exception) -> ModelLoadError:
     hint = (
         "the folder must hold a transformers model: config.json, weights, image processor"
         if local
-        else "the Hugging Face hub may be unreachable or the id may be wrong"
+        else "check the id on the Hugging Face hub"
     )
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ModelLoadError(
         model,
         f"could not load model {model!r} ({first}): {hint}",
-        kind="unreadable" if local else "unreachable",
+        kind="unreadable" if local else "not_found",
     )
 
 
@@ -112,11 +113,14 @@ class Embedder:
                 f"unknown pooling {pooling!r}: choose one of {', '.join(POOLINGS)}",
                 kind="pooling",
             )
+        hub.check_model(model, revision)  # a missing folder or no network: said at once
         self.model_id = canonical_model_id(model)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         # Never run code shipped with a model unless the user asked for it.
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+        if hub.cache_only(model):
+            kwargs["local_files_only"] = True
         try:
             config = AutoConfig.from_pretrained(model, **kwargs)
             self.processor = AutoImageProcessor.from_pretrained(model, **kwargs)

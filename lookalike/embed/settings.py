@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lookalike import hub
 from lookalike.errors import ModelLoadError
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class ModelSettings:
         model = model or self.model
         if model is None:
             raise ModelLoadError(None, "no model given", kind="missing")
+        self.check(model)  # before torch is imported: a missing folder is told in a moment
         from lookalike.embed.embedder import Embedder  # torch loads here, not on import
 
         return Embedder(
@@ -50,3 +52,10 @@ class ModelSettings:
             trust_remote_code=self.trust_remote_code,
             fold=fold,
         )
+
+    def check(self, model: str | None = None) -> None:
+        """Raise ModelLoadError now if the model's folder does not exist, or it is a hub id
+        that cannot be fetched (no network, or not cached in offline mode); loads nothing."""
+        model = model or self.model
+        if model is not None:
+            hub.check_model(model, self.revision)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 
+from lookalike import hub
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import DatasetLoadError
 from lookalike.source import metadata
@@ -25,6 +26,7 @@ def canonical_dataset_id(dataset: str) -> str:
 
 def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, dict[str, dict] | None]:
     """The dataset's splits, and an image folder's metadata fields by file name."""
+    hub.check_dataset(dataset)  # a missing folder or no network: said at once
     if os.path.isdir(dataset) and not any(files for _, _, files in os.walk(dataset)):
         raise DatasetLoadError(
             dataset, f"folder {dataset!r} is empty: no images or data files in it", kind="empty"
@@ -40,22 +42,30 @@ def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, dict[str, dict] | No
         else:
             loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
     except Exception as e:  # datasets raises many types; all mean "could not load"
-        local = os.path.isdir(dataset)
-        hint = (
-            "check the folder holds a datasets save_to_disk folder, data files, or images in "
-            "class sub-folders"
-            if local
-            else "the Hugging Face hub may be unreachable or the id may be wrong"
-        )
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DatasetLoadError(
-            dataset,
-            f"could not load dataset {dataset!r} ({first}): {hint}",
-            kind="unreadable" if local else "unreachable",
-        ) from e
+        raise _load_error(dataset, e) from e
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded, None
+
+
+def _load_error(dataset: str, e: Exception) -> DatasetLoadError:
+    local = os.path.isdir(dataset)
+    if not local and hub.offline():
+        return hub.not_cached_dataset(dataset)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if local:
+        hint = (
+            "check the folder holds a datasets save_to_disk folder, data files, or images in "
+            "class sub-folders"
+        )
+        return DatasetLoadError(
+            dataset, f"could not load dataset {dataset!r} ({first}): {hint}", kind="unreadable"
+        )
+    return DatasetLoadError(
+        dataset,
+        f"could not load dataset {dataset!r} from the Hugging Face hub ({first}): check the id",
+        kind="not_found",
+    )
 
 
 def _detect(

@@ -205,6 +205,10 @@ class Source:
     def record(self, row: int, min_side: int | None = None) -> ImageRecord:
         """The record at original row `row` of the split (raises BadImage if it is unreadable).
         `min_side`: see `open_image`."""
+        return self.decode(self.position(row), min_side)
+
+    def position(self, row: int) -> int:
+        """Where original row `row` of the split is; DatasetLoadError if it has none."""
         position = np.flatnonzero(self.rows == row)
         if len(position) == 0:
             raise DatasetLoadError(
@@ -214,7 +218,7 @@ class Source:
                 kind="row",
                 split=self.split,
             )
-        return self.decode(int(position[0]), min_side)
+        return int(position[0])
 
     def decode(self, position: int, min_side: int | None = None) -> ImageRecord:
         """The record at `position`, decoded (raises BadImage if it is unreadable)."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import qdrant_edge as qe
 
-from lookalike.errors import DiskFull, LookalikeError, StoreDamaged, StoreLocked, StoreUnavailable
+from lookalike.errors import DiskFull, LookalikeError, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import (
     CollectionInfo,
@@ -30,6 +30,7 @@ from lookalike.records import (
 from lookalike.store import disk, integrity
 from lookalike.store.base import Store, hit
 from lookalike.store.config import NAME, StoreConfig, check_name
+from lookalike.store.holders import locked
 
 META_FILE = "lookalike.json"
 # Segments under this size (KB) are scanned, not graph-searched: exact and fast when small.
@@ -87,7 +88,7 @@ class EdgeStore(Store):
         self._shards: dict[str, qe.EdgeShard] = {}
         self._writing: set[str] = set()  # collections changed since their check record
         self._locks = disk.CollectionLocks(
-            self.root, CREATE_WAIT_S, lambda name: StoreLocked(config.path, name)
+            self.root, CREATE_WAIT_S, lambda name: locked(config.path, name)
         )
 
     def _dir(self, name: str) -> str:
@@ -108,7 +109,7 @@ class EdgeStore(Store):
             if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
                 raise
             if "WouldBlock" in str(e):
-                raise StoreLocked(self.config.path, name) from e
+                raise locked(self.config.path, name) from e
             if disk.is_disk_full(e):
                 folder = self.config.path
                 raise DiskFull(self._where, what, folder, disk.free_bytes(folder), 0) from e
@@ -221,6 +222,7 @@ class EdgeStore(Store):
             name=name,
             points=points,
             indexed_points=indexed,
+            full_scan_points=FULL_SCAN_KB * 1024 // (4 * int(settings["dim"])),
             dim=int(settings["dim"]),
             distance="Cosine",
             meta=CollectionMeta.from_dict(meta) if meta else None,

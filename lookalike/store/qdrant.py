@@ -19,7 +19,7 @@ import pydantic
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from lookalike.errors import StoreDamaged, StoreLocked, StoreUnavailable
+from lookalike.errors import StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.records import (
     CollectionInfo,
@@ -32,6 +32,7 @@ from lookalike.records import (
 from lookalike.store import disk
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig
+from lookalike.store.holders import locked
 
 # Worth another try: the server is restarting, overloaded or briefly unreachable.
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
@@ -120,7 +121,7 @@ class QdrantStore(Store):
                     client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
         except RuntimeError as e:
             if "already accessed" in str(e):
-                raise StoreLocked(config.path) from e
+                raise locked(config.path) from e
             raise
         except Exception as e:  # local mode unpickles its files: any failure means damage
             if config.url:
@@ -184,6 +185,7 @@ class QdrantStore(Store):
             engine=self.engine,
             index=_index_settings(desc.config),
             indexed_points=desc.indexed_vectors_count if self.config.url else None,
+            full_scan_points=_full_scan_points(desc.config) if self.config.url else None,
         )
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
@@ -366,3 +368,10 @@ class QdrantStore(Store):
             [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(r.points, 1)]
             for r in responses
         ]
+
+
+def _full_scan_points(config) -> int | None:
+    """Points per segment below which the server scans instead of building a graph."""
+    kb = getattr(config.hnsw_config, "full_scan_threshold", None)
+    size = config.params.vectors.size
+    return kb * 1024 // (4 * size) if kb and size else None

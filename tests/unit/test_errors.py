@@ -9,6 +9,7 @@ from lookalike.errors import (
     DatasetLoadError,
     DiskFull,
     IngestInterrupted,
+    LoadErrors,
     ModelLoadError,
     ModelMismatch,
     OutputExists,
@@ -29,6 +30,13 @@ from lookalike.errors import (
         (ModelMismatch("c", "model", "a", "b"), "ingest", "pass --recreate"),
         (ModelMismatch("c", "model", "a", "b"), "search", "leave --model out"),
         (StoreLocked("./s", "c"), "search", "--qdrant-url"),
+        (StoreLocked("./s", "c", pid=42, command="ingest"), "search", "kill 42"),
+        (
+            CollectionNotFound(None, "edge:./s", ["a", "b"]),
+            "search",
+            "choose one with --collection",
+        ),
+        (DatasetLoadError("x/y", "not cached", kind="offline"), "ingest", "HF_HUB_OFFLINE"),
         (StoreUnavailable("Qdrant at h", "search", "HTTP 401", status=401), "info", "api-key"),
         (BadImage("a.png", "too many pixels", kind="too_many_pixels"), "ingest", "--max-pixels"),
         (StoreDamaged("./s", "c", "lost a file"), "search", "ingest --recreate --collection c"),
@@ -103,8 +111,35 @@ def test_advice_never_names_a_flag_the_command_lacks():
 
     unreachable = DatasetLoadError("beans", "hub down", kind="unreachable")
     assert "--dataset PATH" in explain(unreachable, "ingest", options("ingest"))
-    assert explain(unreachable, "eval", options("eval")) == "hub down"  # eval has no --dataset
+    in_eval = explain(unreachable, "eval", options("eval"))  # eval has no --dataset
+    assert in_eval.startswith("no network") and "--dataset" not in in_eval
     damaged = StoreDamaged("./s", "c", "lost a file")  # a quoted command is not this one's
     assert "`lookalike ingest --recreate --collection c`" in explain(
         damaged, "search", options("search")
     )
+
+
+def test_no_network_is_one_line_for_the_dataset_and_the_model_together():
+    dataset = DatasetLoadError("beans", "no network", kind="unreachable")
+    model = ModelLoadError("nateraw/vit-base-beans", "no network", kind="unreachable")
+    line = explain(LoadErrors([dataset, model]), "ingest")
+    assert line.startswith("no network: the Hugging Face hub cannot be reached to fetch ")
+    assert "dataset 'beans' and model 'nateraw/vit-base-beans'" in line
+    assert "--dataset PATH and --model PATH" in line and "HF_HUB_OFFLINE=1" in line
+    assert 'README, "Offline, or with your own data and model"' in line
+    assert "\n" not in line
+
+
+def test_missing_folders_are_reported_together():
+    dataset = DatasetLoadError(
+        "../nope/b", "dataset folder '../nope/b' does not exist", kind="missing"
+    )
+    model = ModelLoadError("../nope/m", "model folder '../nope/m' does not exist", kind="missing")
+    line = explain(LoadErrors([dataset, model]), "ingest")
+    assert "'../nope/b' does not exist" in line and "'../nope/m' does not exist" in line
+
+
+def test_a_locked_store_names_its_holder():
+    error = StoreLocked("./s", "c", pid=42, command="serve", url="http://127.0.0.1:8000/")
+    assert "(pid 42, lookalike serve serving http://127.0.0.1:8000/)" in str(error)
+    assert "asks a running serve itself" in explain(error, "eval")

@@ -1,22 +1,71 @@
 """Tables for people."""
 
-from lookalike.cli.output import hits_table, info_table, ingest_summary, plan_listing
+import pytest
+
+from lookalike.cli.grid import pair_row, render_grid
+from lookalike.cli.output import (
+    duplicates_table,
+    hits_table,
+    info_table,
+    ingest_summary,
+    plan_listing,
+)
 from lookalike.index import IndexSettings
-from lookalike.records import Change, CollectionInfo, Hit, IngestReport, Skipped, StoredPoint
+from lookalike.records import (
+    Change,
+    CollectionInfo,
+    Hit,
+    IngestReport,
+    Query,
+    Result,
+    Skipped,
+    StoredPoint,
+)
+from lookalike.search.duplicates import DuplicatePair, DuplicateReport
 
 
 def test_hits_table_lists_rank_score_label_and_path():
     hit = Hit.found(StoredPoint("i", 0, "cat", "train", 3, "cats/3.jpg"), rank=1, score=0.98765)
-    table = hits_table("q.jpg", [hit])
+    table = hits_table(Result(Query("q.jpg", None), [hit]))
     assert table.splitlines()[0] == "query: q.jpg"
     assert "0.9877" in table and "train:3" in table and "cats/3.jpg" in table
     assert "fields" not in table
-    assert "(no hits)" in hits_table("q.jpg", [])
+    assert "(no hits)" in hits_table(Result(Query("q.jpg", None), []))
+
+
+def test_hits_table_names_the_query_label_and_says_it_left_the_query_out():
+    query = Query("test:3", None, label=1, label_name="dog")
+    table = hits_table(Result(query, [], excluded_self=True))
+    assert table.splitlines()[0] == "query: test:3 (label dog)"
+    assert "--include-self keeps it" in table
+
+
+@pytest.mark.parametrize(
+    "points, indexed, says",
+    [
+        (1034, 0, "0 of 1034: a collection this small is searched exactly"),
+        (50_000, 20_000, "20000 of 50000: the rest are searched exactly until"),
+        (50_000, 50_000, "50000 of 50000"),
+    ],
+)
+def test_info_explains_a_partly_built_graph(points, indexed, says):
+    info = CollectionInfo(
+        "c", points, 1280, "Cosine", None, "edge", IndexSettings(), indexed, full_scan_points=2000
+    )
+    assert says in info_table(info)
+
+
+def test_duplicates_summary_counts_in_words():
+    a = StoredPoint("a", 0, "cat", "train", 1, "a.jpg")
+    b = StoredPoint("b", 0, "cat", "test", 2, "b.jpg")
+    pair = DuplicatePair(0.99, a, b)
+    text = duplicates_table(DuplicateReport(10, 0.97, [pair], [[a, b]]))
+    assert "1 pair at cosine >= 0.97 among 10 images, in 1 group; 1 of them cross splits" in text
 
 
 def test_hits_table_shows_the_datasets_own_fields():
     point = StoredPoint("i", None, None, "train", None, "shoes/1.jpg", metadata={"sku": "A-1"})
-    table = hits_table("q.jpg", [Hit.found(point, rank=1, score=0.5)])
+    table = hits_table(Result(Query("q.jpg", None), [Hit.found(point, rank=1, score=0.5)]))
     assert table.splitlines()[1].split()[-1] == "fields"
     assert 'sku="A-1"' in table and " train " in table and "None" not in table
 
@@ -49,3 +98,12 @@ def test_info_table_shows_the_index():
     info = CollectionInfo("c", 10, 32, "Cosine", None, "edge", IndexSettings(), indexed_points=0)
     table = info_table(info)
     assert "m=16 ef_construct=100" in table and "edge" in table
+
+
+def test_the_duplicates_grid_names_both_images_of_a_pair():
+    a = StoredPoint("a", 0, "cat", "train", 1, "cats/a.jpg")
+    b = StoredPoint("b", 0, "cat", "test", 2, "cats/b.jpg")
+    left, right = pair_row(DuplicatePair(0.991, a, b), None, None)
+    assert list(left.lines) == ["train:1 cat", "a.jpg"]
+    assert list(right.lines) == ["test:2 cat", "score 0.991", "b.jpg"]
+    assert render_grid([[left, right]]).size == (2 * 192 + 3 * 8, 192 + 58 + 2 * 8)

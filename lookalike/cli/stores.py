@@ -1,0 +1,78 @@
+"""Opening what a command needs, cheapest checks first: the store and its collection (which one
+when none is named, who holds it), the dataset and the model's whereabouts, all before any model
+loads."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+
+from lookalike.defaults import DEFAULT_COLLECTION
+from lookalike.embed import ModelSettings
+from lookalike.errors import CollectionNotFound, DatasetLoadError, LoadErrors, ModelLoadError
+from lookalike.store import Store, StoreConfig, connect
+from lookalike.store.holders import holding
+
+# Kinds of load error that say "this input is not there": reported together, not one a run.
+NOT_THERE = {"missing", "unreachable", "offline", "not_found"}
+
+
+def collection_for(dataset: str) -> str:
+    """The collection ingest fills by default: named after the dataset ("beans" for beans,
+    "photos" for ~/photos, "food101" for ethz/food101)."""
+    local = os.path.exists(dataset)
+    name = os.path.basename(os.path.abspath(dataset)) if local else dataset.rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).lstrip(".-")[:255]
+    return name or DEFAULT_COLLECTION
+
+
+def resolve_collection(store: Store, collection: str | None) -> str:
+    """The named collection, or, when none is named, the store's only one."""
+    if collection:
+        return collection
+    names = sorted(store.names())
+    if len(names) == 1:
+        return names[0]
+    raise CollectionNotFound(None, store.config.location, known=names)
+
+
+@contextlib.contextmanager
+def open_store(
+    config: StoreConfig,
+    command: str,
+    collection: str | None,
+    *,
+    url: str | None = None,
+) -> Iterator[tuple[Store, str]]:
+    """The store and the collection to use; an embedded store records this process as its
+    holder meanwhile, so another command can say who holds it (and `search` can ask a serve)."""
+    with connect(config) as store:
+        name = resolve_collection(store, collection)
+        embedded = not config.url and os.path.isdir(config.path)
+        with holding(config.path, command, name, url) if embedded else contextlib.nullcontext():
+            yield store, name
+
+
+def check_inputs(load_dataset, model: ModelSettings | None):
+    """Run `load_dataset()` and check the model's whereabouts (nothing loads): the problems of
+    both in one error, so one run shows every fix."""
+    problems: list[DatasetLoadError | ModelLoadError] = []
+    loaded = None
+    try:
+        loaded = load_dataset()
+    except DatasetLoadError as e:
+        if e.kind not in NOT_THERE:
+            raise
+        problems.append(e)
+    try:
+        if model is not None:
+            model.check()
+    except ModelLoadError as e:
+        problems.append(e)
+    if len(problems) > 1:
+        raise LoadErrors(problems)
+    if problems:
+        raise problems[0]
+    return loaded

@@ -1,0 +1,110 @@
+"""Searching through a running `lookalike serve`: what a command does when the embedded store
+it needs is held by that server (one process per embedded store).
+
+Speaks the server's HTTP API with the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+import uuid
+
+from PIL import Image
+
+from lookalike.errors import BadImage, BadQuery, StoreUnavailable
+from lookalike.images import open_image
+from lookalike.records import Hit, Query, Result
+from lookalike.search.searcher import SPLIT_ROW
+
+
+class RemoteSearcher:
+    """The part of Searcher a command needs, answered by a `lookalike serve` at `url`."""
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.timeout = timeout
+
+    def search(
+        self, text: str, k: int, label: str | None = None, *, include_self: bool = False
+    ) -> Result:
+        """Search with an image file (uploaded) or SPLIT:ROW (the server reads the row)."""
+        fields = {"k": str(k), "include_self": "true" if include_self else "false"}
+        if label is not None:
+            fields["label"] = str(label)
+        files = {}
+        if os.path.exists(text):
+            with open(text, "rb") as f:
+                files["image"] = f.read()
+            fields["path"] = os.path.realpath(text)  # compared with stored paths, never opened
+        elif SPLIT_ROW.match(text):
+            fields["query"] = text
+        else:
+            raise BadQuery(f"no such file: {text!r}", field="query")
+        body = self._post("search", fields, files)
+        query = Query(
+            text,
+            open_image(files["image"]) if files else self._image(f"rows/{text.replace(':', '/')}"),
+            label=body.get("query_label"),
+            label_name=body.get("query_label_name"),
+        )
+        return Result(query, [Hit(**h) for h in body["hits"]], bool(body.get("excluded_self")))
+
+    def collection(self) -> str | None:
+        """The collection the server searches (None if it does not answer)."""
+        try:
+            with urllib.request.urlopen(self.url + "health", timeout=self.timeout) as r:
+                return json.load(r).get("collection")
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def candidate_image(self, hit: Hit) -> Image.Image | None:
+        return self._image(f"points/{hit.id}")
+
+    def _image(self, what: str) -> Image.Image | None:
+        try:
+            with urllib.request.urlopen(f"{self.url}{what}/image", timeout=self.timeout) as r:
+                return open_image(r.read())
+        except (urllib.error.URLError, OSError, BadImage):
+            return None
+
+    def _post(self, path: str, fields: dict[str, str], files: dict[str, bytes]) -> dict:
+        boundary = uuid.uuid4().hex
+        parts = []
+        for name, value in fields.items():
+            parts.append(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                f"{value}\r\n".encode()
+            )
+        for name, data in files.items():
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            )
+            parts.append(head.encode() + data + b"\r\n")
+        parts.append(f"--{boundary}--\r\n".encode())
+        request = urllib.request.Request(
+            self.url + path,
+            data=b"".join(parts),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as e:
+            detail = _detail(e)
+            if 400 <= e.code < 500:
+                raise BadQuery(detail) from e
+            raise StoreUnavailable(self.url, "search", detail, status=e.code) from e
+        except (urllib.error.URLError, OSError) as e:
+            raise StoreUnavailable(self.url, "search", str(e)) from e
+
+
+def _detail(error: urllib.error.HTTPError) -> str:
+    try:
+        detail = json.load(error).get("detail")
+    except (ValueError, OSError, AttributeError):
+        detail = None
+    return detail if isinstance(detail, str) else f"HTTP {error.code}"
