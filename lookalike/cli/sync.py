@@ -24,7 +24,13 @@ from lookalike.cli.stores import check_inputs, collection_for
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
-from lookalike.errors import DatasetLoadError, IngestInterrupted, LookalikeError, shown
+from lookalike.errors import (
+    DatasetLoadError,
+    IngestInterrupted,
+    LookalikeError,
+    StoreDamaged,
+    shown,
+)
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import Plan
@@ -149,7 +155,7 @@ def run_ingest(
     collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(connect(store_config))
-        model_settings = _model_for(store, collection, model_settings)
+        model_settings = _model_for(store, collection, model_settings, recreate)
         source = check_inputs(data.load, model_settings)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
         stack.enter_context(_holding(store_config, "ingest", collection))
@@ -180,11 +186,17 @@ def run_ingest(
         return report
 
 
-def _model_for(store: Store, collection: str, settings: ModelSettings) -> ModelSettings:
+def _model_for(
+    store: Store, collection: str, settings: ModelSettings, recreate: bool
+) -> ModelSettings:
     """The model to sync with: the one asked for, else the collection's, else DEFAULT_MODEL
-    for a new collection."""
-    # Asked even with a model given: a collection another process holds is found out here.
-    meta = store.info(collection).meta if store.exists(collection) else None
+    for a new collection (or a damaged one that --recreate rebuilds)."""
+    meta = None
+    try:  # even with a model given: a collection another process holds is found out here
+        meta = store.info(collection).meta if store.exists(collection) else None
+    except StoreDamaged:
+        if not recreate:
+            raise
     if settings.model:
         return settings
     return replace(settings, model=meta.model if meta else DEFAULT_MODEL)
