@@ -155,6 +155,7 @@ def test_serve_watch_searches_while_it_syncs(image_folder, tiny_vit, tmp_path):
     data = DatasetSettings(dataset=str(folder))
     watching = WatchSettings(interval=0.2, settle=0.3)
     model = ModelSettings(model=tiny_vit, device="cpu")
+    time.sleep(watching.settle)  # the copies are new files: younger ones wait a look
     with serving_watched(config, "c", model, None, data, watching) as searcher:
         client = TestClient(create_app(searcher), base_url="http://localhost")
 
