@@ -28,12 +28,22 @@ class RemoteSearcher:
         self.timeout = timeout
 
     def search(
-        self, text: str, k: int, label: str | None = None, *, include_self: bool = False
+        self,
+        text: str,
+        k: int,
+        label: str | None = None,
+        *,
+        include_self: bool = False,
+        query: dict | None = None,
     ) -> Result:
-        """Search with an image file (uploaded) or SPLIT:ROW (the server reads the row)."""
+        """Search with an image file (uploaded) or SPLIT:ROW (the server reads the row);
+        `query`: Searcher.options' arguments, sent as the form's fields."""
         fields = {"k": str(k), "include_self": "true" if include_self else "false"}
         if label is not None:
             fields["label"] = str(label)
+        for name, value in (query or {}).items():
+            if value not in (None, (), []):
+                fields[name] = list(value) if name == "where" else str(value)
         files = {}
         if os.path.exists(text):
             with open(text, "rb") as f:
@@ -70,14 +80,15 @@ class RemoteSearcher:
         except (urllib.error.URLError, OSError, BadImage):
             return None
 
-    def _post(self, path: str, fields: dict[str, str], files: dict[str, bytes]) -> dict:
+    def _post(self, path: str, fields: dict, files: dict[str, bytes]) -> dict:
         boundary = uuid.uuid4().hex
         parts = []
-        for name, value in fields.items():
-            parts.append(
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                f"{value}\r\n".encode()
-            )
+        for name, values in fields.items():
+            for value in values if isinstance(values, list) else [values]:
+                parts.append(
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                    f"{value}\r\n".encode()
+                )
         for name, data in files.items():
             head = (
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
