@@ -62,6 +62,27 @@ class RemoteSearcher:
         )
         return Result(query, [Hit(**h) for h in body["hits"]], bool(body.get("excluded_self")))
 
+    def recommend(
+        self,
+        positive: list[str],
+        negative: list[str],
+        k: int,
+        *,
+        strategy: str,
+        label: str | None = None,
+        query: dict | None = None,
+    ) -> list[Hit]:
+        """POST /recommend: stored point ids only (the server reads no file of ours)."""
+        body = {"positive": positive, "negative": negative, "k": k, "strategy": strategy}
+        body |= {"label": label} if label is not None else {}
+        body |= {n: list(v) if n == "where" else v for n, v in (query or {}).items() if v}
+        request = urllib.request.Request(
+            self.url + "recommend",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return [Hit(**h) for h in self._send(request)["hits"]]
+
     def collection(self) -> str | None:
         """The collection the server searches (None if it does not answer)."""
         try:
@@ -101,6 +122,9 @@ class RemoteSearcher:
             data=b"".join(parts),
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
+        return self._send(request)
+
+    def _send(self, request: urllib.request.Request) -> dict:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.load(response)

@@ -12,7 +12,7 @@ from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
 from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
 from lookalike.cli.stores import open_store
 from lookalike.embed import ModelSettings
-from lookalike.errors import BadImage, StoreLocked, shown
+from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
 from lookalike.index import SearchSettings
 from lookalike.records import Query, Result
 from lookalike.search.builder import is_point_id
@@ -85,7 +85,13 @@ def run_search(
             warn("the server searches with its own model and search options")
         results = []
         for text in queries:
-            found = [remote.search(text, k, label, include_self=include_self, query=query)]
+            try:
+                found = [remote.search(text, k, label, include_self=include_self, query=query)]
+            except BadQuery as bad:  # a folder's unreadable file: skipped, as here
+                if text not in listed or not str(bad).startswith("upload:"):
+                    raise
+                warn(f"skipped {shown(text)}: {str(bad).removeprefix('upload: ')}")
+                continue
             results += _shown(found, show, draw, remote.candidate_image)
         draw.save()
         return results
@@ -107,14 +113,23 @@ def run_recommend(
     """More like `like`, less like `unlike` (images, SPLIT:ROW or point ids): one query, named
     for people by its examples."""
     check_k(k)
-    with open_store(store_config, "search", collection) as (store, collection):
-        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-        searcher.label_id(label)
-        options = searcher.options(**(query or {}))
-        quiet_transformers()
-        hits = searcher.recommend(
-            like, unlike, k=k, strategy=strategy, label=label, options=options
-        )
+    try:
+        with open_store(store_config, "search", collection) as (store, collection):
+            searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+            searcher.label_id(label)
+            options = searcher.options(**(query or {}))
+            quiet_transformers()
+            hits = searcher.recommend(
+                like, unlike, k=k, strategy=strategy, label=label, options=options
+            )
+    except StoreLocked as e:  # a running serve takes stored ids (it reads no file of ours)
+        remote = RemoteSearcher(e.url, timeout=store_config.timeout) if e.url else None
+        ids = all(is_point_id(x) for x in (*like, *unlike))
+        if remote is None or not ids or (collection and remote.collection() != collection):
+            raise
+        say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
+        args = dict(strategy=strategy, label=label, query=query)
+        hits = remote.recommend(list(like), list(unlike), k, **args)
     name = "like " + ", ".join(like) + (f"; unlike {', '.join(unlike)}" if unlike else "")
     if len(like) == 1 and not unlike and is_point_id(like[0]):
         name = f"id {like[0]}"
