@@ -18,6 +18,7 @@ from lookalike.index import IndexSettings
 from lookalike.ingest.model import LazyModel, collection_meta
 from lookalike.ingest.plan import Plan, plan_sync
 from lookalike.ingest.writer import BackgroundWriter
+from lookalike.query import merge_types
 from lookalike.records import (
     Change,
     CollectionMeta,
@@ -75,6 +76,7 @@ class _Run:
     skipped: list[Skipped] = field(default_factory=list)
     embedded: int = 0
     embed_seconds: float | None = None
+    types: dict[str, str] = field(default_factory=dict)  # of the payload fields written
 
     def tell(self, ids: list[str]) -> None:
         for point_id in ids:
@@ -93,6 +95,7 @@ class _Run:
                 self.collection, self.written, cause=e, rows=_rows(records)
             ) from e
         self.written += len(records)
+        self.types = merge_types(self.types, (r.payload() for r in records))
         self.tell([r.id for r in records])
 
     def reuse(self) -> list[int]:
@@ -236,6 +239,7 @@ def ingest(
     if run.written:
         if hooks.indexing:
             hooks.indexing()
+        store.index_fields(collection, run.types)  # what filters will ask for
         store.finish(collection)
     report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
     return replace(report, embed_seconds=run.embed_seconds)

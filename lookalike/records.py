@@ -215,6 +215,7 @@ class CollectionInfo:
     index: IndexSettings | None = None
     indexed_points: int | None = None  # points in the HNSW graph; the rest are scanned
     full_scan_points: int | None = None  # up to this many, segments are scanned, not indexed
+    fields: dict[str, str] = field(default_factory=dict)  # payload indexes: field -> type
 
     def to_dict(self) -> dict[str, Any]:
         d = {"collection": self.name, "points": self.points, "dim": self.dim}
@@ -224,6 +225,7 @@ class CollectionInfo:
         d["index"] = self.index.to_dict() if self.index else None
         d["indexed_points"] = self.indexed_points
         d["full_scan_points"] = self.full_scan_points
+        d["payload_indexes"] = dict(self.fields)
         return d
 
 

@@ -28,12 +28,22 @@ class RemoteSearcher:
         self.timeout = timeout
 
     def search(
-        self, text: str, k: int, label: str | None = None, *, include_self: bool = False
+        self,
+        text: str,
+        k: int,
+        label: str | None = None,
+        *,
+        include_self: bool = False,
+        query: dict | None = None,
     ) -> Result:
-        """Search with an image file (uploaded) or SPLIT:ROW (the server reads the row)."""
+        """Search with an image file (uploaded) or SPLIT:ROW (the server reads the row);
+        `query`: Searcher.options' arguments, sent as the form's fields."""
         fields = {"k": str(k), "include_self": "true" if include_self else "false"}
         if label is not None:
             fields["label"] = str(label)
+        for name, value in (query or {}).items():
+            if value not in (None, (), []):
+                fields[name] = list(value) if name == "where" else str(value)
         files = {}
         if os.path.exists(text):
             with open(text, "rb") as f:
@@ -51,6 +61,27 @@ class RemoteSearcher:
             label_name=body.get("query_label_name"),
         )
         return Result(query, [Hit(**h) for h in body["hits"]], bool(body.get("excluded_self")))
+
+    def recommend(
+        self,
+        positive: list[str],
+        negative: list[str],
+        k: int,
+        *,
+        strategy: str,
+        label: str | None = None,
+        query: dict | None = None,
+    ) -> list[Hit]:
+        """POST /recommend: stored point ids only (the server reads no file of ours)."""
+        body = {"positive": positive, "negative": negative, "k": k, "strategy": strategy}
+        body |= {"label": label} if label is not None else {}
+        body |= {n: list(v) if n == "where" else v for n, v in (query or {}).items() if v}
+        request = urllib.request.Request(
+            self.url + "recommend",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        return [Hit(**h) for h in self._send(request)["hits"]]
 
     def collection(self) -> str | None:
         """The collection the server searches (None if it does not answer)."""
@@ -70,14 +101,15 @@ class RemoteSearcher:
         except (urllib.error.URLError, OSError, BadImage):
             return None
 
-    def _post(self, path: str, fields: dict[str, str], files: dict[str, bytes]) -> dict:
+    def _post(self, path: str, fields: dict, files: dict[str, bytes]) -> dict:
         boundary = uuid.uuid4().hex
         parts = []
-        for name, value in fields.items():
-            parts.append(
-                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                f"{value}\r\n".encode()
-            )
+        for name, values in fields.items():
+            for value in values if isinstance(values, list) else [values]:
+                parts.append(
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                    f"{value}\r\n".encode()
+                )
         for name, data in files.items():
             head = (
                 f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
@@ -90,6 +122,9 @@ class RemoteSearcher:
             data=b"".join(parts),
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
+        return self._send(request)
+
+    def _send(self, request: urllib.request.Request) -> dict:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.load(response)

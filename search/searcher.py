@@ -15,7 +15,9 @@ from lookalike.embed.settings import ModelSettings, canonical_model_id
 from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
 from lookalike.images import ImageSource, open_image
 from lookalike.index import SearchSettings, effective
+from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
 from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
+from lookalike.search.builder import QueryBuilder, is_point_id
 from lookalike.search.queries import split_own
 from lookalike.source import Source, load_source
 from lookalike.source.fingerprint import read_file
@@ -146,6 +148,7 @@ class Searcher:
         self.gallery = Gallery(self.meta)
         self.index = self.info.index
         self.params = effective(params, self.index)  # with the quantization's oversampling
+        self.queries = QueryBuilder(self.store, collection)
 
     @property
     def embedder(self) -> Embedder:
@@ -257,18 +260,41 @@ class Searcher:
         shown = repr(label) if len(str(label)) <= 100 else f"{str(label)[:100]!r}..."
         raise BadQuery(f"unknown label {shown}; labels are: {known}", field="label")
 
-    def search(self, image: ImageSource, k: int = 5, label: str | int | None = None) -> list[Hit]:
+    def options(
+        self,
+        *,
+        where: Sequence[str] = (),
+        filter: str | dict | None = None,
+        min_score: float | None = None,
+        group_by: str | None = None,
+    ) -> QueryOptions:
+        """Query options checked against the collection's fields: `where` items such as
+        "sku=R-001", "colour=red,blue", "price<=50"; `filter` in Qdrant's filter JSON;
+        `min_score` drops weaker hits; `group_by` keeps the best hit of each value."""
+        return self.queries.build(where, filter, min_score, group_by)
+
+    def search(
+        self,
+        image: ImageSource,
+        k: int = 5,
+        label: str | int | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[Hit]:
         """The top-k candidates most like `image` (a path, bytes or PIL image)."""
-        return self.search_many([image], k=k, label=label)[0]
+        return self.search_many([image], k=k, label=label, options=options)[0]
 
     def search_many(
-        self, images: Sequence[ImageSource], k: int = 5, label: str | int | None = None
+        self,
+        images: Sequence[ImageSource],
+        k: int = 5,
+        label: str | int | None = None,
+        options: QueryOptions | None = None,
     ) -> list[list[Hit]]:
         """One list of hits per image, embedded in one batch and queried in one request."""
         check_k(k)
         label_id = self.label_id(label)
         vectors = self.embedder.embed([self.open_image(i) for i in images])
-        return self.search_vectors(vectors, k=k, label=label_id)
+        return self.search_vectors(vectors, k=k, label=label_id, options=options)
 
     def search_queries(
         self,
@@ -277,13 +303,15 @@ class Searcher:
         label: str | int | None = None,
         *,
         include_self: bool = False,
+        options: QueryOptions | None = None,
     ) -> list[Result]:
         """Like search_many, for queries from `query()`: a query that is one of the
         collection's own images does not find itself unless `include_self`."""
         check_k(k)
         label_id = self.label_id(label)
         vectors = self.embedder.embed([q.image for q in queries])
-        found = self.search_vectors(vectors, k=min(k + 1, MAX_K + 1), label=label_id)
+        asked = min(k + 1, MAX_K + 1)
+        found = self.search_vectors(vectors, k=asked, label=label_id, options=options)
         return [
             split_own(q, hits, k, self.gallery.file, include_self)
             for q, hits in zip(queries, found)
@@ -295,10 +323,52 @@ class Searcher:
         k: int,
         label: int | None = None,
         params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
     ) -> list[list[Hit]]:
         """Hits for embedded queries; `params` overrides the searcher's search settings."""
         params = effective(params, self.index) if params else self.params
-        return self.store.query(self.collection, vectors, k, label=label, params=params)
+        return self.store.query(
+            self.collection, vectors, k, label=label, params=params, options=options
+        )
+
+    def recommend(
+        self,
+        like: Sequence[ImageSource],
+        unlike: Sequence[ImageSource] = (),
+        k: int = 5,
+        *,
+        strategy: str = DEFAULT_STRATEGY,
+        label: str | int | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[Hit]:
+        """Candidates like the `like` examples and unlike the `unlike` ones, in one query.
+        An example is a stored point's id (a PointId, or a uuid that names no file; never
+        returned itself), an image (path, bytes, PIL image) or SPLIT:ROW; `strategy` as
+        Qdrant's recommend: best_score (each candidate scored by its nearest example, so
+        several different examples each find their own look-alikes), average_vector or
+        sum_scores."""
+        check_k(k)
+        examples = [*like, *unlike]
+        stored = [_is_id(e) for e in examples]
+        images = [self._example(e) for e, is_id in zip(examples, stored) if not is_id]
+        vectors = iter(self.embedder.embed(images) if images else [])
+        resolved = [e if is_id else next(vectors) for e, is_id in zip(examples, stored)]
+        options = (options or QueryOptions()).with_label(self.label_id(label))
+        chosen = Examples(tuple(resolved[: len(like)]), tuple(resolved[len(like) :]), strategy)
+        return self.store.recommend(self.collection, chosen, k, params=self.params, options=options)
+
+    def search_id(
+        self, point_id: str, k: int = 5, options: QueryOptions | None = None
+    ) -> list[Hit]:
+        """The candidates most like a stored point, without its image; never the point itself."""
+        return self.recommend([point_id], k=k, strategy="average_vector", options=options)
+
+    def _example(self, example: ImageSource) -> Image.Image:
+        return self.load_query(example) if isinstance(example, str) else self.open_image(example)
+
+
+def _is_id(example: object) -> bool:
+    return isinstance(example, PointId) or isinstance(example, str) and is_point_id(example)
 
 
 def _split_row(text: str) -> tuple[str, int]:

@@ -218,3 +218,40 @@ def test_a_phone_wide_window_does_not_scroll_sideways(browser, server, tmp_path)
     right = browser.execute_script("return arguments[0].getBoundingClientRect().right", hint)
     assert right <= inner  # the hint is not cut off
     shot(browser, "phone-width")
+
+
+def test_filter_box_and_more_or_less_like_this(browser, server, tmp_path):
+    url, searcher = server
+    query = tmp_path / "query.png"
+    searcher.source("test").record(50).image.save(query)
+    open_page(browser, url)
+    wait_for(lambda: "label_name (keyword)" in browser.find_element(By.ID, "fields").text)
+    # Tab: the filter is set (its change event fired) before the image is chosen.
+    browser.find_element(By.ID, "where").send_keys("label_name=healthy\t")
+    browser.find_element(By.ID, "file").send_keys(str(query))
+    figures = wait_for(lambda: loaded_results(browser))
+    assert all("healthy" in c.split("\n")[0] for c in captions(figures))
+
+    # More like the second result, less like the third: a recommend query, still filtered.
+    liked = figures[1].find_element(By.TAG_NAME, "img").get_attribute("src")
+    disliked = figures[2].find_element(By.TAG_NAME, "img").get_attribute("src")
+    less = ".//button[normalize-space()='Less like this']"
+    more = ".//button[normalize-space()='More like this']"
+    figures[2].find_element(By.XPATH, less).click()
+    assert "choose an image you want more like" in browser.find_element(By.ID, "status").text
+    figures[1].find_element(By.XPATH, more).click()
+    wait_for(lambda: "more like 1, less like 1" in browser.find_element(By.ID, "examples").text)
+
+    def recommended():  # the new results: neither example is among them
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            figures = loaded_results(browser) or []
+            sources = [f.find_element(By.TAG_NAME, "img").get_attribute("src") for f in figures]
+        except StaleElementReferenceException:
+            return None
+        return figures if sources and not {liked, disliked} & set(sources) else None
+
+    figures = wait_for(recommended)
+    assert all("healthy" in c.split("\n")[0] for c in captions(figures))
+    shot(browser, "more-like-this")

@@ -165,6 +165,26 @@ def test_search_asks_the_serve_that_holds_the_store(serving, image_folder):
     assert second["query"] == "train:0" and second["excluded_self"]
 
 
+def test_queries_go_to_the_serve_with_their_options(serving, image_folder, tmp_path):
+    store, _, _ = serving
+    query = image_folder / "green" / "green_2.jpg"
+    where = ["--where", "label_name=red,blue", "--group-by", "label_name", "--k", 3, "--json"]
+    result = run("search", query, *where, *store)
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)["hits"]
+    assert sorted(h["label_name"] for h in hits) == ["blue", "red"]  # one per label, filtered
+    by_id = run("search", "--id", hits[0]["id"], "--k", 2, "--json", *store)
+    assert by_id.exit_code == 0 and "asking it at" in by_id.stderr, by_id.output
+    assert hits[0]["id"] not in [h["id"] for h in json.loads(by_id.stdout)["hits"]]
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "q.jpg").write_bytes(query.read_bytes())
+    rows = run("search", folder, "--k", 1, "--csv", *store)
+    assert rows.exit_code == 0 and "skipped" in rows.stderr and "broken.jpg" in rows.stderr
+    assert len(rows.stdout.splitlines()) == 2  # the header and q.jpg's row
+
+
 def test_other_commands_say_which_process_holds_the_store(serving):
     store, serve, _ = serving
     pid = serve.pid

@@ -123,7 +123,9 @@ def test_health_and_page_and_schema(client):
         "points": 12,
         "model": health["model"],
         "labels": ["blue", "green", "red"],
+        "fields": health["fields"],
     }
+    assert health["fields"]["label_name"] == "keyword"  # what the page's filter box names
     page = client.get("/")
     assert page.status_code == 200 and '<input type="file"' in page.text
     schema = client.get("/openapi.json").json()

@@ -19,6 +19,23 @@ META = CollectionMeta("m", "cls", 4, "d", "image", "label", ("a", "b"))
 OK = {"operation_id": 1, "status": "completed"}
 PAYLOAD = {"label": 1, "label_name": "b", "split": "train", "row": 3, "path": None}
 POINT = {"id": str(uuid.uuid4()), "version": 1, "score": 0.9, "payload": PAYLOAD}
+COLLECTION = {  # GET /collections/c: what a server describes (just what the client requires)
+    "status": "green",
+    "optimizer_status": "ok",
+    "segments_count": 1,
+    "config": {
+        "params": {"vectors": {"size": 4, "distance": "Cosine"}},
+        "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000},
+        "optimizer_config": {
+            "deleted_threshold": 0.2,
+            "vacuum_min_vector_number": 1000,
+            "default_segment_number": 0,
+            "flush_interval_sec": 5,
+        },
+        "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0},
+    },
+    "payload_schema": {"label": {"data_type": "integer", "points": 0}},
+}
 
 
 def fresh_server(method, path, n):
@@ -29,6 +46,8 @@ def fresh_server(method, path, n):
         return [{"points": [POINT]}]
     if method == "POST" and path.endswith("/points"):  # retrieve
         return []
+    if method == "GET" and path == "/collections/c":
+        return COLLECTION
     return OK if method == "PUT" and path.count("/") > 2 else True
 
 
@@ -157,3 +176,8 @@ def test_ingest_command_passes_cluster_options_through(stub, image_folder, tiny_
     assert body["hnsw_config"]["m"] == 8 and body["vectors"]["on_disk"] is True
     upserts = stub.bodies("PUT", "/collections/c/points")
     assert sum(len(b["batch"]["ids"]) for b in upserts) == 12 and len(upserts) >= 3
+    # Only label is indexed: the folder has no fields of its own (lookalike's are not indexed).
+    indexes = {
+        b["field_name"]: b["field_schema"] for b in stub.bodies("PUT", "/collections/c/index")
+    }
+    assert indexes == {"label": "integer"}

@@ -29,6 +29,7 @@ from lookalike.cli.options import (
     opt,
     output_file,
     picture_option,
+    query_options,
     search_options,
     store_options,
     workers_option,
@@ -36,12 +37,14 @@ from lookalike.cli.options import (
 from lookalike.cli.output import (
     duplicates_table,
     eval_table,
+    hits_csv,
     hits_table,
     info_table,
     ingest_summary,
     plan_listing,
 )
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.query import DEFAULT_STRATEGY, STRATEGIES
 from lookalike.tune.settings import TuneSettings
 
 TUNE = TuneSettings()
@@ -214,14 +217,35 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 
 
 @cli.command()
-@click.argument("queries", nargs=-1, required=True)
+@click.argument("queries", nargs=-1)
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
+@query_options
+@opt(
+    "--like",
+    multiple=True,
+    help="More like this example: an image file, SPLIT:ROW or a stored point's id "
+    "(repeatable: one query from all the examples).",
+)
+@opt("--unlike", multiple=True, help="Less like this example (as --like; repeatable).")
+@opt(
+    "--id",
+    default=None,
+    help="Search by a stored point's id, without its image; the point itself is left out.",
+)
+@opt(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=DEFAULT_STRATEGY,
+    help="How --like/--unlike examples score a candidate: best_score (its nearest example), "
+    "average_vector (one averaged query) or sum_scores.",
+)
 @flag(
     "--include-self",
     help="Keep a query that is one of the collection's own images as its own first hit.",
 )
 @json_option
+@flag("--csv", "as_csv", help="Print CSV: one row per query and rank.")
 @picture_option(
     "Also draw each query and its neighbours, captioned, into this picture (PNG, or as named)."
 )
@@ -232,23 +256,53 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 def search(store_config, collection, queries, model_settings, params, as_json, **options):
     """Find the candidates most like each QUERY.
 
-    QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset. A query that
-    is one of the collection's own images is left out of its own results (--include-self keeps
+    QUERY is an image file, SPLIT:ROW for that row of the collection's dataset, or a folder
+    (each image in it is a query; unreadable ones are reported and skipped). A query that is
+    one of the collection's own images is left out of its own results (--include-self keeps
     it). When a running `lookalike serve` holds the embedded store, the search is sent to it.
 
     \b
     Example:
       lookalike search test:17 leaf.jpg --k 5 --label healthy --json
+      lookalike search new-photos/ --k 1 --min-score 0.95 --csv > matches.csv
+      lookalike search shoe.jpg --where brand=acme --where "price<=50" --group-by sku
+      lookalike search --like a.jpg --like b.jpg --unlike c.jpg
+      lookalike search --id 0b7c...e1 --k 10
     """
-    from lookalike.cli.searching import run_search
+    from lookalike.cli.searching import run_recommend, run_search
+
+    as_csv = options.pop("as_csv")
+    if as_json and as_csv:
+        raise click.UsageError("pass --json or --csv, not both")
+    first = [True]
 
     def show(results) -> None:  # before the grid is drawn: a failed picture loses no results
+        if as_csv:
+            click.echo(hits_csv(results, header=first[0]))
+            first[0] = False
+            return
         for result in results:
             if as_json:
                 echo_json(result.to_dict())
             else:
                 click.echo(hits_table(result))
 
+    like, unlike, point_id = options.pop("like"), options.pop("unlike"), options.pop("id")
+    strategy = options.pop("strategy")
+    if like or point_id:
+        if queries or options.get("grid"):
+            raise click.UsageError("--like and --id make the query: pass no QUERY and no --grid")
+        like = (*like, *([point_id] if point_id else ()))
+        if point_id and not unlike and len(like) == 1:
+            strategy = "average_vector"  # the point's own vector: plain cosine scores
+        options.pop("grid"), options.pop("include_self")
+        args = dict(like=like, unlike=unlike, strategy=strategy, params=params)
+        show([run_recommend(store_config, collection, model_settings, **args, **options)])
+        return
+    if unlike:
+        raise click.UsageError("--unlike goes with --like or --id")
+    if not queries:
+        raise click.UsageError("pass a QUERY (image, SPLIT:ROW or folder), --like or --id")
     run_search(
         store_config, collection, queries, model_settings, params=params, show=show, **options
     )

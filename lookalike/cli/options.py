@@ -400,3 +400,42 @@ def picture_option(help: str):
         callback=_picture_file,
         help=help,
     )
+
+
+def query_options(f):
+    """Filters, a score cut-off and grouping: passed to the command as `query`, the keyword
+    arguments of Searcher.options."""
+    f = apply(
+        f,
+        [
+            opt(
+                "--where",
+                multiple=True,
+                help="Only candidates whose FIELD matches: FIELD=VALUE (VALUE,VALUE: any of "
+                "them), FIELD!=VALUE, FIELD>=X, FIELD<=X (repeatable, all must hold).",
+            ),
+            opt(
+                "--filter",
+                default=None,
+                help="Only candidates matching this filter, in Qdrant's JSON filter syntax.",
+            ),
+            opt(
+                "--min-score",
+                type=float,
+                default=None,
+                help="Drop hits scoring below this (cosine similarity for image queries).",
+            ),
+            opt(
+                "--group-by",
+                default=None,
+                help="One hit per value of this field: the best of each (e.g. one per product).",
+            ),
+        ],
+    )
+
+    @functools.wraps(f)
+    def wrapper(where, filter, min_score, group_by, **kw):  # noqa: A002 (the option's name)
+        query = {"where": where, "filter": filter, "min_score": min_score}
+        return f(query={**query, "group_by": group_by}, **kw)
+
+    return wrapper

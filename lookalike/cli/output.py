@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 from lookalike.cli.errors import skip_message
@@ -65,6 +67,30 @@ def hits_table(result: Result) -> str:
         else ""
     )
     return f"{head}\n{body}\n{note}"
+
+
+CSV_COLUMNS = ["query", "rank", "score", "id", "label", "split", "row", "path", "fields"]
+
+
+def hits_csv(results: list[Result], header: bool) -> str:
+    """CSV rows, one per query and rank (a query without hits: one row with no rank), your
+    fields as one JSON column: what a spreadsheet or a script reads."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for result in results:
+        query, hits = result.query.text, result.hits
+        if not hits:
+            writer.writerow([query] + [""] * (len(CSV_COLUMNS) - 1))
+        for h in hits:
+            extra = json.dumps(h.metadata, ensure_ascii=False) if h.metadata else ""
+            label = "" if h.label_name is None else h.label_name
+            row = "" if h.row is None else h.row
+            writer.writerow(
+                [query, h.rank, f"{h.score:.6f}", h.id, label, h.split, row, h.path, extra]
+            )
+    return out.getvalue().rstrip("\n")
 
 
 def sync_counts(report: IngestReport) -> str:
@@ -197,4 +223,7 @@ def info_table(info: CollectionInfo) -> str:
         ]
         if info.engine == "server":
             rows.append(["shards x replicas", f"{i.shards} x {i.replicas}"])
+    if info.fields:
+        indexed = ", ".join(f"{shown(f)} ({t})" for f, t in sorted(info.fields.items()))
+        rows.append(["indexed fields", indexed])
     return _table(["collection", info.name], rows)

@@ -4,18 +4,21 @@ no model, then load the model. A collection held by a running `serve` is searche
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from lookalike.cli.console import quiet_transformers, say, warn, wrote
+from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
 from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
 from lookalike.cli.stores import open_store
 from lookalike.embed import ModelSettings
-from lookalike.errors import StoreLocked
+from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
 from lookalike.index import SearchSettings
-from lookalike.records import Result
+from lookalike.records import Query, Result
+from lookalike.search.builder import is_point_id
 from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k
+from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
@@ -35,26 +38,43 @@ def run_search(
     params: SearchSettings | None = None,
     include_self: bool = False,
     show: Callable[[list[Result]], None] | None = None,
+    query: dict | None = None,
 ) -> list[Result]:
     """One result per query, in order, given to `show` as soon as it is known; with `grid`,
     then also a picture of them in that file. Every query is checked before the model loads,
     then decoded a few at a time, and only thumbnails are kept: a folder of photos costs the
-    memory of a few."""
+    memory of a few. A folder's images are all queries, with a progress bar; one that cannot
+    be read is reported and skipped. `query`: Searcher.options' arguments (where, filter,
+    min_score, group_by)."""
     check_k(k)
     draw = _Drawing(grid)
+    queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             for text in queries:  # no such file, row or split: now
                 searcher.check_query(text)
             searcher.label_id(label)
+            options = searcher.options(**(query or {}))
             quiet_transformers()
-            results = []
-            for start in range(0, len(queries), QUERIES_AT_ONCE):
-                asked = [searcher.query(q) for q in queries[start : start + QUERIES_AT_ONCE]]
-                found = searcher.search_queries(asked, k=k, label=label, include_self=include_self)
-                results += _shown(found, show, draw, searcher.candidate_image)
+            results, skipped = [], 0
+            with _progress(len(queries) if listed else 0) as progress:
+                for start in range(0, len(queries), QUERIES_AT_ONCE):
+                    chunk = queries[start : start + QUERIES_AT_ONCE]
+                    asked = [a for a in (_asked(searcher, q, q in listed) for q in chunk) if a]
+                    skipped += len(chunk) - len(asked)
+                    found = (
+                        searcher.search_queries(
+                            asked, k=k, label=label, include_self=include_self, options=options
+                        )
+                        if asked
+                        else []
+                    )
+                    progress.update(len(chunk))
+                    results += _shown(found, show, draw, searcher.candidate_image)
             draw.save()
+            if skipped:
+                warn(f"{skipped} of {len(queries)} query images could not be read and were skipped")
             return results
     except StoreLocked as e:
         remote = RemoteSearcher(e.url, timeout=store_config.timeout) if e.url else None
@@ -65,10 +85,91 @@ def run_search(
             warn("the server searches with its own model and search options")
         results = []
         for text in queries:
-            found = [remote.search(text, k, label, include_self=include_self)]
+            try:
+                found = [remote.search(text, k, label, include_self=include_self, query=query)]
+            except BadQuery as bad:  # a folder's unreadable file: skipped, as here
+                if text not in listed or not str(bad).startswith("upload:"):
+                    raise
+                warn(f"skipped {shown(text)}: {str(bad).removeprefix('upload: ')}")
+                continue
             results += _shown(found, show, draw, remote.candidate_image)
         draw.save()
         return results
+
+
+def run_recommend(
+    store_config: StoreConfig,
+    collection: str | None,
+    model_settings: ModelSettings,
+    *,
+    like: Sequence[str],
+    unlike: Sequence[str] = (),
+    strategy: str = "best_score",
+    k: int = 5,
+    label: str | None = None,
+    params: SearchSettings | None = None,
+    query: dict | None = None,
+) -> Result:
+    """More like `like`, less like `unlike` (images, SPLIT:ROW or point ids): one query, named
+    for people by its examples."""
+    check_k(k)
+    try:
+        with open_store(store_config, "search", collection) as (store, collection):
+            searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+            searcher.label_id(label)
+            options = searcher.options(**(query or {}))
+            quiet_transformers()
+            hits = searcher.recommend(
+                like, unlike, k=k, strategy=strategy, label=label, options=options
+            )
+    except StoreLocked as e:  # a running serve takes stored ids (it reads no file of ours)
+        remote = RemoteSearcher(e.url, timeout=store_config.timeout) if e.url else None
+        ids = all(is_point_id(x) for x in (*like, *unlike))
+        if remote is None or not ids or (collection and remote.collection() != collection):
+            raise
+        say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
+        args = dict(strategy=strategy, label=label, query=query)
+        hits = remote.recommend(list(like), list(unlike), k, **args)
+    name = "like " + ", ".join(like) + (f"; unlike {', '.join(unlike)}" if unlike else "")
+    if len(like) == 1 and not unlike and is_point_id(like[0]):
+        name = f"id {like[0]}"
+    return Result(Query(name, None), hits)
+
+
+def _expand(queries: Sequence[str]) -> tuple[list[str], set[str]]:
+    """Queries with each folder replaced by its image files (and those files, apart)."""
+    out, listed = [], set()
+    for query in queries:
+        if not os.path.isdir(query):
+            out.append(query)
+            continue
+        files = image_files(query)
+        if not files:
+            warn(f"{shown(query)} holds no image files")
+        out += files
+        listed.update(files)
+    return out, listed
+
+
+def _asked(searcher: Searcher, text: str, skippable: bool) -> Query | None:
+    """A query with its image; a folder's unreadable file is reported and skipped (None),
+    while a file the user named is an error."""
+    try:
+        return searcher.query(text)
+    except BadImage as e:
+        if not skippable:
+            raise
+        warn(f"skipped {shown(text)}: {e.reason}")
+        return None
+
+
+def _progress(total: int):
+    return bar(total, "search") if total else contextlib.nullcontext(_NoBar())
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        return None
 
 
 def _shown(found: list[Result], show, draw: _Drawing, image_of) -> list[Result]:

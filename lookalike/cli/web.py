@@ -10,14 +10,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
 from lookalike.errors import BadImage, BadQuery
+from lookalike.query import DEFAULT_STRATEGY, PointId
 from lookalike.records import Hit, Query, Result
 from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
 
@@ -31,12 +32,13 @@ DEFAULT_WAIT_S = 30.0
 MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the image
 BUSY = "busy with other images; try again in a few seconds"
 RETRY_AFTER_S = 2
+MAX_EXAMPLES = 64  # examples in one recommend request
 
 
 class SearchOut(BaseModel):
     """What `search --json` prints for one query: one definition of a result."""
 
-    query: str  # "upload", the clicked point's id, or SPLIT:ROW
+    query: str  # "upload", the clicked point's id, SPLIT:ROW, or "recommend"
     query_label: int | None = None
     query_label_name: str | None = None
     excluded_self: bool = False  # the query is a stored image, left out of its own hits
@@ -49,6 +51,21 @@ class HealthOut(BaseModel):
     points: int
     model: str
     labels: list[str]
+    fields: dict[str, str] = {}  # payload fields a filter may name, and their types
+
+
+class RecommendIn(BaseModel):
+    """More like the `positive` points, less like the `negative` ones (stored point ids)."""
+
+    positive: list[uuid.UUID] = Field(min_length=1, max_length=MAX_EXAMPLES)
+    negative: list[uuid.UUID] = Field(default=[], max_length=MAX_EXAMPLES)
+    strategy: Literal["best_score", "average_vector", "sum_scores"] = DEFAULT_STRATEGY
+    k: int = Field(default=5, ge=1, le=MAX_K)
+    label: str | None = None
+    where: list[str] = Field(default=[], description="FIELD=VALUE, FIELD>=X... (all hold)")
+    filter: dict[str, Any] | None = Field(default=None, description="Qdrant filter JSON")
+    min_score: float | None = None
+    group_by: str | None = None
 
 
 class ErrorOut(BaseModel):
@@ -99,6 +116,7 @@ def create_app(
     def health() -> HealthOut:
         with lock:
             points = searcher.store.info(searcher.collection).points
+            fields = searcher.queries.types()
         meta = searcher.meta
         return HealthOut(
             status="ok",
@@ -106,6 +124,7 @@ def create_app(
             points=points,
             model=meta.model,
             labels=list(meta.label_names),
+            fields=fields,
         )
 
     @app.post("/search", response_model=SearchOut, responses=ERRORS)
@@ -125,14 +144,38 @@ def create_app(
         ] = None,
         k: Annotated[int, Form(ge=1, le=MAX_K)] = 5,
         label: Annotated[str | None, Form(description="Only candidates with this label.")] = None,
+        where: Annotated[list[str], Form(description="FIELD=VALUE, FIELD>=X... (all hold)")] = [],  # noqa: B006
+        filter: Annotated[str | None, Form(description="Qdrant filter JSON")] = None,  # noqa: A002
+        min_score: Annotated[float | None, Form(description="Drop weaker hits")] = None,
+        group_by: Annotated[str | None, Form(description="One hit per value")] = None,
         include_self: Annotated[
             bool, Form(description="Keep a stored query image as its own first hit.")
         ] = False,
     ) -> SearchOut:
         if sum(x is not None for x in (image, point, query)) != 1:
             raise HTTPException(400, "send one query: an image, a point or SPLIT:ROW")
-        result = admitted(_search, image, point, query, path, k, label, include_self)
+        options = {"where": where, "filter": filter, "min_score": min_score, "group_by": group_by}
+        result = admitted(_search, image, point, query, path, k, label, include_self, options)
         return SearchOut(**{**result.to_dict(), "hits": result.hits})
+
+    @app.post("/recommend", response_model=SearchOut, responses=ERRORS)
+    def recommend(body: RecommendIn) -> SearchOut:
+        """Candidates like the positive points and unlike the negative ones (never those)."""
+        options = body.model_dump(include={"where", "filter", "min_score", "group_by"})
+        try:
+            with lock:
+                chosen = searcher.options(**options)
+                hits = searcher.recommend(
+                    [PointId(i) for i in body.positive],  # ids only: never a server file
+                    [PointId(i) for i in body.negative],
+                    k=body.k,
+                    strategy=body.strategy,
+                    label=body.label or None,
+                    options=chosen,
+                )
+        except BadQuery as e:
+            raise HTTPException(400, str(e)) from e
+        return SearchOut(query="recommend", hits=hits)
 
     def admitted(fn, *args):
         try:
@@ -140,15 +183,16 @@ def create_app(
         except Busy:
             raise HTTPException(503, BUSY, headers={"Retry-After": str(RETRY_AFTER_S)}) from None
 
-    def _search(image, point, query, path, k, label, include_self) -> Result:
+    def _search(image, point, query, path, k, label, include_self, options) -> Result:
         upload = (
             _upload(searcher, image, path, max_upload, max_pixels) if image is not None else None
         )
         try:
             with lock:
                 asked = upload or _stored(searcher, point, query)
+                chosen = searcher.options(**options)
                 [result] = searcher.search_queries(
-                    [asked], k=k, label=label or None, include_self=include_self
+                    [asked], k=k, label=label or None, include_self=include_self, options=chosen
                 )
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e

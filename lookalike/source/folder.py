@@ -47,6 +47,11 @@ def _walk_images(root: Path) -> list[str]:
     return found
 
 
+def image_files(folder: str) -> list[str]:
+    """The image files under `folder`, in name order (as ingest walks it)."""
+    return [os.path.join(folder, p) for p in _walk_images(Path(folder))]
+
+
 def is_image_folder(path: str) -> bool:
     """A folder of images, not a datasets folder or a folder of data files."""
     root = Path(path)

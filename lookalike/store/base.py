@@ -10,9 +10,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from lookalike.errors import CollectionNotFound
+from lookalike.errors import BadQuery, CollectionNotFound
 from lookalike.index import IndexSettings, SearchSettings
+from lookalike.query import INTEGER, KEYWORD, MIXED, Examples, QueryOptions, merge_types
 from lookalike.records import (
+    OWN_FIELDS,
     CollectionInfo,
     CollectionMeta,
     Hit,
@@ -126,9 +128,15 @@ class Store(ABC):
 
     @abstractmethod
     def scroll(
-        self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
+        self,
+        name: str,
+        limit: int,
+        offset: str | None = None,
+        with_vectors: bool = False,
+        where: dict | None = None,
     ) -> tuple[list[StoredPoint], np.ndarray | None, str | None]:
-        """A page of stored points in id order: points, their vectors if asked, next offset."""
+        """A page of stored points in id order (those `where` keeps, a Qdrant filter): points,
+        their vectors if asked, next offset."""
 
     def sample(self, name: str, n: int) -> list[StoredPoint]:
         """Up to n stored points (in id order, which deterministic uuids make arbitrary)."""
@@ -146,9 +154,66 @@ class Store(ABC):
         k: int,
         label: int | None = None,
         params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
     ) -> list[list[Hit]]:
-        """Top-k neighbours for each row of `vectors`, optionally only those with `label`.
+        """Top-k neighbours for each row of `vectors`, optionally only those with `label`, and
+        as `options` asks (filter, score threshold, groups), all done by the engine.
         `params` go to the engine as they are (see index.effective for quantized defaults)."""
+
+    @abstractmethod
+    def recommend(
+        self,
+        name: str,
+        examples: Examples,
+        k: int,
+        params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[Hit]:
+        """Top-k candidates like `examples.positive` and unlike `examples.negative`, scored by
+        the examples' strategy; points given as examples by id are never returned."""
+
+    @abstractmethod
+    def indexed_fields(self, name: str) -> dict[str, str]:
+        """The payload fields with an index, and its type (keyword, integer, float, bool)."""
+
+    def index_fields(self, name: str, types: dict[str, str]) -> None:
+        """Index these payload fields (by their values' types) unless they are indexed."""
+        have = self.indexed_fields(name)
+        for field, kind in types.items():
+            if field not in have and kind != MIXED and field not in UNINDEXED:
+                self._index_field(name, field, kind)
+
+    def _index_field(self, name: str, field: str, kind: str) -> None:
+        return None  # an engine without payload indexes filters by reading payloads
+
+    def field_types(self, name: str, fields: Sequence[str] = ()) -> dict[str, str]:
+        """The type of each payload field: indexed fields', else as a sample of points holds
+        them; each of `fields` missing from the sample is looked up in points that have it."""
+        sample = [_payload(p) for p in self.sample(name, TYPE_SAMPLE)]
+        types = {**merge_types(OWN_TYPES, sample), **self.indexed_fields(name)}
+        for field in fields:
+            if field not in types:
+                having = {"must_not": [{"is_empty": {"key": field}}]}
+                try:
+                    found = self.scroll(name, 16, where=having)[0]
+                except BadQuery:  # not a name a field can have
+                    continue
+                types.update(merge_types({}, [{field: _payload(p).get(field)} for p in found]))
+        return types
+
+
+# Points whose payloads are read to know the fields' types; a field missing from them is
+# looked up by name when a query names it.
+TYPE_SAMPLE = 256
+OWN_TYPES = {"label": INTEGER, "label_name": KEYWORD, "split": KEYWORD, "path": KEYWORD}
+# lookalike's own fields: label has its index from the start; the others are unique per image
+# or rarely filtered, and an index is files mapped in memory.
+UNINDEXED = set(OWN_FIELDS)
+
+
+def _payload(point: StoredPoint) -> dict:
+    own = {f: getattr(point, f, None) for f in OWN_FIELDS if hasattr(point, f)}
+    return {**point.metadata, **{k: v for k, v in own.items() if v is not None}}
 
 
 def hit(rank: int, point_id: object, score: float, payload: dict | None) -> Hit:

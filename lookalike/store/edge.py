@@ -13,12 +13,14 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import qdrant_edge as qe
 
-from lookalike.errors import DiskFull, LookalikeError, StoreDamaged, StoreUnavailable
+from lookalike.errors import BadQuery, DiskFull, LookalikeError, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
+from lookalike.query import MIXED, Examples, QueryOptions
 from lookalike.records import (
     CollectionInfo,
     CollectionMeta,
@@ -28,8 +30,16 @@ from lookalike.records import (
     Tracked,
 )
 from lookalike.store import disk, integrity
-from lookalike.store.base import Store, hit
+from lookalike.store.base import Store
 from lookalike.store.config import NAME, StoreConfig, check_name
+from lookalike.store.edge_query import (
+    FIELD_TYPES,
+    edge_filter,
+    grouped,
+    hits,
+    recommend_query,
+    request,
+)
 from lookalike.store.holders import locked
 
 META_FILE = "lookalike.json"
@@ -64,17 +74,6 @@ def _edge_config(dim: int, index: IndexSettings) -> qe.EdgeConfig:
     return qe.EdgeConfig(
         vectors=vectors, hnsw_config=hnsw, quantization_config=_quantization(index)
     )
-
-
-def _search_params(params: SearchSettings | None) -> qe.SearchParams | None:
-    if params is None or params.is_default:
-        return None
-    quantization = None
-    if params.oversampling is not None or not params.rescore:
-        quantization = qe.QuantizationSearchParams(
-            rescore=params.rescore, oversampling=params.oversampling
-        )
-    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=params.exact, quantization=quantization)
 
 
 class EdgeStore(Store):
@@ -228,6 +227,7 @@ class EdgeStore(Store):
             meta=CollectionMeta.from_dict(meta) if meta else None,
             engine=self.engine,
             index=self._index(name),
+            fields=self.indexed_fields(name),
         )
 
     def _creating(self, name: str):
@@ -365,10 +365,19 @@ class EdgeStore(Store):
         return {str(p.id): StoredPoint.from_payload(p.id, p.payload) for p in found}
 
     def scroll(
-        self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
+        self,
+        name: str,
+        limit: int,
+        offset: str | None = None,
+        with_vectors: bool = False,
+        where: dict | None = None,
     ) -> tuple[list[StoredPoint], np.ndarray | None, str | None]:
         request = qe.ScrollRequest(
-            offset=offset, limit=limit, with_payload=True, with_vector=with_vectors
+            offset=offset,
+            limit=limit,
+            filter=edge_filter(where),
+            with_payload=True,
+            with_vector=with_vectors,
         )
         shard = self._shard(name)
         with self._engine(name, "read points"):
@@ -384,27 +393,58 @@ class EdgeStore(Store):
         k: int,
         label: int | None = None,
         params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
     ) -> list[list[Hit]]:
         if len(vectors) == 0:
             return []
-        flt = None
-        if label is not None:
-            flt = qe.Filter(must=[qe.FieldCondition(key="label", match=qe.MatchValue(label))])
-        search = _search_params(params)
-        requests = [
-            qe.QueryRequest(
-                limit=k,
-                query=qe.Query.Nearest(v.tolist()),
-                filter=flt,
-                params=search,
-                with_payload=True,
-            )
-            for v in np.asarray(vectors, np.float32)
-        ]
+        options = (options or QueryOptions()).with_label(label)
+        queries = [qe.Query.Nearest(v.tolist()) for v in np.asarray(vectors, np.float32)]
+        if options.group_by:
+            return [self._groups(name, q, k, params, options) for q in queries]
+        requests = [request(q, k, params, options) for q in queries]
         shard = self._shard(name)
         with self._engine(name, "search"):
             results = shard.query_batch(qe.QueryBatchRequest(requests))
-        return [
-            [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(found, 1)]
-            for found in results
-        ]
+        return [hits(found) for found in results]
+
+    def recommend(
+        self,
+        name: str,
+        examples: Examples,
+        k: int,
+        params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[Hit]:
+        """Edge takes examples as vectors: stored ids are read first (and then excluded)."""
+        stored = self.vectors(name, list(examples.ids))
+        missing = [i for i in examples.ids if i not in stored]
+        if missing:
+            raise BadQuery(f"no point with id {missing[0]!r} in {name!r}", field="like")
+        query = recommend_query(examples, stored)
+        options = options or QueryOptions()
+        options = replace(options, exclude=(*options.exclude, *examples.ids))
+        if options.group_by:
+            return self._groups(name, query, k, params, options)
+        with self._engine(name, "recommend"):
+            return hits(self._shard(name).query(request(query, k, params, options)))
+
+    def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
+        shard = self._shard(name)
+
+        def search(limit: int, step: QueryOptions) -> list:
+            with self._engine(name, "search groups"):
+                return shard.query(request(query, limit, params, step))
+
+        return hits(grouped(search, k, options))
+
+    def indexed_fields(self, name: str) -> dict[str, str]:
+        shard = self._shard(name)
+        with self._engine(name, "describe collection"):
+            schema = shard.info().payload_schema
+        return {f: FIELD_TYPES.get(i.data_type, MIXED) for f, i in schema.items()}
+
+    def _index_field(self, name: str, field: str, kind: str) -> None:
+        schema = {v: k for k, v in FIELD_TYPES.items()}[kind]
+        shard = self._for_writing(name)
+        with self._engine(name, f"index the field {field!r}"):
+            shard.update(qe.UpdateOperation.create_field_index(field, schema))

@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TypeVar
 
 import httpx
@@ -19,8 +20,9 @@ import pydantic
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from lookalike.errors import StoreDamaged, StoreUnavailable
+from lookalike.errors import BadQuery, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
+from lookalike.query import Examples, QueryOptions, and_filters
 from lookalike.records import (
     CollectionInfo,
     CollectionMeta,
@@ -186,6 +188,7 @@ class QdrantStore(Store):
             index=_index_settings(desc.config),
             indexed_points=desc.indexed_vectors_count if self.config.url else None,
             full_scan_points=_full_scan_points(desc.config) if self.config.url else None,
+            fields=_schema(desc) if self.config.url else {},
         )
 
     def _create(self, name: str, meta: CollectionMeta, index: IndexSettings) -> None:
@@ -323,12 +326,18 @@ class QdrantStore(Store):
         return {str(p.id): StoredPoint.from_payload(p.id, p.payload) for p in found}
 
     def scroll(
-        self, name: str, limit: int, offset: str | None = None, with_vectors: bool = False
+        self,
+        name: str,
+        limit: int,
+        offset: str | None = None,
+        with_vectors: bool = False,
+        where: dict | None = None,
     ) -> tuple[list[StoredPoint], np.ndarray | None, str | None]:
-        records, nxt = self._call(
+        records, nxt = self._ask(
             "read points",
             self.client.scroll,
             name,
+            scroll_filter=qdrant_filter(where),
             limit=limit,
             offset=offset,
             with_payload=True,
@@ -345,29 +354,121 @@ class QdrantStore(Store):
         k: int,
         label: int | None = None,
         params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
     ) -> list[list[Hit]]:
         if len(vectors) == 0:
             return []
-        flt = None
-        if label is not None:
-            flt = models.Filter(
-                must=[models.FieldCondition(key="label", match=models.MatchValue(value=label))]
-            )
+        options = (options or QueryOptions()).with_label(label)
+        if options.group_by:
+            return [self._groups(name, v.tolist(), k, params, options) for v in vectors]
+        flt = self._filter(options)
         requests = [
             models.QueryRequest(
                 query=v.tolist(),
                 limit=k,
                 filter=flt,
+                score_threshold=options.min_score,
                 params=search_params(params),
                 with_payload=True,
             )
             for v in vectors
         ]
-        responses = self._call("search", self.client.query_batch_points, name, requests=requests)
-        return [
-            [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(r.points, 1)]
-            for r in responses
-        ]
+        responses = self._ask("search", self.client.query_batch_points, name, requests=requests)
+        return [_hits(r.points) for r in responses]
+
+    def recommend(
+        self,
+        name: str,
+        examples: Examples,
+        k: int,
+        params: SearchSettings | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[Hit]:
+        """Stored examples go by id: the server reads their vectors and leaves them out."""
+        missing = set(examples.ids) - self.existing_ids(name, list(set(examples.ids)))
+        if missing:
+            raise BadQuery(f"no point with id {sorted(missing)[0]!r} in {name!r}", field="like")
+        options = options or QueryOptions()
+        options = replace(options, exclude=(*options.exclude, *examples.ids))
+        query = models.RecommendQuery(
+            recommend=models.RecommendInput(
+                positive=[_example(e) for e in examples.positive],
+                negative=[_example(e) for e in examples.negative],
+                strategy=models.RecommendStrategy(examples.strategy),
+            )
+        )
+        if options.group_by:
+            return self._groups(name, query, k, params, options)
+        response = self._ask(
+            "recommend",
+            self.client.query_points,
+            name,
+            query=query,
+            limit=k,
+            query_filter=self._filter(options),
+            score_threshold=options.min_score,
+            search_params=search_params(params),
+            with_payload=True,
+        )
+        return _hits(response.points)
+
+    def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
+        """Qdrant's grouping query, one hit per group; a point in several groups (a list
+        field) is shown once, at its best group."""
+        response = self._ask(
+            "search groups",
+            self.client.query_points_groups,
+            name,
+            group_by=options.group_by,
+            query=query,
+            limit=k,
+            group_size=1,
+            query_filter=self._filter(options),
+            score_threshold=options.min_score,
+            search_params=search_params(params),
+            with_payload=True,
+        )
+        seen, best = set(), []
+        for group in response.groups:
+            for p in group.hits[:1]:
+                if p.id not in seen:
+                    seen.add(p.id)
+                    best.append(p)
+        return _hits(best)
+
+    def _ask(self, what: str, fn: Callable[..., T], *args, **kwargs) -> T:
+        """A query: one that Qdrant refuses as malformed (a server's HTTP 400, local mode's
+        ValueError, such as a field path it cannot parse) is the query's fault, not the
+        store's."""
+        try:
+            return self._call(what, fn, *args, **kwargs)
+        except ValueError as e:
+            raise BadQuery(f"filter: {e}", field="filter") from e
+        except StoreUnavailable as e:
+            if e.status in (400, 422):
+                raise BadQuery(f"Qdrant refused the query: {e.reason}", field="filter") from e
+            raise
+
+    def _filter(self, options: QueryOptions) -> models.Filter | None:
+        exclude = {"must_not": [{"has_id": list(options.exclude)}]} if options.exclude else None
+        return qdrant_filter(and_filters(options.filter, exclude))
+
+    def indexed_fields(self, name: str) -> dict[str, str]:
+        if not self.config.url:
+            return {}  # local mode keeps no payload indexes
+        return _schema(self._call(f"describe {name!r}", self.client.get_collection, name))
+
+    def _index_field(self, name: str, field: str, kind: str) -> None:
+        if not self.config.url:
+            return
+        self._call(
+            f"index the field {field!r}",
+            self.client.create_payload_index,
+            name,
+            field_name=field,
+            field_schema=models.PayloadSchemaType(kind),
+            wait=True,
+        )
 
 
 def _full_scan_points(config) -> int | None:
@@ -375,3 +476,34 @@ def _full_scan_points(config) -> int | None:
     kb = getattr(config.hnsw_config, "full_scan_threshold", None)
     size = config.params.vectors.size
     return kb * 1024 // (4 * size) if kb and size else None
+
+
+def _schema(desc: models.CollectionInfo) -> dict[str, str]:
+    """The collection's payload indexes: field -> type."""
+    schema = desc.payload_schema or {}
+    return {f: str(getattr(i.data_type, "value", i.data_type)) for f, i in schema.items()}
+
+
+def qdrant_filter(f: dict | None) -> models.Filter | None:
+    """Qdrant's JSON filter as the client's model; BadQuery for one Qdrant would refuse."""
+    if not f:
+        return None
+    try:
+        return models.Filter.model_validate(f)
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadQuery(f"filter: {first['msg']} at {where}", field="filter") from e
+
+
+def _example(e) -> str | list[float]:
+    """A stored point's id, or a vector as a cosine collection stores it (unit length), so that
+    an average weighs each example alike on every engine."""
+    if isinstance(e, str):
+        return e
+    v = np.asarray(e, np.float32)
+    return (v / (np.linalg.norm(v) or 1.0)).tolist()
+
+
+def _hits(points) -> list[Hit]:
+    return [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(points, 1)]

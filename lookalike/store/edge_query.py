@@ -1,0 +1,184 @@
+"""Queries for the edge engine: Qdrant's JSON filter syntax as qdrant-edge objects (edge takes
+no JSON), requests, recommend queries and grouping, which edge lacks. Beside edge.py, the only
+module that imports qdrant_edge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from lookalike.errors import BadQuery
+from lookalike.index import SearchSettings
+from lookalike.query import Examples, QueryOptions, and_filters, average_vector
+from lookalike.records import Hit
+from lookalike.store.base import hit
+
+FIELD_TYPES = {
+    qe.PayloadSchemaType.Keyword: "keyword",
+    qe.PayloadSchemaType.Integer: "integer",
+    qe.PayloadSchemaType.Float: "float",
+    qe.PayloadSchemaType.Bool: "bool",
+}
+PARTS = ("must", "should", "must_not")
+
+
+def edge_filter(f: dict[str, Any] | None) -> qe.Filter | None:
+    """The edge Filter for a Qdrant JSON filter (None for none); BadQuery for what edge cannot
+    express or values of the wrong kind."""
+    if not f:
+        return None
+    try:
+        return _filter(f)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadQuery(f"filter: {reason}", field="filter") from e
+
+
+def _filter(f: dict) -> qe.Filter:
+    parts = {p: [_condition(c) for c in _listed(f.get(p))] or None for p in PARTS}
+    ms = f.get("min_should")
+    if ms:
+        conditions = [_condition(c) for c in ms["conditions"]]
+        parts["min_should"] = qe.MinShould(conditions, int(ms["min_count"]))
+    return qe.Filter(**parts)
+
+
+def _listed(conditions: Any) -> list:
+    if conditions is None:
+        return []
+    return conditions if isinstance(conditions, list) else [conditions]
+
+
+def _condition(c: dict):
+    if any(p in c for p in (*PARTS, "min_should")):
+        return _filter(c)
+    if "has_id" in c:
+        return qe.HasIdCondition(set(map(str, c["has_id"])))
+    if "is_empty" in c:
+        return qe.IsEmptyCondition(c["is_empty"]["key"])
+    if "is_null" in c:
+        return qe.IsNullCondition(c["is_null"]["key"])
+    if "nested" in c:
+        return qe.NestedCondition(c["nested"]["key"], _filter(c["nested"]["filter"]))
+    unknown = set(c) - {"key", "match", "range", "values_count"}
+    if unknown:
+        raise BadQuery(
+            f"the embedded engine cannot filter with {sorted(unknown)[0]!r}", field="filter"
+        )
+    return qe.FieldCondition(
+        c["key"],
+        match=_match(c.get("match")),
+        range=qe.RangeFloat(**c["range"]) if c.get("range") else None,
+        values_count=qe.ValuesCount(**c["values_count"]) if c.get("values_count") else None,
+    )
+
+
+def _match(m: dict | None):
+    if m is None:
+        return None
+    values = m.get("value", m.get("any", m.get("except")))
+    if any(isinstance(v, bool) for v in (values if isinstance(values, list) else [values])):
+        # qdrant-edge 0.9 reads True as the integer 1: it would match nothing, silently.
+        raise BadQuery(
+            "the embedded edge engine cannot match true/false values yet; use local mode "
+            "or a Qdrant server for this filter",
+            field="filter",
+        )
+    if "value" in m:
+        return qe.MatchValue(m["value"])
+    if "any" in m:
+        return qe.MatchAny(list(m["any"]))
+    if "except" in m:
+        return qe.MatchExcept(list(m["except"]))
+    if "text" in m:
+        return qe.MatchText(m["text"])
+    if "phrase" in m:
+        return qe.MatchPhrase(m["phrase"])
+    raise BadQuery(f"the embedded engine cannot match with {sorted(m)}", field="filter")
+
+
+# A grouped search asks for this many points per group still missing, per round.
+GROUP_ROUND = 4
+
+
+def search_params(params: SearchSettings | None) -> qe.SearchParams | None:
+    if params is None or params.is_default:
+        return None
+    quantization = None
+    if params.oversampling is not None or not params.rescore:
+        quantization = qe.QuantizationSearchParams(
+            rescore=params.rescore, oversampling=params.oversampling
+        )
+    return qe.SearchParams(hnsw_ef=params.hnsw_ef, exact=params.exact, quantization=quantization)
+
+
+def request(
+    query, limit: int, params: SearchSettings | None, options: QueryOptions
+) -> qe.QueryRequest:
+    exclude = {"must_not": [{"has_id": list(options.exclude)}]} if options.exclude else None
+    return qe.QueryRequest(
+        limit=limit,
+        query=query,
+        filter=edge_filter(and_filters(options.filter, exclude)),
+        score_threshold=options.min_score,
+        params=search_params(params),
+        with_payload=True,
+    )
+
+
+def hits(found) -> list[Hit]:
+    return [hit(rank, p.id, p.score, p.payload) for rank, p in enumerate(found, 1)]
+
+
+def recommend_query(examples: Examples, stored: dict[str, np.ndarray]) -> qe.Query:
+    """The examples' query (ids resolved through `stored`); average_vector, which edge lacks,
+    is Qdrant's own formula over unit vectors."""
+    positive, negative = (
+        [_unit(stored[e] if isinstance(e, str) else e) for e in side]
+        for side in (examples.positive, examples.negative)
+    )
+    if examples.strategy == "average_vector":
+        return qe.Query.Nearest(average_vector(positive, negative).tolist())
+    reco = qe.RecommendQuery([v.tolist() for v in positive], [v.tolist() for v in negative])
+    best = examples.strategy == "best_score"
+    return (qe.Query.RecommendBestScore if best else qe.Query.RecommendSumScores)(reco)
+
+
+def grouped(search: Callable[[int, QueryOptions], list], k: int, options: QueryOptions) -> list:
+    """One best point per value of options.group_by, as Qdrant groups on a server: search,
+    keep each new value's first (best) point, search again without the values found, until
+    there are k groups or no more points. Each round's points score at most the previous
+    round's, so the groups come out in order. `search(limit, options)` runs one round."""
+    field, found, best = options.group_by, set(), []
+    has_field = {"must_not": [{"is_empty": {"key": field}}]}
+    while len(found) < k:
+        flt = and_filters(options.filter, has_field, _not_in(field, found))
+        limit = GROUP_ROUND * (k - len(found))
+        points = search(limit, replace(options, filter=flt))
+        for p in points:
+            value = (p.payload or {}).get(field)
+            groupable = isinstance(value, (str, int)) and not isinstance(value, bool)
+            if groupable and value not in found and len(found) < k:
+                found.add(value)
+                best.append(p)
+        if len(points) < limit:
+            break
+    return best
+
+
+def _unit(vector) -> np.ndarray:
+    """A vector as a cosine collection stores it (Qdrant normalises on the way in)."""
+    v = np.asarray(vector, np.float32)
+    return v / (np.linalg.norm(v) or 1.0)
+
+
+def _not_in(field: str, values: set) -> dict | None:
+    """A filter leaving out the points whose `field` is one of `values` (edge matches text
+    and integers in separate lists)."""
+    kinds = [sorted(v for v in values if isinstance(v, t)) for t in (str, int)]
+    conditions = [{"key": field, "match": {"any": vs}} for vs in kinds if vs]
+    return {"must_not": conditions} if conditions else None

@@ -1,0 +1,107 @@
+"""Queries as a user writes them (`--where price<=50`, Qdrant filter JSON, a score cut-off, a
+field to group by) checked against a collection's fields and turned into `QueryOptions`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lookalike.errors import BadQuery
+from lookalike.query import (
+    INTEGER,
+    KEYWORD,
+    WHERE,
+    QueryOptions,
+    check_filter,
+    field_type,
+    parse_where,
+)
+from lookalike.store import Store
+
+
+class QueryBuilder:
+    """Builds checked Queries for one collection. The fields' types are read once; a field
+    not among them is looked up again (a sync may have added it since)."""
+
+    def __init__(self, store: Store, collection: str) -> None:
+        self.store, self.collection = store, collection
+        self._types: dict[str, str] | None = None
+
+    def types(self, names: Iterable[str] = ()) -> dict[str, str]:
+        tops = {_top(n) for n in names}
+        if self._types is None or not tops <= set(self._types):
+            self._types = self.store.field_types(self.collection, sorted(tops))
+        return self._types
+
+    def build(
+        self,
+        where: Iterable[str] = (),
+        filter: str | Mapping | None = None,
+        min_score: float | None = None,
+        group_by: str | None = None,
+    ) -> QueryOptions:
+        """QueryOptions; BadQuery for a field no point has, a value of the wrong type, or a
+        filter that is not Qdrant's filter JSON."""
+        where = [w for w in where if w and w.strip()]
+        flt = _parsed(filter)
+        names = [m["field"] for m in map(WHERE.match, where) if m]
+        names += _keys(flt) + ([group_by] if group_by else [])
+        types = self.types(names)
+        conditions = [f for f in (parse_where(where, types), flt) if f]
+        if flt is not None:
+            check_filter(flt, types)
+        if group_by:
+            kind = field_type(group_by, types)
+            if kind not in (KEYWORD, INTEGER):
+                raise BadQuery(
+                    f"group by a field of text or whole numbers; {group_by} holds {kind} values",
+                    field="group_by",
+                )
+        if min_score is not None and not math.isfinite(min_score):
+            raise BadQuery(f"min_score must be a number, not {min_score}", field="min_score")
+        combined = conditions[0] if len(conditions) == 1 else None
+        if len(conditions) > 1:
+            combined = {"must": conditions}
+        return QueryOptions(filter=combined, min_score=min_score, group_by=group_by or None)
+
+
+def _parsed(filter: str | Mapping | None) -> dict | None:
+    if filter is None or (isinstance(filter, str) and not filter.strip()):
+        return None
+    if isinstance(filter, str):
+        try:
+            filter = json.loads(filter)
+        except json.JSONDecodeError as e:
+            raise BadQuery(f"the filter is not JSON: {e}", field="filter") from None
+    if not isinstance(filter, Mapping):
+        raise BadQuery(f"a filter is a JSON object, not {filter!r}", field="filter")
+    return dict(filter)
+
+
+def _keys(obj: Any) -> list[str]:
+    """The field names a filter's conditions use."""
+    if isinstance(obj, list):
+        return [k for item in obj for k in _keys(item)]
+    if not isinstance(obj, dict):
+        return []
+    own = [obj["key"]] if isinstance(obj.get("key"), str) else []
+    return own + [k for v in obj.values() for k in _keys(v)]
+
+
+def _top(name: str) -> str:
+    return name.split(".", 1)[0].split("[", 1)[0]
+
+
+def is_point_id(text: str) -> bool:
+    """A stored point's id (a uuid) rather than a file or SPLIT:ROW."""
+    if os.path.exists(text):
+        return False
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
