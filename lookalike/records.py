@@ -183,6 +183,9 @@ class CollectionMeta:
     image_column: str
     label_column: str | None
     label_names: tuple[str, ...] = ()
+    # Whether the model has a text tower (CLIP, SigLIP) for text queries; None: recorded by a
+    # lookalike before text queries, so the model decides when it loads.
+    text: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -199,6 +202,7 @@ class CollectionMeta:
             image_column=d["image_column"],
             label_column=d.get("label_column"),
             label_names=tuple(d.get("label_names") or ()),
+            text=d.get("text"),
         )
 
 

@@ -1,0 +1,170 @@
+"""Text queries with tiny random CLIP and SigLIP models and their own kinds of tokenizer: the
+plumbing (sizes, unit length, the model's own text features, padding and truncation, the
+collection's record, refusals), not the quality, which needs real weights."""
+
+import json
+import shutil
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+import transformers as tf
+
+from lookalike.embed.embedder import Embedder
+from lookalike.embed.text import TextEncoder
+from lookalike.errors import BadQuery, ModelLoadError, NoTextTower, TextTruncated
+from lookalike.ingest import ingest
+from lookalike.records import CollectionMeta
+from lookalike.search import Searcher
+from lookalike.source import load_source
+from lookalike.store import StoreConfig, connect
+from tests.conftest import make_image
+
+TEXTS = ["a bee on a yellow flower", "rusty leaf", "red"]
+
+
+@pytest.fixture(scope="module", params=["clip", "siglip"])
+def dual(request, tiny_clip, tiny_siglip):
+    folder = tiny_clip if request.param == "clip" else tiny_siglip
+    emb = Embedder(folder, device="cpu", precision="fp32")
+    return request.param, folder, emb, TextEncoder(emb)
+
+
+def reference(folder: str, texts: list[str], **tokenizer_kwargs) -> np.ndarray:
+    """The model's own get_text_features on an untouched copy, normalised."""
+    model = tf.AutoModel.from_pretrained(folder).eval()
+    tokens = tf.AutoTokenizer.from_pretrained(folder)(
+        texts, return_tensors="pt", **tokenizer_kwargs
+    )
+    with torch.no_grad():
+        features = model.get_text_features(**tokens).pooler_output
+    return torch.nn.functional.normalize(features, dim=-1).numpy()
+
+
+def test_text_and_image_vectors_share_the_collection_size_and_unit_length(dual):
+    name, _, emb, text = dual
+    images = emb.embed([make_image((200, 40, 40), seed=1), make_image((40, 40, 200), seed=2)])
+    words = text.embed(TEXTS)
+    assert emb.text_tower and emb.pooling == "image_features"
+    assert images.shape == (2, emb.dim) and words.shape == (3, emb.dim)
+    assert words.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(words, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(words[0], words[1])  # texts are told apart
+    assert text.limit == {"clip": 77, "siglip": 64}[name]
+
+
+def test_text_vector_is_the_models_own_text_features(dual):
+    name, folder, _, text = dual
+    # CLIP pads a batch to its longest text; SigLIP was trained on texts padded to max_length.
+    padding = {"clip": dict(padding=True), "siglip": dict(padding="max_length", max_length=64)}
+    expected = reference(folder, TEXTS, **padding[name])
+    np.testing.assert_allclose(text.embed(TEXTS), expected, atol=1e-5)
+    # One at a time or in a batch: the same vector.
+    np.testing.assert_allclose(text.embed(TEXTS[1:2])[0], expected[1], atol=1e-5)
+
+
+def test_siglip_needs_its_max_length_padding(tiny_siglip):
+    """SigLIP pools its last position: padded only to the longest text, a query would get
+    another vector than the one the model was trained to give."""
+    text = TextEncoder(Embedder(tiny_siglip, device="cpu", precision="fp32"))
+    short = reference(tiny_siglip, ["rusty leaf"], padding=True)
+    assert not np.allclose(text.embed(["rusty leaf"]), short, atol=1e-3)
+
+
+def test_long_clip_text_is_cut_at_77_tokens_and_said_so(dual):
+    name, folder, _, text = dual
+    long = " ".join(["rusty leaf"] * 40)
+    prompt, short = text.prompts([long, "red"])
+    assert prompt.truncated and prompt.tokens > prompt.limit == text.limit
+    assert not short.truncated
+    expected = reference(folder, [long], truncation=True, max_length=text.limit, padding=True)
+    if name == "siglip":
+        expected = reference(folder, [long], truncation=True, max_length=64, padding="max_length")
+    np.testing.assert_allclose(text.embed([long]), expected, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def clip_collection(tmp_path_factory, tiny_clip, image_folder):
+    store = connect(StoreConfig(path=str(tmp_path_factory.mktemp("text") / "store")))
+    emb = Embedder(tiny_clip, device="cpu", precision="fp32")
+    ingest(load_source(str(image_folder), "train"), emb, store, "colours")
+    yield store, emb
+    store.close()
+
+
+def test_clip_collection_records_text_queries_and_answers_them(clip_collection):
+    store, emb = clip_collection
+    assert store.info("colours").meta.text is True
+    searcher = Searcher("colours", store=store, embedder=emb)
+    hits = searcher.search_text("a red flower", k=4)
+    assert [h.rank for h in hits] == [1, 2, 3, 4]
+    # Each score is the cosine of the text's vector and the hit's own image vector.
+    words = TextEncoder(emb).embed(["a red flower"])[0]
+    for hit in hits:
+        image = emb.embed([searcher.candidate_image(hit)])[0]
+        assert hit.score == pytest.approx(float(words @ image), abs=1e-4)
+    assert hits == sorted(hits, key=lambda h: -h.score)
+    green = searcher.search_text("a red flower", k=3, label="green")
+    assert {h.label_name for h in green} == {"green"}
+    assert len(searcher.search_texts(["red", "blue"], k=2)) == 2
+
+
+def test_a_text_query_past_the_limit_warns(clip_collection):
+    store, emb = clip_collection
+    searcher = Searcher("colours", store=store, embedder=emb)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        searcher.search_texts(["red", " ".join(["blue"] * 40)], k=2)
+    [warning] = [w.message for w in caught if isinstance(w.message, TextTruncated)]
+    assert (warning.tokens, warning.limit) == (162, 77)  # 4 letters a word, and the two ends
+    assert "reads 77" in str(warning) and "left out" in str(warning)
+
+
+def test_an_empty_text_query_is_refused(clip_collection):
+    store, emb = clip_collection
+    with pytest.raises(BadQuery, match="needs words") as info:
+        Searcher("colours", store=store, embedder=emb).search_text("  ")
+    assert info.value.field == "text"
+
+
+def test_collection_from_before_text_queries_asks_its_model(clip_collection):
+    """Metadata written before the `text` record reads as before; whether such a collection
+    takes text is the loaded model's answer."""
+    store, emb = clip_collection
+    recorded = store.info("colours").meta.to_dict()
+    del recorded["text"]
+    old = CollectionMeta.from_dict(json.loads(json.dumps(recorded)))
+    assert old.text is None and old == replace(store.info("colours").meta, text=None)
+    searcher = Searcher("colours", store=store, embedder=emb)
+    searcher.meta = old
+    assert searcher.text_queries
+    assert len(searcher.search_text("red", k=3)) == 3
+
+
+def test_image_only_collection_refuses_text(tmp_path, tiny_vit, image_folder):
+    store = connect(StoreConfig(path=str(tmp_path / "store")))
+    emb = Embedder(tiny_vit, device="cpu", precision="fp32")
+    ingest(load_source(str(image_folder), "train"), emb, store, "vit")
+    assert store.info("vit").meta.text is False
+    searcher = Searcher("vit", store=store, embedder=emb)
+    with pytest.raises(NoTextTower) as info:
+        searcher.search_text("a red flower")
+    error = info.value
+    assert (error.collection, error.model, error.field) == ("vit", emb.model_id, "text")
+    assert "CLIP or SigLIP" in str(error) and "openai/clip-vit-base-patch32" in str(error)
+    assert len(searcher.search(make_image((200, 40, 40), seed=3), k=2)) == 2  # images still do
+    store.close()
+
+
+def test_a_model_folder_without_its_tokenizer_says_so(tmp_path, tiny_clip):
+    folder = tmp_path / "clip-no-tokenizer"
+    shutil.copytree(tiny_clip, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"):
+        (folder / name).unlink(missing_ok=True)
+    emb = Embedder(str(folder), device="cpu", precision="fp32")
+    with pytest.raises(ModelLoadError, match="tokenizer") as info:
+        TextEncoder(emb)
+    assert info.value.kind == "tokenizer"
