@@ -11,6 +11,7 @@ import os
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 
 from PIL import Image
 
@@ -51,6 +52,14 @@ class RemoteSearcher:
             label_name=body.get("query_label_name"),
         )
         return Result(query, [Hit(**h) for h in body["hits"]], bool(body.get("excluded_self")))
+
+    def search_words(self, text: str, k: int, label: str | None = None) -> Result:
+        """Search with a text query (a CLIP or SigLIP collection)."""
+        fields = {"text": text, "k": str(k), **({"label": str(label)} if label is not None else {})}
+        body = self._post("search", fields, {})
+        if body.get("note"):
+            warnings.warn(body["note"], stacklevel=2)  # as a local search warns
+        return Result(Query.words(text), [Hit(**h) for h in body["hits"]])
 
     def collection(self) -> str | None:
         """The collection the server searches (None if it does not answer)."""

@@ -168,3 +168,108 @@ def test_a_model_folder_without_its_tokenizer_says_so(tmp_path, tiny_clip):
     with pytest.raises(ModelLoadError, match="tokenizer") as info:
         TextEncoder(emb)
     assert info.value.kind == "tokenizer"
+
+
+def run(*args):
+    from click.testing import CliRunner
+
+    from lookalike.cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def clip_cli(tmp_path_factory, tiny_clip, image_folder):
+    """A CLIP collection built by the command line; returns its store options."""
+    store = ["--qdrant-path", tmp_path_factory.mktemp("text-cli") / "store"]
+    store += ["--collection", "colours-clip"]
+    result = run("ingest", "--dataset", image_folder, "--model", tiny_clip, *store)
+    assert result.exit_code == 0, result.output
+    return store
+
+
+def test_search_mixes_image_and_text_queries(clip_cli, image_folder):
+    image = image_folder / "red" / "red_1.jpg"
+    result = run("search", "--text", "a red flower", image, "--k", 3, "--json", *clip_cli)
+    assert result.exit_code == 0, result.output
+    first, second = [json.loads(line) for line in result.stdout.splitlines()]
+    assert first["query"] == str(image) and "kind" not in first  # image lines as before
+    assert (second["query"], second["kind"]) == ("a red flower", "text")
+    assert [h["rank"] for h in second["hits"]] == [1, 2, 3]
+    assert json.loads(run("info", "--json", *clip_cli).stdout)["text"] is True
+
+
+def test_search_text_table_label_and_grid(clip_cli, tmp_path):
+    grid = tmp_path / "words.png"
+    args = ["--text", "red", "--text", "blue", "--label", "green", "--grid", grid]
+    result = run("search", *args, "--k", 2, *clip_cli)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith("text: ")] == ["text: red", "text: blue"]
+    assert sum(" green " in ln for ln in lines) == 4
+    from PIL import Image
+
+    from lookalike.cli.grid import CAPTION, GAP, TILE
+
+    with Image.open(grid) as picture:  # two rows: the words, then two hits
+        assert picture.size == (GAP + 3 * (TILE + GAP), GAP + 2 * (TILE + CAPTION + GAP))
+
+
+def test_search_text_past_the_limit_says_so_on_stderr(clip_cli):
+    result = run("search", "--text", " ".join(["blue"] * 40), "--k", 1, *clip_cli)
+    assert result.exit_code == 0, result.output
+    assert "warning: text query 'blue blue" in result.stderr
+    assert "is 162 tokens long and the model reads 77" in result.stderr
+
+
+def test_search_needs_a_query_or_text(clip_cli):
+    result = run("search", *clip_cli)
+    assert result.exit_code == 2 and "give a QUERY image, or --text WORDS" in result.stderr
+
+
+def test_image_only_collection_answers_text_with_one_line(tmp_path, image_folder, tiny_vit):
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "vit"]
+    assert run("ingest", "--dataset", image_folder, "--model", tiny_vit, *store).exit_code == 0
+    result = run("search", "--text", "a red flower", *store)
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "embeds images only" in line and "CLIP or SigLIP" in line
+    assert (
+        f"`lookalike ingest --dataset {image_folder} --model openai/clip-vit-base-patch32" in line
+    )
+    assert result.stdout == ""
+
+
+def test_eval_text_queries(clip_cli, tmp_path):
+    queries = tmp_path / "queries.tsv"
+    queries.write_text(
+        "# words<TAB>label\n"
+        "a red flower\tred\n"
+        "green leaves\tgreen\n"
+        '{"text": "the blue sky", "label": "blue"}\n'
+        "\n"
+    )
+    result = run("eval", "--text-queries", queries, "--k", 3, "--json", *clip_cli)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["queries"] == 3 and report["k"] == 3
+    assert set(report["per_class_precision_at_k"]) == {"red", "green", "blue"}
+    assert 0 <= report["precision_at_k"] <= 1
+    table = run("eval", "--text-queries", queries, *clip_cli)
+    assert table.exit_code == 0 and "precision@5" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a red flower\tred\nno tab here\n", "line 2: expected the words, a tab, and the label"),
+        ("a red flower\tpurple\n", "line 1: unknown label 'purple'; labels are: blue, green"),
+        ("# nothing\n\n", "holds no text queries"),
+        ('{"text": "red"}\n', "line 1: a JSON line needs text and label"),
+    ],
+)
+def test_eval_text_queries_file_errors(clip_cli, tmp_path, content, message):
+    queries = tmp_path / "queries.tsv"
+    queries.write_text(content)
+    result = run("eval", "--text-queries", queries, *clip_cli)
+    assert result.exit_code == 1 and message in result.stderr

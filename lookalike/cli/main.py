@@ -214,7 +214,16 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 
 
 @cli.command()
-@click.argument("queries", nargs=-1, required=True)
+@click.argument("queries", nargs=-1)
+@opt(
+    "--text",
+    "texts",
+    multiple=True,
+    metavar="WORDS",
+    allow_from_autoenv=False,
+    help="Find the images that best match these words (repeatable; collections built with a "
+    "CLIP or SigLIP model).",
+)
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
 @flag(
@@ -230,17 +239,22 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 @store_options
 @domain_errors
 def search(store_config, collection, queries, model_settings, params, as_json, **options):
-    """Find the candidates most like each QUERY.
+    """Find the candidates most like each QUERY, or that best match each --text.
 
     QUERY is an image file, or SPLIT:ROW for that row of the collection's dataset. A query that
     is one of the collection's own images is left out of its own results (--include-self keeps
-    it). When a running `lookalike serve` holds the embedded store, the search is sent to it.
+    it). Text queries follow the image queries in the results. When a running `lookalike
+    serve` holds the embedded store, the search is sent to it.
 
     \b
     Example:
       lookalike search test:17 leaf.jpg --k 5 --label healthy --json
+      lookalike search --text "a bee on a yellow flower" --collection photos-clip
     """
     from lookalike.cli.searching import run_search
+
+    if not queries and not options["texts"]:
+        raise click.UsageError("give a QUERY image, or --text WORDS")
 
     def show(results) -> None:  # before the grid is drawn: a failed picture loses no results
         for result in results:
@@ -270,23 +284,39 @@ def search(store_config, collection, queries, model_settings, params, as_json, *
     default=False,
     help="Also measure recall@k of this search (HNSW, quantization) against exact search.",
 )
+@opt(
+    "--text-queries",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Score these text queries instead of a split's images (CLIP, SigLIP): a file of "
+    "`words<TAB>label` lines.",
+)
 @json_option
 @workers_option
 @search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def eval_(store_config, collection, model_settings, as_json, **options):
+def eval_(store_config, collection, model_settings, as_json, text_queries, **options):
     """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
+
+    With --text-queries FILE, of text queries instead: each finds the images of its label.
 
     \b
     Example:
       lookalike eval --split test --k 5 --json
       lookalike eval --recall --hnsw-ef 64   # how much the index loses
+      lookalike eval --text-queries prompts.tsv --collection photos-clip
     """
-    from lookalike.cli.commands import run_eval
+    from lookalike.cli.commands import run_eval, run_text_eval
 
-    report = run_eval(store_config, collection, model_settings, **options)
+    if text_queries:
+        k, params = options["k"], options["params"]
+        report = run_text_eval(
+            store_config, collection, model_settings, text_queries, k=k, params=params
+        )
+    else:
+        report = run_eval(store_config, collection, model_settings, **options)
     if as_json:
         echo_json(report.to_dict())
     else:

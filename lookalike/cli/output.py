@@ -56,7 +56,7 @@ def hits_table(result: Result) -> str:
     ]
     headers = ["rank", "score", "label", "split:row", "path", *(["fields"] if extra else [])]
     body = _table(headers, rows) if hits else "(no hits)"
-    head = f"query: {shown(query.text)}"
+    head = f"{'text' if query.kind == 'text' else 'query'}: {shown(query.text)}"
     if query.label_name is not None:
         head += f" (label {shown(query.label_name)})"
     note = (

@@ -13,7 +13,7 @@ from lookalike.cli.stores import open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import StoreLocked
 from lookalike.index import SearchSettings
-from lookalike.records import Result
+from lookalike.records import Query, Result
 from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k
 from lookalike.store import StoreConfig
@@ -35,11 +35,12 @@ def run_search(
     params: SearchSettings | None = None,
     include_self: bool = False,
     show: Callable[[list[Result]], None] | None = None,
+    texts: Sequence[str] = (),
 ) -> list[Result]:
-    """One result per query, in order, given to `show` as soon as it is known; with `grid`,
-    then also a picture of them in that file. Every query is checked before the model loads,
-    then decoded a few at a time, and only thumbnails are kept: a folder of photos costs the
-    memory of a few."""
+    """One result per query, then per text query (`texts`), in order, given to `show` as soon
+    as it is known; with `grid`, then also a picture of them in that file. Every query is
+    checked before the model loads, then decoded a few at a time, and only thumbnails are
+    kept: a folder of photos costs the memory of a few."""
     check_k(k)
     draw = _Drawing(grid)
     try:
@@ -49,10 +50,17 @@ def run_search(
                 searcher.check_query(text)
             searcher.label_id(label)
             quiet_transformers()
+            if texts:  # an image-only collection refuses words before any image is read
+                searcher.text_encoder  # noqa: B018
             results = []
             for start in range(0, len(queries), QUERIES_AT_ONCE):
                 asked = [searcher.query(q) for q in queries[start : start + QUERIES_AT_ONCE]]
                 found = searcher.search_queries(asked, k=k, label=label, include_self=include_self)
+                results += _shown(found, show, draw, searcher.candidate_image)
+            for start in range(0, len(texts), QUERIES_AT_ONCE):
+                chunk = texts[start : start + QUERIES_AT_ONCE]
+                hits = searcher.search_texts(chunk, k=k, label=label)
+                found = [Result(Query.words(t), h) for t, h in zip(chunk, hits)]
                 results += _shown(found, show, draw, searcher.candidate_image)
             draw.save()
             return results
@@ -67,6 +75,10 @@ def run_search(
         for text in queries:
             found = [remote.search(text, k, label, include_self=include_self)]
             results += _shown(found, show, draw, remote.candidate_image)
+        for words in texts:
+            results += _shown(
+                [remote.search_words(words, k, label)], show, draw, remote.candidate_image
+            )
         draw.save()
         return results
 
