@@ -123,6 +123,7 @@ def test_health_and_page_and_schema(client):
         "points": 12,
         "model": health["model"],
         "labels": ["blue", "green", "red"],
+        "text": False,  # a ViT: no text queries
     }
     page = client.get("/")
     assert page.status_code == 200 and '<input type="file"' in page.text

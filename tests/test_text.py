@@ -156,6 +156,10 @@ def test_image_only_collection_refuses_text(tmp_path, tiny_vit, image_folder):
     assert (error.collection, error.model, error.field) == ("vit", emb.model_id, "text")
     assert "CLIP or SigLIP" in str(error) and "openai/clip-vit-base-patch32" in str(error)
     assert len(searcher.search(make_image((200, 40, 40), seed=3), k=2)) == 2  # images still do
+    client = api(searcher)  # and over HTTP, a 400 with the same sentence
+    assert client.get("/health").json()["text"] is False
+    response = client.post("/search", data={"text": "a red flower"})
+    assert response.status_code == 400 and response.json()["detail"] == str(error)
     store.close()
 
 
@@ -273,3 +277,46 @@ def test_eval_text_queries_file_errors(clip_cli, tmp_path, content, message):
     queries.write_text(content)
     result = run("eval", "--text-queries", queries, *clip_cli)
     assert result.exit_code == 1 and message in result.stderr
+
+
+def api(searcher):
+    from fastapi.testclient import TestClient
+
+    from lookalike.cli.web import create_app
+
+    return TestClient(create_app(searcher), base_url="http://localhost")
+
+
+def test_http_search_takes_text(clip_collection):
+    store, emb = clip_collection
+    searcher = Searcher("colours", store=store, embedder=emb)
+    client = api(searcher)
+    assert client.get("/health").json()["text"] is True
+    response = client.post("/search", data={"text": "a red flower", "k": "3", "label": "red"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = searcher.search_text("a red flower", k=3, label="red")
+    assert [h["id"] for h in body["hits"]] == [h.id for h in expected]
+    assert body["hits"][0]["score"] == pytest.approx(expected[0].score, abs=1e-5)
+    assert body["note"] is None
+    long = client.post("/search", data={"text": " ".join(["blue"] * 40)}).json()
+    assert len(long["hits"]) == 5 and "162 tokens long and the model reads 77" in long["note"]
+
+
+@pytest.mark.parametrize(
+    "form, files, status, detail",
+    [
+        ({}, None, 400, "send one query: an image or a text"),
+        ({"text": "red"}, {"image": ("q.png", b"x", "image/png")}, 400, "send one query"),
+        ({"text": " "}, None, 400, "a text query needs words"),
+        ({"text": "red", "label": "purple"}, None, 400, "unknown label 'purple'"),
+        ({"text": "x" * 1001}, None, 422, None),
+    ],
+)
+def test_http_text_refusals(clip_collection, form, files, status, detail):
+    store, emb = clip_collection
+    response = api(Searcher("colours", store=store, embedder=emb)).post(
+        "/search", data=form, files=files
+    )
+    assert response.status_code == status, response.text
+    assert detail is None or detail in response.json()["detail"]
