@@ -201,6 +201,7 @@ def test_search_mixes_image_and_text_queries(clip_cli, image_folder):
     assert (second["query"], second["kind"]) == ("a red flower", "text")
     assert [h["rank"] for h in second["hits"]] == [1, 2, 3]
     assert json.loads(run("info", "--json", *clip_cli).stdout)["text"] is True
+    assert "text queries       yes" in run("info", *clip_cli).stdout
 
 
 def test_search_text_table_label_and_grid(clip_cli, tmp_path):

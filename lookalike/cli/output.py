@@ -173,6 +173,9 @@ def _indexed(info: CollectionInfo) -> str:
     return f"{done} of {points}: the rest are searched exactly until the graph catches up"
 
 
+TEXT_QUERIES = {True: "yes", False: "no (an image-only model)", None: "as its model allows"}
+
+
 def info_table(info: CollectionInfo) -> str:
     rows = [
         ["points", str(info.points)],
@@ -185,6 +188,7 @@ def info_table(info: CollectionInfo) -> str:
             ["pooling", info.meta.pooling],
             ["dataset", info.meta.dataset],
             ["labels", ", ".join(info.meta.label_names) or "-"],
+            ["text queries", TEXT_QUERIES[info.meta.text]],
         ]
     rows.append(["engine", info.engine])
     if info.indexed_points is not None:
