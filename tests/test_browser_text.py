@@ -50,11 +50,11 @@ def collections(tmp_path_factory, image_folder, tiny_clip, tiny_vit):
     store.close()
 
 
-def open_page(browser, url):
+def open_page(driver, url):
     from selenium.webdriver.common.by import By
 
-    browser.get(url)
-    wait_for(lambda: "images" in browser.find_element(By.ID, "about").text)
+    driver.get(url)
+    wait_for(lambda: "images" in driver.find_element(By.ID, "about").text)
 
 
 def test_words_typed_on_the_page_find_images(browser, collections):  # noqa: F811
