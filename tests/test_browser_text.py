@@ -2,39 +2,15 @@
 words typed there bring k captioned results; an image-only collection shows none. Leaves a
 screenshot in test-artifacts/text-search.png."""
 
-import contextlib
-import socket
-import threading
-import time
-
 import pytest
-import uvicorn
 
-from lookalike.cli.web import create_app
 from lookalike.embed.embedder import Embedder
 from lookalike.ingest import ingest
 from lookalike.search import Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 from tests.test_browser import ARTIFACTS, browser, loaded_results, wait_for  # noqa: F401
-
-
-@contextlib.contextmanager
-def serving(searcher):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    while not running.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
+from tests.test_text import serving
 
 
 @pytest.fixture(scope="module")

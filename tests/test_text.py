@@ -2,8 +2,12 @@
 plumbing (sizes, unit length, the model's own text features, padding and truncation, the
 collection's record, refusals), not the quality, which needs real weights."""
 
+import contextlib
 import json
 import shutil
+import socket
+import threading
+import time
 import warnings
 from dataclasses import replace
 
@@ -11,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
+import uvicorn
 
 from lookalike.embed.embedder import Embedder
 from lookalike.embed.text import TextEncoder
@@ -307,7 +312,7 @@ def test_http_search_takes_text(clip_collection):
 @pytest.mark.parametrize(
     "form, files, status, detail",
     [
-        ({}, None, 400, "send one query: an image or a text"),
+        ({}, None, 400, "send one query: an image, a point, SPLIT:ROW or a text"),
         ({"text": "red"}, {"image": ("q.png", b"x", "image/png")}, 400, "send one query"),
         ({"text": " "}, None, 400, "a text query needs words"),
         ({"text": "red", "label": "purple"}, None, 400, "unknown label 'purple'"),
@@ -321,3 +326,40 @@ def test_http_text_refusals(clip_collection, form, files, status, detail):
     )
     assert response.status_code == status, response.text
     assert detail is None or detail in response.json()["detail"]
+
+
+@contextlib.contextmanager
+def serving(searcher):
+    """The app on a real port, in a thread, as `lookalike serve` runs it."""
+    from lookalike.cli.web import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="warning")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    while not running.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        running.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_search_sent_to_a_running_serve_takes_text(clip_collection):
+    """What `search --text` does when a serve holds the store: the same hits, the same note."""
+    from lookalike.search.remote import RemoteSearcher
+
+    store, emb = clip_collection
+    searcher = Searcher("colours", store=store, embedder=emb)
+    with serving(searcher) as url:
+        remote = RemoteSearcher(url)
+        result = remote.search_words("a red flower", 3, "red")
+        assert (result.query.text, result.query.kind) == ("a red flower", "text")
+        expected = searcher.search_text("a red flower", k=3, label="red")
+        assert [h.id for h in result.hits] == [h.id for h in expected]
+        with pytest.warns(UserWarning, match="162 tokens long"):
+            remote.search_words(" ".join(["blue"] * 40), 1)
