@@ -325,8 +325,7 @@ class Searcher:
     def text_vectors(self, texts: Sequence[str]) -> tuple[np.ndarray, list[Prompt]]:
         """Text queries embedded (float32, unit rows) and as the model read them."""
         for text in texts:
-            if not text.strip():
-                raise BadQuery("a text query needs words; this one is empty", field="text")
+            check_text(text)
         encoder = self.text_encoder
         return encoder.embed(texts), encoder.prompts(texts)
 
@@ -350,6 +349,11 @@ def _split_row(text: str) -> tuple[str, int]:
             field="query",
         )
     return match["split"], int(match["row"])
+
+
+def check_text(text: str) -> None:
+    if not text.strip():
+        raise BadQuery("a text query needs words; this one is empty", field="text")
 
 
 def check_k(k: int) -> None:

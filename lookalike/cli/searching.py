@@ -15,7 +15,7 @@ from lookalike.errors import StoreLocked
 from lookalike.index import SearchSettings
 from lookalike.records import Query, Result
 from lookalike.search.remote import RemoteSearcher
-from lookalike.search.searcher import Searcher, check_k
+from lookalike.search.searcher import Searcher, check_k, check_text
 from lookalike.store import StoreConfig
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
@@ -48,6 +48,8 @@ def run_search(
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             for text in queries:  # no such file, row or split: now
                 searcher.check_query(text)
+            for words in texts:
+                check_text(words)
             searcher.label_id(label)
             quiet_transformers()
             if texts:  # an image-only collection refuses words before any image is read
