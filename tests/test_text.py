@@ -235,6 +235,8 @@ def test_search_text_past_the_limit_says_so_on_stderr(clip_cli):
 def test_search_needs_a_query_or_text(clip_cli):
     result = run("search", *clip_cli)
     assert result.exit_code == 2 and "give a QUERY image, or --text WORDS" in result.stderr
+    empty = run("search", "--text", "  ", *clip_cli)
+    assert empty.exit_code == 1 and "a text query needs words" in empty.stderr
 
 
 def test_image_only_collection_answers_text_with_one_line(tmp_path, image_folder, tiny_vit):
