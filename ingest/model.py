@@ -24,6 +24,7 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
         image_column=source.image_column,
         label_column=source.label_column,
         label_names=source.label_names,
+        text=embedder.text_tower,
     )
 
 

@@ -15,3 +15,5 @@ QUANTIZATIONS = ("none", "int8", "binary")
 # Embedded engines: edge is Qdrant's own engine in-process (HNSW, quantization); local is
 # qdrant-client's pure-Python local mode (exact, slow beyond ~20k points).
 ENGINES = ("auto", "edge", "local")
+# A model with a text tower, named where a collection cannot take text queries.
+TEXT_MODEL = "openai/clip-vit-base-patch32"

@@ -198,6 +198,34 @@ class BadQuery(LookalikeError):
         super().__init__(reason)
 
 
+class NoTextTower(BadQuery):
+    """Text queries need a model with a text tower (CLIP, SigLIP), and the collection was built
+    with an image-only one; `dataset` is the collection's, to ingest again with such a model."""
+
+    def __init__(self, collection: str, model: str, dataset: str, suggested: str) -> None:
+        self.collection, self.model, self.dataset = collection, model, dataset
+        self.suggested = suggested
+        super().__init__(
+            f"collection {collection!r} was built with {model!r}, which embeds images only: "
+            f"text queries need a collection built with a CLIP or SigLIP model, such as "
+            f"{suggested}",
+            field="text",
+        )
+
+
+class TextTruncated(UserWarning):
+    """A text query longer than the model reads (CLIP: 77 tokens, SigLIP: 64): the model saw
+    its first `limit` tokens only."""
+
+    def __init__(self, text: str, tokens: int, limit: int) -> None:
+        self.text, self.tokens, self.limit = text, tokens, limit
+        shown_text = text if len(text) <= 60 else f"{text[:60]}..."
+        super().__init__(
+            f"text query {shown_text!r} is {tokens} tokens long and the model reads {limit}: "
+            "the words past them were left out"
+        )
+
+
 class OutputExists(LookalikeError):
     """The folder to write to already holds files, which writing would replace."""
 

@@ -140,8 +140,9 @@ class Tracked:
 
 @dataclass(frozen=True)
 class Query:
-    """What was asked (`text`: a file, SPLIT:ROW, a point id or "upload"), its image, and
-    what is known of it: its own point's id, its file's real path, its label."""
+    """What was asked (`text`: a file, SPLIT:ROW, a point id or "upload"; with `kind` "text",
+    the words), its image, and what is known of it: its own point's id, its file's real
+    path, its label."""
 
     text: str
     image: Image.Image | None = field(repr=False, compare=False)
@@ -151,6 +152,11 @@ class Query:
     label_name: str | None = None
     split: str | None = None
     row: int | None = None
+    kind: str = "image"  # or "text": words, which have no image
+
+    @classmethod
+    def words(cls, text: str) -> Query:
+        return cls(text, None, kind="text")
 
 
 @dataclass(frozen=True)
@@ -163,8 +169,10 @@ class Result:
 
     def to_dict(self) -> dict:
         q = self.query
+        kind = {"kind": q.kind} if q.kind != "image" else {}  # image lines as they were
         return {
             "query": q.text,
+            **kind,
             "query_label": q.label,
             "query_label_name": q.label_name,
             "excluded_self": self.excluded_self,
@@ -183,6 +191,9 @@ class CollectionMeta:
     image_column: str
     label_column: str | None
     label_names: tuple[str, ...] = ()
+    # Whether the model has a text tower (CLIP, SigLIP) for text queries; None: recorded by a
+    # lookalike before text queries, so the model decides when it loads.
+    text: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -199,6 +210,7 @@ class CollectionMeta:
             image_column=d["image_column"],
             label_column=d.get("label_column"),
             label_names=tuple(d.get("label_names") or ()),
+            text=d.get("text"),
         )
 
 

@@ -11,6 +11,7 @@ import os
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 
 from PIL import Image
 
@@ -39,11 +40,7 @@ class RemoteSearcher:
         """Search with an image file (uploaded) or SPLIT:ROW (the server reads the row);
         `query`: Searcher.options' arguments, sent as the form's fields."""
         fields = {"k": str(k), "include_self": "true" if include_self else "false"}
-        if label is not None:
-            fields["label"] = str(label)
-        for name, value in (query or {}).items():
-            if value not in (None, (), []):
-                fields[name] = list(value) if name == "where" else str(value)
+        fields |= _fields(label, query)
         files = {}
         if os.path.exists(text):
             with open(text, "rb") as f:
@@ -82,6 +79,16 @@ class RemoteSearcher:
             headers={"Content-Type": "application/json"},
         )
         return [Hit(**h) for h in self._send(request)["hits"]]
+
+    def search_words(
+        self, text: str, k: int, label: str | None = None, *, query: dict | None = None
+    ) -> Result:
+        """Search with a text query (a CLIP or SigLIP collection)."""
+        fields = {"text": text, "k": str(k)} | _fields(label, query)
+        body = self._post("search", fields, {})
+        if body.get("note"):
+            warnings.warn(body["note"], stacklevel=2)  # as a local search warns
+        return Result(Query.words(text), [Hit(**h) for h in body["hits"]])
 
     def collection(self) -> str | None:
         """The collection the server searches (None if it does not answer)."""
@@ -135,6 +142,15 @@ class RemoteSearcher:
             raise StoreUnavailable(self.url, "search", detail, status=e.code) from e
         except (urllib.error.URLError, OSError) as e:
             raise StoreUnavailable(self.url, "search", str(e)) from e
+
+
+def _fields(label: str | None, query: dict | None) -> dict:
+    """The label and Searcher.options' arguments as the search form's fields."""
+    fields = {"label": str(label)} if label is not None else {}
+    for name, value in (query or {}).items():
+        if value not in (None, (), []):
+            fields[name] = list(value) if name == "where" else str(value)
+    return fields
 
 
 def _detail(error: urllib.error.HTTPError) -> str:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from lookalike.defaults import DEFAULT_COLLECTION, DEFAULT_MAX_PIXELS
+from lookalike.defaults import DEFAULT_COLLECTION, DEFAULT_MAX_PIXELS, TEXT_MODEL
 from lookalike.embed.settings import ModelSettings, canonical_model_id
-from lookalike.errors import BadImage, BadQuery, DatasetLoadError, ModelMismatch
+from lookalike.errors import (
+    BadImage,
+    BadQuery,
+    DatasetLoadError,
+    ModelMismatch,
+    NoTextTower,
+    TextTruncated,
+)
 from lookalike.images import ImageSource, open_image
 from lookalike.index import SearchSettings, effective
 from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
@@ -25,6 +34,7 @@ from lookalike.store import Store, connect
 
 if TYPE_CHECKING:
     from lookalike.embed.embedder import Embedder
+    from lookalike.embed.text import Prompt, TextEncoder
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
@@ -109,11 +119,12 @@ class Gallery:
 
 
 class Searcher:
-    """Search a collection with images.
+    """Search a collection with images, or with words when its model has a text tower.
 
     >>> searcher = Searcher("beans", store=connect(StoreConfig(path="./lookalike-data")))
     >>> hits = searcher.search("leaf.jpg", k=5, label="healthy")
     >>> hits[0].label_name, hits[0].score
+    >>> hits = searcher.search_text("a leaf with rusty spots", k=5)   # CLIP, SigLIP
 
     The collection's model loads on the first search (or `searcher.embedder`), so a query,
     label or split that cannot be answered is refused before that.
@@ -317,6 +328,54 @@ class Searcher:
             for q, hits in zip(queries, found)
         ]
 
+    @property
+    def text_queries(self) -> bool:
+        """Whether the collection's model can embed text queries (CLIP, SigLIP)."""
+        return self.meta.text if self.meta.text is not None else self.embedder.text_tower
+
+    @functools.cached_property
+    def text_encoder(self) -> TextEncoder:
+        """The text tower of the collection's model; NoTextTower if it has none."""
+        if not self.text_queries:
+            raise NoTextTower(self.collection, self.meta.model, self.meta.dataset, TEXT_MODEL)
+        from lookalike.embed.text import TextEncoder  # transformers' tokenizers load here
+
+        return TextEncoder(self.embedder)
+
+    def search_text(
+        self,
+        text: str,
+        k: int = 5,
+        label: str | int | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[Hit]:
+        """The top-k candidates that best match `text` ("a bee on a yellow flower")."""
+        return self.search_texts([text], k=k, label=label, options=options)[0]
+
+    def search_texts(
+        self,
+        texts: Sequence[str],
+        k: int = 5,
+        label: str | int | None = None,
+        options: QueryOptions | None = None,
+    ) -> list[list[Hit]]:
+        """One list of hits per text, embedded in one batch; a text longer than the model
+        reads is cut, with a TextTruncated warning."""
+        check_k(k)
+        label_id = self.label_id(label)
+        vectors, prompts = self.text_vectors(texts)
+        for prompt in prompts:
+            if prompt.truncated:
+                warnings.warn(TextTruncated(prompt.text, prompt.tokens, prompt.limit), stacklevel=2)
+        return self.search_vectors(vectors, k=k, label=label_id, options=options)
+
+    def text_vectors(self, texts: Sequence[str]) -> tuple[np.ndarray, list[Prompt]]:
+        """Text queries embedded (float32, unit rows) and as the model read them."""
+        for text in texts:
+            check_text(text)
+        encoder = self.text_encoder
+        return encoder.embed(texts), encoder.prompts(texts)
+
     def search_vectors(
         self,
         vectors: np.ndarray,
@@ -379,6 +438,11 @@ def _split_row(text: str) -> tuple[str, int]:
             field="query",
         )
     return match["split"], int(match["row"])
+
+
+def check_text(text: str) -> None:
+    if not text.strip():
+        raise BadQuery("a text query needs words; this one is empty", field="text")
 
 
 def check_k(k: int) -> None:

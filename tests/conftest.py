@@ -139,6 +139,73 @@ def tiny_vit_wide(tmp_path_factory) -> str:
     return make_tiny_vit(tmp_path_factory.mktemp("tiny-vit-wide"), hidden=48)
 
 
+TEXT_CONFIG = dict(num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=64)
+TOWER = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1)
+TOWER.update(num_attention_heads=2, intermediate_size=64)
+WORDS = "a bee on yellow flower photo of leaf healthy bean rusty with spots red green blue"
+
+
+def make_tiny_clip(folder: Path) -> str:
+    """A random CLIP (24-d) with its image processor and a BPE tokenizer of single letters."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    letters = sorted(set(WORDS.replace(" ", "")))
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab.update({c: i for i, c in enumerate(letters, 2)})
+    vocab.update({f"{c}</w>": i for i, c in enumerate(letters, 2 + len(letters))})
+    CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77).save_pretrained(folder)
+    text = dict(TEXT_CONFIG, hidden_size=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(vision_config=TOWER, text_config=text, projection_dim=24)).save_pretrained(
+        folder
+    )
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    ).save_pretrained(folder)
+    return str(folder)
+
+
+def make_tiny_siglip(folder: Path) -> str:
+    """A random SigLIP (32-d) with its image processor and a SentencePiece tokenizer trained
+    here on a few words, as SigLIP's own is."""
+    import io
+
+    import sentencepiece as spm
+    import torch
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipTokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(WORDS.split() * 4),
+        model_writer=model,
+        vocab_size=40,
+        hard_vocab_limit=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    SiglipTokenizer(str(folder / "spiece.model")).save_pretrained(folder)
+    torch.manual_seed(0)
+    text = dict(TEXT_CONFIG, hidden_size=32, pad_token_id=1, eos_token_id=1)
+    SiglipModel(SiglipConfig(vision_config=TOWER, text_config=text)).save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> str:
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory) -> str:
+    return make_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
+
+
 def make_image(colour: tuple[int, int, int], seed: int, size: int = 48) -> Image.Image:
     rng = np.random.default_rng(seed)
     pixels = np.clip(np.array(colour) + rng.normal(0, 25, (size, size, 3)), 0, 255)

@@ -124,6 +124,7 @@ def test_health_and_page_and_schema(client):
         "model": health["model"],
         "labels": ["blue", "green", "red"],
         "fields": health["fields"],
+        "text": False,  # a ViT: no text queries
     }
     assert health["fields"]["label_name"] == "keyword"  # what the page's filter box names
     page = client.get("/")

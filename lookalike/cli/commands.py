@@ -26,6 +26,7 @@ from lookalike.records import CollectionInfo, EvalReport
 from lookalike.search.duplicates import DuplicateReport, find_duplicates
 from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
 from lookalike.search.searcher import Gallery, Searcher
+from lookalike.search.text_queries import evaluate_text, read_text_queries
 from lookalike.source import load_source
 from lookalike.store import StoreConfig
 from lookalike.tune import TuneReport, TuneSettings, check_output
@@ -76,6 +77,23 @@ def run_eval(
             "picture on both sides (leakage) inflates these numbers"
         )
     return report
+
+
+def run_text_eval(
+    store_config: StoreConfig,
+    collection: str | None,
+    model_settings: ModelSettings,
+    path: str,
+    *,
+    k: int = 5,
+    params: SearchSettings | None = None,
+) -> EvalReport:
+    """precision@k of the text queries in the file at `path` (read before the model loads)."""
+    queries = read_text_queries(path)
+    with open_store(store_config, "eval", collection) as (store, collection):
+        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+        quiet_transformers()
+        return evaluate_text(searcher, queries, k=k)
 
 
 def run_tune(

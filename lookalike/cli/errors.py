@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shlex
 from collections.abc import Collection
 
 import click
@@ -19,6 +20,7 @@ from lookalike.errors import (
     LookalikeError,
     ModelLoadError,
     ModelMismatch,
+    NoTextTower,
     OutputExists,
     StoreDamaged,
     StoreLocked,
@@ -74,6 +76,12 @@ def hint(error: LookalikeError, command: str) -> str | None:
         return DATASET_HINTS.get(error.kind)
     if isinstance(error, ModelLoadError):
         return MODEL_HINTS.get(error.kind)
+    if isinstance(error, NoTextTower):
+        return (
+            "ingest the same images into another collection with one: `lookalike ingest "
+            f"--dataset {shlex.quote(error.dataset)} --model {error.suggested} --collection "
+            f"{shlex.quote(error.collection + '-clip')}`"
+        )
     if isinstance(error, CollectionNotFound):
         return collection_hint(error)
     if isinstance(error, ModelMismatch) and error.what == "legacy":

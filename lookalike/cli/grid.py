@@ -31,7 +31,10 @@ def result_row(result: Result, hit_images: Sequence[Image.Image | None]) -> list
     """A query (with its label, when known) and its hits, in rank order."""
     q = result.query
     title = f"query: {q.label_name}" if q.label_name is not None else "query"
-    row = [Tile(q.image, [title, os.path.basename(q.text)], query=True)]
+    if q.kind == "text":
+        row = [Tile(words_tile(q.text), ["text query"], query=True)]
+    else:
+        row = [Tile(q.image, [title, os.path.basename(q.text)], query=True)]
     for hit, image in zip(result.hits, hit_images):
         label = hit.label_name if hit.label_name is not None else "-"
         name = os.path.basename(hit.path) if hit.path else ""
@@ -65,6 +68,27 @@ def thumbnail(image: Image.Image | None) -> Image.Image | None:
     scale = min(TILE / rgb.width, TILE / rgb.height, 1.0)
     size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
     return rgb.resize(size, Image.BICUBIC, reducing_gap=2.0)
+
+
+def words_tile(text: str) -> Image.Image:
+    """A text query's place in the grid: its words, wrapped, on a tile."""
+    tile = Image.new("RGB", (TILE, TILE), (238, 242, 255))
+    draw, font = ImageDraw.Draw(tile), _font(17)
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and draw.textlength(candidate, font=font) > TILE - 20:
+            lines.append(line)
+            candidate = word
+        line = candidate
+    lines.append(line)
+    lines = lines[:8] if len(lines) <= 8 else [*lines[:7], "…"]
+    top = max(10, (TILE - 22 * len(lines)) // 2)
+    for i, line in enumerate(lines):
+        while line and draw.textlength(line, font=font) > TILE - 20:  # one very long word
+            line = line[:-2] + "…"
+        draw.text((10, top + 22 * i), line, fill=(30, 58, 138), font=font)
+    return tile
 
 
 def _tile(image: Image.Image | None) -> Image.Image:

@@ -218,6 +218,15 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 
 @cli.command()
 @click.argument("queries", nargs=-1)
+@opt(
+    "--text",
+    "texts",
+    multiple=True,
+    metavar="WORDS",
+    allow_from_autoenv=False,
+    help="Find the images that best match these words (repeatable; collections built with a "
+    "CLIP or SigLIP model).",
+)
 @opt("--k", "k", type=int, default=5, help="Neighbours per query.")
 @opt("--label", default=None, help="Only candidates with this label (name or id).")
 @query_options
@@ -254,12 +263,13 @@ def watch(store_config, collection, model_settings, index, interval, settle, **o
 @store_options
 @domain_errors
 def search(store_config, collection, queries, model_settings, params, as_json, **options):
-    """Find the candidates most like each QUERY.
+    """Find the candidates most like each QUERY, or that best match each --text.
 
     QUERY is an image file, SPLIT:ROW for that row of the collection's dataset, or a folder
     (each image in it is a query; unreadable ones are reported and skipped). A query that is
     one of the collection's own images is left out of its own results (--include-self keeps
-    it). When a running `lookalike serve` holds the embedded store, the search is sent to it.
+    it). Text queries follow the image queries in the results. When a running `lookalike
+    serve` holds the embedded store, the search is sent to it.
 
     \b
     Example:
@@ -268,6 +278,7 @@ def search(store_config, collection, queries, model_settings, params, as_json, *
       lookalike search shoe.jpg --where brand=acme --where "price<=50" --group-by sku
       lookalike search --like a.jpg --like b.jpg --unlike c.jpg
       lookalike search --id 0b7c...e1 --k 10
+      lookalike search --text "a bee on a yellow flower" --collection photos-clip
     """
     from lookalike.cli.searching import run_recommend, run_search
 
@@ -290,19 +301,23 @@ def search(store_config, collection, queries, model_settings, params, as_json, *
     like, unlike, point_id = options.pop("like"), options.pop("unlike"), options.pop("id")
     strategy = options.pop("strategy")
     if like or point_id:
-        if queries or options.get("grid"):
-            raise click.UsageError("--like and --id make the query: pass no QUERY and no --grid")
+        if queries or options.get("grid") or options["texts"]:
+            raise click.UsageError(
+                "--like and --id make the query: pass no QUERY, --text or --grid"
+            )
         like = (*like, *([point_id] if point_id else ()))
         if point_id and not unlike and len(like) == 1:
             strategy = "average_vector"  # the point's own vector: plain cosine scores
-        options.pop("grid"), options.pop("include_self")
+        options.pop("grid"), options.pop("include_self"), options.pop("texts")
         args = dict(like=like, unlike=unlike, strategy=strategy, params=params)
         show([run_recommend(store_config, collection, model_settings, **args, **options)])
         return
     if unlike:
         raise click.UsageError("--unlike goes with --like or --id")
-    if not queries:
-        raise click.UsageError("pass a QUERY (image, SPLIT:ROW or folder), --like or --id")
+    if not queries and not options["texts"]:
+        raise click.UsageError(
+            "pass a QUERY (image, SPLIT:ROW or folder), --text WORDS, --like or --id"
+        )
     run_search(
         store_config, collection, queries, model_settings, params=params, show=show, **options
     )
@@ -324,23 +339,39 @@ def search(store_config, collection, queries, model_settings, params, as_json, *
     default=False,
     help="Also measure recall@k of this search (HNSW, quantization) against exact search.",
 )
+@opt(
+    "--text-queries",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Score these text queries instead of a split's images (CLIP, SigLIP): a file of "
+    "`words<TAB>label` lines.",
+)
 @json_option
 @workers_option
 @search_options
 @model_options(default=None)
 @store_options
 @domain_errors
-def eval_(store_config, collection, model_settings, as_json, **options):
+def eval_(store_config, collection, model_settings, as_json, text_queries, **options):
     """Measure precision@k, precision@1 and k-NN accuracy of a split against the collection.
+
+    With --text-queries FILE, of text queries instead: each finds the images of its label.
 
     \b
     Example:
       lookalike eval --split test --k 5 --json
       lookalike eval --recall --hnsw-ef 64   # how much the index loses
+      lookalike eval --text-queries prompts.tsv --collection photos-clip
     """
-    from lookalike.cli.commands import run_eval
+    from lookalike.cli.commands import run_eval, run_text_eval
 
-    report = run_eval(store_config, collection, model_settings, **options)
+    if text_queries:
+        k, params = options["k"], options["params"]
+        report = run_text_eval(
+            store_config, collection, model_settings, text_queries, k=k, params=params
+        )
+    else:
+        report = run_eval(store_config, collection, model_settings, **options)
     if as_json:
         echo_json(report.to_dict())
     else:

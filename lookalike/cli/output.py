@@ -58,7 +58,7 @@ def hits_table(result: Result) -> str:
     ]
     headers = ["rank", "score", "label", "split:row", "path", *(["fields"] if extra else [])]
     body = _table(headers, rows) if hits else "(no hits)"
-    head = f"query: {shown(query.text)}"
+    head = f"{'text' if query.kind == 'text' else 'query'}: {shown(query.text)}"
     if query.label_name is not None:
         head += f" (label {shown(query.label_name)})"
     note = (
@@ -199,6 +199,9 @@ def _indexed(info: CollectionInfo) -> str:
     return f"{done} of {points}: the rest are searched exactly until the graph catches up"
 
 
+TEXT_QUERIES = {True: "yes", False: "no (an image-only model)", None: "as its model allows"}
+
+
 def info_table(info: CollectionInfo) -> str:
     rows = [
         ["points", str(info.points)],
@@ -211,6 +214,7 @@ def info_table(info: CollectionInfo) -> str:
             ["pooling", info.meta.pooling],
             ["dataset", info.meta.dataset],
             ["labels", ", ".join(info.meta.label_names) or "-"],
+            ["text queries", TEXT_QUERIES[info.meta.text]],
         ]
     rows.append(["engine", info.engine])
     if info.indexed_points is not None:

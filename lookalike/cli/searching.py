@@ -17,7 +17,7 @@ from lookalike.index import SearchSettings
 from lookalike.records import Query, Result
 from lookalike.search.builder import is_point_id
 from lookalike.search.remote import RemoteSearcher
-from lookalike.search.searcher import Searcher, check_k
+from lookalike.search.searcher import Searcher, check_k, check_text
 from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
 
@@ -39,42 +39,36 @@ def run_search(
     include_self: bool = False,
     show: Callable[[list[Result]], None] | None = None,
     query: dict | None = None,
+    texts: Sequence[str] = (),
 ) -> list[Result]:
-    """One result per query, in order, given to `show` as soon as it is known; with `grid`,
-    then also a picture of them in that file. Every query is checked before the model loads,
-    then decoded a few at a time, and only thumbnails are kept: a folder of photos costs the
-    memory of a few. A folder's images are all queries, with a progress bar; one that cannot
-    be read is reported and skipped. `query`: Searcher.options' arguments (where, filter,
-    min_score, group_by)."""
+    """One result per query, then per text query (`texts`), in order, given to `show` as soon
+    as it is known; with `grid`, then also a picture of them in that file. Every query is
+    checked before the model loads, then decoded a few at a time, and only thumbnails are
+    kept: a folder of photos costs the memory of a few. A folder's images are all queries,
+    with a progress bar; one that cannot be read is reported and skipped. `query`:
+    Searcher.options' arguments (where, filter, min_score, group_by)."""
     check_k(k)
-    draw = _Drawing(grid)
+    out = _Out(show, _Drawing(grid))
     queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             for text in queries:  # no such file, row or split: now
                 searcher.check_query(text)
+            for words in texts:
+                check_text(words)
             searcher.label_id(label)
             options = searcher.options(**(query or {}))
             quiet_transformers()
-            results, skipped = [], 0
-            with _progress(len(queries) if listed else 0) as progress:
-                for start in range(0, len(queries), QUERIES_AT_ONCE):
-                    chunk = queries[start : start + QUERIES_AT_ONCE]
-                    asked = [a for a in (_asked(searcher, q, q in listed) for q in chunk) if a]
-                    skipped += len(chunk) - len(asked)
-                    found = (
-                        searcher.search_queries(
-                            asked, k=k, label=label, include_self=include_self, options=options
-                        )
-                        if asked
-                        else []
-                    )
-                    progress.update(len(chunk))
-                    results += _shown(found, show, draw, searcher.candidate_image)
-            draw.save()
-            if skipped:
-                warn(f"{skipped} of {len(queries)} query images could not be read and were skipped")
+            if texts:  # an image-only collection refuses words before any image is read
+                searcher.text_encoder  # noqa: B018
+            ask = dict(k=k, label=label, options=options)
+            results = _searched_here(searcher, queries, listed, out, include_self, ask)
+            for start in range(0, len(texts), QUERIES_AT_ONCE):
+                chunk = texts[start : start + QUERIES_AT_ONCE]
+                hits = searcher.search_texts(chunk, **ask)
+                results += out([Result(Query.words(t), h) for t, h in zip(chunk, hits)], searcher)
+            out.draw.save()
             return results
     except StoreLocked as e:
         remote = RemoteSearcher(e.url, timeout=store_config.timeout) if e.url else None
@@ -92,9 +86,37 @@ def run_search(
                     raise
                 warn(f"skipped {shown(text)}: {str(bad).removeprefix('upload: ')}")
                 continue
-            results += _shown(found, show, draw, remote.candidate_image)
-        draw.save()
+            results += out(found, remote)
+        for words in texts:
+            results += out([remote.search_words(words, k, label, query=query)], remote)
+        out.draw.save()
         return results
+
+
+def _searched_here(
+    searcher: Searcher,
+    queries: list[str],
+    listed: set[str],
+    out: _Out,
+    include_self: bool,
+    ask: dict,
+) -> list[Result]:
+    """The image queries, a few at a time (a folder's with a progress bar; its unreadable
+    files reported and skipped)."""
+    results, skipped = [], 0
+    with _progress(len(queries) if listed else 0) as progress:
+        for start in range(0, len(queries), QUERIES_AT_ONCE):
+            chunk = queries[start : start + QUERIES_AT_ONCE]
+            asked = [a for a in (_asked(searcher, q, q in listed) for q in chunk) if a]
+            skipped += len(chunk) - len(asked)
+            if asked:
+                results += out(
+                    searcher.search_queries(asked, include_self=include_self, **ask), searcher
+                )
+            progress.update(len(chunk))
+    if skipped:
+        warn(f"{skipped} of {len(queries)} query images could not be read and were skipped")
+    return results
 
 
 def run_recommend(
@@ -172,14 +194,19 @@ class _NoBar:
         return None
 
 
-def _shown(found: list[Result], show, draw: _Drawing, image_of) -> list[Result]:
+class _Out:
     """Results shown as they come (before the grid is drawn: a failed picture loses none),
     kept with thumbnails of their query images only."""
-    if show:
-        show(found)
-    kept = [replace(r, query=replace(r.query, image=thumbnail(r.query.image))) for r in found]
-    draw.add(kept, image_of)
-    return kept
+
+    def __init__(self, show: Callable[[list[Result]], None] | None, draw: _Drawing) -> None:
+        self.show, self.draw = show, draw
+
+    def __call__(self, found: list[Result], searcher) -> list[Result]:
+        if self.show:
+            self.show(found)
+        kept = [replace(r, query=replace(r.query, image=thumbnail(r.query.image))) for r in found]
+        self.draw.add(kept, searcher.candidate_image)
+        return kept
 
 
 class _Drawing:

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
-from lookalike.errors import BadImage, BadQuery
+from lookalike.errors import BadImage, BadQuery, TextTruncated
 from lookalike.query import DEFAULT_STRATEGY, PointId
 from lookalike.records import Hit, Query, Result
 from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
@@ -33,16 +33,19 @@ MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the image
 BUSY = "busy with other images; try again in a few seconds"
 RETRY_AFTER_S = 2
 MAX_EXAMPLES = 64  # examples in one recommend request
+MAX_TEXT = 1000  # characters of a text query: CLIP reads 77 tokens, SigLIP 64
 
 
 class SearchOut(BaseModel):
     """What `search --json` prints for one query: one definition of a result."""
 
-    query: str  # "upload", the clicked point's id, SPLIT:ROW, or "recommend"
+    query: str  # "upload", a point's id, SPLIT:ROW, "recommend", or a text query's words
+    kind: str = "image"  # or "text"
     query_label: int | None = None
     query_label_name: str | None = None
     excluded_self: bool = False  # the query is a stored image, left out of its own hits
     hits: list[Hit]
+    note: str | None = None  # a text query longer than the model reads: what was left out
 
 
 class HealthOut(BaseModel):
@@ -52,6 +55,7 @@ class HealthOut(BaseModel):
     model: str
     labels: list[str]
     fields: dict[str, str] = {}  # payload fields a filter may name, and their types
+    text: bool = False  # whether the collection takes text queries (CLIP, SigLIP)
 
 
 class RecommendIn(BaseModel):
@@ -125,6 +129,7 @@ def create_app(
             model=meta.model,
             labels=list(meta.label_names),
             fields=fields,
+            text=searcher.text_queries,
         )
 
     @app.post("/search", response_model=SearchOut, responses=ERRORS)
@@ -151,10 +156,20 @@ def create_app(
         include_self: Annotated[
             bool, Form(description="Keep a stored query image as its own first hit.")
         ] = False,
+        text: Annotated[
+            str | None,
+            Form(
+                max_length=MAX_TEXT,
+                description="Or: words to find images by (a collection built with a CLIP or "
+                "SigLIP model).",
+            ),
+        ] = None,
     ) -> SearchOut:
-        if sum(x is not None for x in (image, point, query)) != 1:
-            raise HTTPException(400, "send one query: an image, a point or SPLIT:ROW")
+        if sum(x is not None for x in (image, point, query, text)) != 1:
+            raise HTTPException(400, "send one query: an image, a point, SPLIT:ROW or a text")
         options = {"where": where, "filter": filter, "min_score": min_score, "group_by": group_by}
+        if text is not None:
+            return admitted(_search_text, text, k, label, options)
         result = admitted(_search, image, point, query, path, k, label, include_self, options)
         return SearchOut(**{**result.to_dict(), "hits": result.hits})
 
@@ -199,6 +214,19 @@ def create_app(
         # The decoded image stays here: the request's thread, waiting on its answer, must not
         # hold a 12 MP photo beyond the admission's bound.
         return replace(result, query=replace(result.query, image=None))
+
+    def _search_text(text: str, k: int, label: str | None, options: dict) -> SearchOut:
+        try:
+            with lock:
+                label_id = searcher.label_id(label or None)
+                chosen = searcher.options(**options)
+                vectors, [prompt] = searcher.text_vectors([text])
+                hits = searcher.search_vectors(vectors, k=k, label=label_id, options=chosen)[0]
+        except BadQuery as e:  # NoTextTower too: an image-only collection
+            raise HTTPException(400, str(e)) from e
+        note = TextTruncated(text, prompt.tokens, prompt.limit) if prompt.truncated else None
+        result = Result(Query.words(text), hits)
+        return SearchOut(**{**result.to_dict(), "hits": hits, "note": note and str(note)})
 
     @app.get("/rows/{split}/{row}/image", responses=IMAGE, response_class=Response)
     def row_image(split: str, row: int) -> Response:

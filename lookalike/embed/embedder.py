@@ -121,6 +121,7 @@ class Embedder:
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         if hub.cache_only(model):
             kwargs["local_files_only"] = True
+        self.load_kwargs = kwargs  # the text tower's tokenizer loads with the same (embed/text.py)
         try:
             config = AutoConfig.from_pretrained(model, **kwargs)
             self.processor = AutoImageProcessor.from_pretrained(model, **kwargs)
@@ -140,6 +141,10 @@ class Embedder:
         )
         self.pooling = (
             pooling if pooling != "auto" else pooling_.choose(config.model_type, self.model, probe)
+        )
+        # A dual encoder's (CLIP, SigLIP) text tower embeds words into the images' space.
+        self.text_tower = self.pooling == "image_features" and hasattr(
+            self.model, "get_text_features"
         )
         self.folded = 0
         if self.channels_last and fold:
