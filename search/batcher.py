@@ -23,8 +23,9 @@ import numpy as np
 from PIL import Image
 
 from lookalike.index import SearchSettings
-from lookalike.records import Hit
-from lookalike.search.searcher import Searcher, check_k
+from lookalike.records import Hit, Query, Result
+from lookalike.search.queries import split_own
+from lookalike.search.searcher import MAX_K, Searcher, check_k
 
 DEFAULT_MAX_BATCH = 32  # queries in one forward pass: past this a CPU gains nothing
 DEFAULT_MAX_WAIT_S = 0.005  # how long a batch waits for queries still being decoded
@@ -78,7 +79,26 @@ class QueryBatcher:
     ) -> list[Hit]:
         """The top-k hits for a decoded image, as `Searcher.search` finds them."""
         check_k(k)  # a bad k or label is the caller's alone: refused here, not in a batch
+        return self._enqueue(image, k, self.searcher.label_id(label), params).result()
+
+    def search_queries(
+        self,
+        queries: Sequence[Query],
+        k: int = 5,
+        label: str | int | None = None,
+        *,
+        include_self: bool = False,
+    ) -> list[Result]:
+        """`Searcher.search_queries`, batched with everything else waiting: a query that is
+        one of the collection's own images does not find itself unless `include_self`."""
+        check_k(k)
         label_id = self.searcher.label_id(label)
+        futures = [self._enqueue(q.image, min(k + 1, MAX_K + 1), label_id) for q in queries]
+        found = [f.result() for f in futures]
+        file = self.searcher.gallery.file
+        return [split_own(q, hits, k, file, include_self) for q, hits in zip(queries, found)]
+
+    def _enqueue(self, image, k: int, label: int | None, params=None) -> Future:
         with self._ready:
             self._arriving += 1
         try:
@@ -88,13 +108,15 @@ class QueryBatcher:
             with self._ready:
                 self._arriving -= 1
                 self._ready.notify_all()
-        return self._submit(_Job(pixels=pixels, k=k, label=label_id, params=params)).result()
+        return self._submit(_Job(pixels=pixels, k=k, label=label, params=params))
 
     def search_many(
         self, images: Sequence[Image.Image], k: int = 5, label: str | int | None = None
     ) -> list[list[Hit]]:
         """One list of hits per image, batched with everything else waiting."""
-        return [self.search(image, k, label) for image in images]
+        check_k(k)
+        label_id = self.searcher.label_id(label)
+        return [f.result() for f in [self._enqueue(i, k, label_id) for i in images]]
 
     def call(self, fn: Callable[..., T], *args) -> T:
         """fn(*args) on the batcher's thread (store access), between batches."""
