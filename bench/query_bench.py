@@ -5,18 +5,21 @@
 
 Builds a collection of --gallery train images in a temporary embedded store, then, in one run
 on the same machine and the same JPEG queries (the dataset's test images, as uploaded):
-`Searcher.search` in process (p50/p99), `POST /search` to a `lookalike serve` one request at a
-time (p50/p99, and `GET /health` for the cost of HTTP itself), and queries/s with 1, 8 and 32
-concurrent clients for --seconds each (p50/p99 under load, and how many were told 503).
-Prints a markdown table and one JSON line.
+`Searcher.search` in process and `POST /search` to a `lookalike serve`, one request at a time
+and in turn (p50/p99, and `GET /health` for the cost of HTTP itself), then queries/s with 1, 8
+and 32 concurrent clients for --seconds each (p50/p99 under load, and how many were told 503).
+--server-python twice compares two checkouts (each's venv) in one run. Prints a markdown table
+and one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -60,29 +63,18 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return round(statistics.median(ms), 1), round(p99, 1)
 
 
-def in_process(store_path: str, data: list[bytes], rounds: int) -> tuple[float, float]:
-    with connect(StoreConfig(path=store_path)) as store:
-        searcher = Searcher("bench", store=store)
-        for d in data[:3]:
-            searcher.search(d, k=5)  # warm-up
-        times = []
-        for _ in range(rounds):
-            for d in data:
-                started = time.perf_counter()
-                searcher.search(d, k=5)
-                times.append(time.perf_counter() - started)
-    return percentiles(times)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_server(store_path: str, port: int) -> subprocess.Popen:
-    args = [sys.executable, "-m", "lookalike.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen([*args, "--qdrant-path", store_path, "--collection", "bench"])
+def start_server(python: str, store_path: str, port: int) -> subprocess.Popen:
+    args = [python, "-m", "lookalike.cli", "serve", "--port", str(port)]
+    args += ["--qdrant-path", store_path, "--collection", "bench"]
+    # Run from the store's folder: a checkout as the working directory would shadow the
+    # interpreter's own installed lookalike.
+    server = subprocess.Popen(args, cwd=os.path.dirname(store_path))
     deadline = time.monotonic() + 180
     while True:
         try:
@@ -100,20 +92,32 @@ def post(client: httpx.Client, data: bytes) -> int:
     return client.post("/search", files=files, data={"k": "5"}).status_code
 
 
-def sequential(url: str, data: list[bytes], rounds: int) -> dict:
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for d in data[:3]:
-            post(client, d)  # warm-up
-        times, health = [], []
-        for _ in range(rounds):
-            for d in data:
+def sequential(searcher: Searcher, urls: dict[str, str], data: list[bytes], rounds: int) -> dict:
+    """Each query in process, then through every server, then each server's /health, in
+    turn: interleaved, so that a machine busy with something else slows all of them alike."""
+    clients = {name: httpx.Client(base_url=url, timeout=60) for name, url in urls.items()}
+    for d in data[:3]:  # warm-up
+        searcher.search(d, k=5)
+        for client in clients.values():
+            post(client, d)
+    times: dict[str, list[float]] = {"in_process": []}
+    for name in clients:
+        times[f"{name} search"], times[f"{name} health"] = [], []
+    for _ in range(rounds):
+        for d in data:
+            started = time.perf_counter()
+            searcher.search(d, k=5)
+            times["in_process"].append(time.perf_counter() - started)
+            for name, client in clients.items():
                 started = time.perf_counter()
                 assert post(client, d) == 200
-                times.append(time.perf_counter() - started)
+                times[f"{name} search"].append(time.perf_counter() - started)
                 started = time.perf_counter()
                 client.get("/health").raise_for_status()
-                health.append(time.perf_counter() - started)
-    return {"search": percentiles(times), "health": percentiles(health)}
+                times[f"{name} health"].append(time.perf_counter() - started)
+    for client in clients.values():
+        client.close()
+    return {name: percentiles(t) for name, t in times.items()}
 
 
 def concurrent(url: str, data: list[bytes], clients: int, seconds: float) -> dict:
@@ -155,50 +159,80 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="passes over the queries")
     parser.add_argument("--seconds", type=float, default=6, help="per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument(
+        "--server-python",
+        action="append",
+        help="run `serve` with this interpreter (another checkout's venv, to compare "
+        "versions in one run; repeatable; default: this one)",
+    )
     a = parser.parse_args()
 
     data = queries(a.dataset, a.queries)
-    with tempfile.TemporaryDirectory() as tmp:
-        store_path = os.path.join(tmp, "store")
-        build(a.dataset, a.model, store_path, a.gallery)
-        local = in_process(store_path, data, a.rounds)
-        port = free_port()
-        server = start_server(store_path, port)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            seq = sequential(url, data, a.rounds)
-            loads = {n: concurrent(url, data, n, a.seconds) for n in map(int, a.clients.split(","))}
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(60)
-    report = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "gallery": a.gallery,
-        "in_process_ms": local,
-        "http_ms": seq["search"],
-        "health_ms": seq["health"],
-        "http_over_in_process": round(seq["search"][0] / local[0], 2),
-        "concurrent": loads,
-    }
+    clients = [int(n) for n in a.clients.split(",")]
+    pythons = a.server_python or [sys.executable]
+    names = ["serve"] if len(pythons) == 1 else [f"serve {i + 1}" for i in range(len(pythons))]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        built = os.path.join(tmp, "store")
+        build(a.dataset, a.model, built, a.gallery)
+        urls = {}
+        for name, python in zip(names, pythons):  # an embedded store serves one process
+            path = shutil.copytree(built, os.path.join(tmp, name.replace(" ", "-")))
+            port = free_port()
+            stack.enter_context(serving(python, path, port))
+            urls[name] = f"http://127.0.0.1:{port}"
+        store = stack.enter_context(connect(StoreConfig(path=built)))
+        seq = sequential(Searcher("bench", store=store), urls, data, a.rounds)
+        loads = {
+            name: {n: concurrent(url, data, n, a.seconds) for n in clients}
+            for name, url in urls.items()
+        }
+    report = {"machine": machine(), "gallery": a.gallery, "sequential_ms": seq}
+    report["servers"] = dict(zip(names, pythons))
+    report["concurrent"] = loads
     print_table(report)
     print(json.dumps(report))
 
 
+@contextlib.contextmanager
+def serving(python: str, store_path: str, port: int):
+    server = start_server(python, store_path, port)
+    try:
+        yield server
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(60)
+
+
+def machine() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.machine()
+    return f"{name}, {os.cpu_count()} cores"
+
+
 def print_table(r: dict) -> None:
-    print(f"machine: {r['machine']}; gallery {r['gallery']} images\n")
-    print("| measure | p50 ms | p99 ms | queries/s | 503s |")
+    print(f"machine: {r['machine']}; gallery {r['gallery']} images")
+    for name, python in r["servers"].items():
+        print(f"{name}: {python}")
+    print("\n| measure | p50 ms | p99 ms | queries/s | 503s |")
     print("|---|---:|---:|---:|---:|")
-    rows = [
-        ("`Searcher.search` in process", *r["in_process_ms"], "", ""),
-        ("`POST /search`, one at a time", *r["http_ms"], "", ""),
-        ("`GET /health`, one at a time", *r["health_ms"], "", ""),
-    ]
-    for n, load in r["concurrent"].items():
-        busy = load["statuses"].get(503, 0)
-        rows.append((f"{n} concurrent clients", load["p50"], load["p99"], load["qps"], busy))
+    seq = r["sequential_ms"]
+    rows = [("`Searcher.search` in process", *seq["in_process"], "", "")]
+    for name, loads in r["concurrent"].items():
+        rows.append((f"`POST /search` ({name}), one at a time", *seq[f"{name} search"], "", ""))
+        rows.append((f"`GET /health` ({name}), one at a time", *seq[f"{name} health"], "", ""))
+        for n, load in loads.items():
+            busy = load["statuses"].get(503, 0)
+            rows.append(
+                (f"{n} concurrent clients ({name})", load["p50"], load["p99"], load["qps"], busy)
+            )
     for row in rows:
         print("| " + " | ".join(map(str, row)) + " |")
-    print(f"\nHTTP p50 / in-process p50: {r['http_over_in_process']}")
+    for name in r["concurrent"]:
+        ratio = round(seq[f"{name} search"][0] / seq["in_process"][0], 2)
+        print(f"\n{name}: HTTP p50 / in-process p50 = {ratio}")
 
 
 if __name__ == "__main__":
