@@ -190,10 +190,10 @@ def main() -> None:
             urls[name] = f"http://127.0.0.1:{port}"
         store = stack.enter_context(connect(StoreConfig(path=built)))
         seq = sequential(Searcher("bench", store=store), urls, data, a.rounds)
-        loads = {
-            name: {n: concurrent(url, data, n, a.seconds) for n in clients}
-            for name, url in urls.items()
-        }
+        loads: dict[str, dict] = {name: {} for name in urls}
+        for n in clients:  # servers in turn at each level, so that they see alike machines
+            for name, url in urls.items():
+                loads[name][n] = concurrent(url, data, n, a.seconds)
     report = {"machine": machine(), "gallery": a.gallery, "sequential_ms": seq}
     report["servers"] = dict(zip(names, pythons))
     report["concurrent"] = loads
