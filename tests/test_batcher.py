@@ -109,3 +109,17 @@ def test_store_calls_run_on_the_batchers_thread(searcher):
         name = batcher.call(lambda: threading.current_thread().name)
         info = batcher.call(searcher.store.info, "colours")
     assert name == "lookalike-inference" and info.points == 12
+
+
+def test_search_many_is_one_batch(searcher):
+    images = [make_image(c, seed=50 + i) for i, c in enumerate(list(COLOURS.values()) * 2)]
+    with QueryBatcher(searcher) as batcher:
+        release, batcher_busy = occupy(batcher)
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(batcher.search_many, images, 4)
+            wait_for(lambda: len(batcher._jobs) == len(images))
+            release.set()
+            answers = answer.result(timeout=60)
+        batcher_busy.join()
+    assert list(batcher.batches) == [len(images)]
+    assert all(same(a, b) for a, b in zip(answers, searcher.search_many(images, k=4)))
