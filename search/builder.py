@@ -50,7 +50,7 @@ class QueryBuilder:
         flt = _parsed(filter)
         names = [m["field"] for m in map(WHERE.match, where) if m]
         names += _keys(flt) + ([group_by] if group_by else [])
-        types = self.types(names)
+        types = self.types(names) if names else {}  # no field named: no store call
         conditions = [f for f in (parse_where(where, types), flt) if f]
         if flt is not None:
             check_filter(flt, types)

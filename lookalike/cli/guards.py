@@ -2,13 +2,15 @@
 framed, Host names it does not serve, and more images at once than memory allows.
 
 The two middlewares are plain ASGI, so they see the body as it streams and answer before a
-route runs; the admission is the one place that bounds decoding and embedding."""
+route runs; the admission is the one place that bounds the requests decoding and waiting
+for the model."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -92,28 +94,42 @@ class Busy(Exception):
 
 
 class Admission:
-    """Queries are decoded and embedded by `slots` threads of their own (a 40 MP photo takes
-    ~0.5 GB while it is), with at most `queue` more waiting, none longer than `wait_s`; beyond
-    that, Busy. Own threads, not the server's pool of ~40: the C allocator keeps memory per
-    thread, so big images passing through every thread would each leave some behind."""
+    """At most `slots + queue` requests in progress at once (a place each, from decoding to
+    answer); beyond that, Busy. Of those, `slots` decode at a time (a 40 MP photo takes ~0.5
+    GB while it is), on threads of their own, none waiting longer than `wait_s` to start. Own
+    threads, not the server's pool of ~40: the C allocator keeps memory per thread, so big
+    images passing through every thread would each leave some behind."""
 
     def __init__(self, slots: int, queue: int, wait_s: float) -> None:
         self._pool = ThreadPoolExecutor(slots, thread_name_prefix="lookalike-decode")
         self._places = threading.BoundedSemaphore(slots + queue)
         self.wait_s = wait_s
 
-    def run(self, fn: Callable[..., T], *args) -> T:
-        """fn(*args) in one of the slots; Busy if none is free soon enough."""
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        """Hold a place for a whole request; Busy at once if none is free."""
         if not self._places.acquire(blocking=False):
             raise Busy
+        try:
+            yield
+        finally:
+            self._places.release()
+
+    def decode(self, fn: Callable[..., T], *args) -> T:
+        """fn(*args) in one of the slots, for a request holding a place; Busy if no slot is
+        free within wait_s."""
         future = self._pool.submit(fn, *args)
-        future.add_done_callback(lambda _: self._places.release())
         try:
             return future.result(timeout=self.wait_s)
         except TimeoutError:
-            if future.cancel():  # still waiting for a slot: give the place up
+            if future.cancel():  # still waiting for a slot: give up
                 raise Busy from None
             return future.result()  # started: a slow image is still answered
+
+    def run(self, fn: Callable[..., T], *args) -> T:
+        """fn(*args) in one of the slots, in a place of its own."""
+        with self.place():
+            return self.decode(fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -18,16 +16,18 @@ from pydantic import BaseModel, Field
 
 from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
 from lookalike.errors import BadImage, BadQuery, TextTruncated
-from lookalike.query import DEFAULT_STRATEGY, PointId
+from lookalike.query import DEFAULT_STRATEGY, PointId, QueryOptions
 from lookalike.records import Hit, Query, Result
+from lookalike.search.batcher import DEFAULT_MAX_BATCH, QueryBatcher
 from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP photo is large; more is an attack or a mistake
-# Images decoded and embedded at once, and how many more may wait (and for how long) before a
-# request is told to come back: bounds memory whatever the number of clients.
+# Images decoded at once, and how many more requests may wait to be decoded or embedded (at
+# most DEFAULT_WAIT_S to be decoded) before one is told to come back: bounds memory whatever
+# the number of clients. A waiting query holds only its image at the model's size.
 DEFAULT_DECODING = 2
-DEFAULT_QUEUE = 16
+DEFAULT_QUEUE = 64
 DEFAULT_WAIT_S = 30.0
 MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the image
 BUSY = "busy with other images; try again in a few seconds"
@@ -89,12 +89,15 @@ def create_app(
     decoding: int = DEFAULT_DECODING,
     queue: int = DEFAULT_QUEUE,
     wait_s: float = DEFAULT_WAIT_S,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> FastAPI:
-    """The API over one open Searcher. Store access is serialised (embedded Qdrant is not
-    thread-safe); FastAPI runs the handlers in its thread pool. Host names other than
-    localhost and IP addresses must be in `allowed_hosts`."""
-    lock = threading.Lock()
+    """The API over one open Searcher. FastAPI runs the handlers in its thread pool; they
+    decode queries in the admission's threads and hand them to one inference thread, which
+    embeds those that wait together (up to `max_batch`) and makes every store call (embedded
+    Qdrant is not thread-safe). Host names other than localhost and IP addresses must be in
+    `allowed_hosts`."""
     admission = Admission(decoding, queue, wait_s)
+    batcher = QueryBatcher(searcher, max_batch=max_batch)
     static = resources.files("lookalike.cli").joinpath("static")
     page = static.joinpath("index.html").read_text()
     icon = static.joinpath("favicon.svg").read_bytes()
@@ -103,11 +106,12 @@ def create_app(
     async def lifespan(app: FastAPI):
         yield
         admission.close()
+        batcher.close()  # the requests are answered by now: uvicorn waits for them
 
     app = FastAPI(
         title="lookalike", description="Search images by looks.", version="1", lifespan=lifespan
     )
-    app.state.admission = admission
+    app.state.admission, app.state.batcher = admission, batcher
     # Added last, runs first: a foreign Host is refused before its body is even read.
     app.add_middleware(BodyLimit, limit=max_upload + MULTIPART_SLACK, detail=_too_large(max_upload))
     app.add_middleware(HostCheck, names=tuple(allowed_hosts))
@@ -118,9 +122,9 @@ def create_app(
 
     @app.get("/health", response_model=HealthOut)
     def health() -> HealthOut:
-        with lock:
-            points = searcher.store.info(searcher.collection).points
-            fields = searcher.queries.types()
+        points, fields = batcher.call(
+            lambda: (searcher.store.info(searcher.collection).points, searcher.queries.types())
+        )
         meta = searcher.meta
         return HealthOut(
             status="ok",
@@ -168,26 +172,39 @@ def create_app(
         if sum(x is not None for x in (image, point, query, text)) != 1:
             raise HTTPException(400, "send one query: an image, a point, SPLIT:ROW or a text")
         options = {"where": where, "filter": filter, "min_score": min_score, "group_by": group_by}
-        if text is not None:
-            return admitted(_search_text, text, k, label, options)
-        result = admitted(_search, image, point, query, path, k, label, include_self, options)
+        try:
+            with admission.place():  # held until answered: bounds the queries waiting
+                chosen = _options(options)
+                if text is not None:
+                    return batcher.call(_search_text, text, k, label, chosen)
+                asked = admission.decode(_asked, image, point, query, path)
+                [result] = batcher.search_queries(
+                    [asked], k=k, label=label or None, include_self=include_self, options=chosen
+                )
+        except Busy:
+            raise _busy() from None
+        except BadQuery as e:
+            raise HTTPException(400, str(e)) from e
         return SearchOut(**{**result.to_dict(), "hits": result.hits})
 
     @app.post("/recommend", response_model=SearchOut, responses=ERRORS)
     def recommend(body: RecommendIn) -> SearchOut:
         """Candidates like the positive points and unlike the negative ones (never those)."""
         options = body.model_dump(include={"where", "filter", "min_score", "group_by"})
+        examples = (
+            [PointId(i) for i in body.positive],  # ids only: never a server file
+            [PointId(i) for i in body.negative],
+        )
         try:
-            with lock:
-                chosen = searcher.options(**options)
-                hits = searcher.recommend(
-                    [PointId(i) for i in body.positive],  # ids only: never a server file
-                    [PointId(i) for i in body.negative],
+            hits = batcher.call(
+                lambda: searcher.recommend(
+                    *examples,
                     k=body.k,
                     strategy=body.strategy,
                     label=body.label or None,
-                    options=chosen,
+                    options=searcher.options(**options),
                 )
+            )
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
         return SearchOut(query="recommend", hits=hits)
@@ -196,34 +213,27 @@ def create_app(
         try:
             return admission.run(fn, *args)
         except Busy:
-            raise HTTPException(503, BUSY, headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+            raise _busy() from None
 
-    def _search(image, point, query, path, k, label, include_self, options) -> Result:
-        upload = (
-            _upload(searcher, image, path, max_upload, max_pixels) if image is not None else None
-        )
-        try:
-            with lock:
-                asked = upload or _stored(searcher, point, query)
-                chosen = searcher.options(**options)
-                [result] = searcher.search_queries(
-                    [asked], k=k, label=label or None, include_self=include_self, options=chosen
-                )
-        except BadQuery as e:
-            raise HTTPException(400, str(e)) from e
-        # The decoded image stays here: the request's thread, waiting on its answer, must not
-        # hold a 12 MP photo beyond the admission's bound.
-        return replace(result, query=replace(result.query, image=None))
+    def _options(options: dict) -> QueryOptions:
+        """Options naming fields are checked on the inference thread (it owns the store);
+        others need no store, and the query joins a batch at once."""
+        if not any(options[name] for name in ("where", "filter", "group_by")):
+            return searcher.options(**options)
+        return batcher.call(lambda: searcher.options(**options))
 
-    def _search_text(text: str, k: int, label: str | None, options: dict) -> SearchOut:
-        try:
-            with lock:
-                label_id = searcher.label_id(label or None)
-                chosen = searcher.options(**options)
-                vectors, [prompt] = searcher.text_vectors([text])
-                hits = searcher.search_vectors(vectors, k=k, label=label_id, options=chosen)[0]
-        except BadQuery as e:  # NoTextTower too: an image-only collection
-            raise HTTPException(400, str(e)) from e
+    def _asked(image, point, query, path) -> Query:
+        """The query, decoded in a decoding slot; a stored one is found by the inference
+        thread, which owns the store."""
+        if image is not None:
+            return _upload(searcher, image, path, max_upload, max_pixels)
+        return batcher.call(_stored, searcher, point, query)
+
+    def _search_text(text: str, k: int, label: str | None, options: QueryOptions) -> SearchOut:
+        """A text query, on the inference thread (the text tower is the same model)."""
+        label_id = searcher.label_id(label or None)
+        vectors, [prompt] = searcher.text_vectors([text])  # NoTextTower: an image-only model
+        hits = searcher.search_vectors(vectors, k=k, label=label_id, options=options)[0]
         note = TextTruncated(text, prompt.tokens, prompt.limit) if prompt.truncated else None
         result = Result(Query.words(text), hits)
         return SearchOut(**{**result.to_dict(), "hits": hits, "note": note and str(note)})
@@ -235,8 +245,7 @@ def create_app(
 
     def _row_jpeg(split: str, row: int) -> bytes:
         try:
-            with lock:
-                image = searcher.row_query(split, row).image
+            image = searcher.row_query(split, row).image
         except (BadQuery, BadImage) as e:
             raise HTTPException(404, str(e)) from e
         return _jpeg(image)
@@ -248,8 +257,7 @@ def create_app(
     @app.get("/points/{point_id}/image", responses=IMAGE, response_class=Response)
     def point_image(point_id: uuid.UUID) -> Response:
         # The image is found from the stored payload; nothing in the request names a file.
-        with lock:
-            point = searcher.point(str(point_id))
+        point = batcher.call(searcher.point, str(point_id))
         jpeg = admitted(_point_jpeg, point) if point else None  # a candidate may be a large photo
         if jpeg is None:
             raise HTTPException(404, f"no image for point {point_id}")
@@ -294,6 +302,10 @@ def _jpeg(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def _busy() -> HTTPException:
+    return HTTPException(503, BUSY, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _too_large(limit: int) -> str:
