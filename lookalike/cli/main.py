@@ -194,7 +194,7 @@ def ingest(store_config, collection, model_settings, index, as_json, **options):
 )
 @batch_size_option
 @workers_option
-@model_options(default=DEFAULT_MODEL, pooling=True)
+@model_options(default=None, new=DEFAULT_MODEL, pooling=True)
 @store_options
 @index_options
 @domain_errors

@@ -277,7 +277,7 @@ def run_watch(
                 store,
                 collection,
                 data,
-                model_settings,
+                _model_for(store, collection, model_settings, recreate=False),
                 settings,
                 None,
                 batch_size=batch_size,
