@@ -518,9 +518,7 @@ def serve(
       lookalike serve --port 8000   # then open http://127.0.0.1:8000/
       lookalike serve --watch ~/photos --collection photos
     """
-    import uvicorn
-
-    from lookalike.cli.web import create_app
+    from lookalike.cli.web import create_app, run_app
 
     # What a `search` that finds the store held should call: a wildcard host is not an address.
     local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
@@ -531,11 +529,11 @@ def serve(
             max_upload=max_upload_mb * 1024 * 1024,
             allowed_hosts=(host, *allowed_hosts),
         )
-        click.echo(f"serving {searcher.collection!r} on http://{host}:{port}/", err=True)
         # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the store
         # close and this process's holder record go, as Ctrl-C does.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        said = f"serving {searcher.collection!r} on http://{host}:{port}/"
+        run_app(app, host, port, on_listening=lambda: click.echo(said, err=True))
 
 
 def _searcher(store_config, collection, model_settings, params, url, watch, watch_split):

@@ -6,7 +6,7 @@ import contextlib
 import io
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Annotated, Any, Literal
 
@@ -268,6 +268,20 @@ def create_app(
         return None if image is None else _jpeg(image)
 
     return app
+
+
+def run_app(app: FastAPI, host: str, port: int, on_listening: Callable[[], None]) -> None:
+    """Serve `app` until stopped; `on_listening` once it listens (not before: a client waiting
+    for the word, such as a `search` that finds the store held, is never refused)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                on_listening()
+
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
 
 
 def _upload(
