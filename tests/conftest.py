@@ -35,6 +35,9 @@ os.environ.update(
         "TOKENIZERS_PARALLELISM": "false",
     }
 )
+# As the batch commands do: torch's OpenMP threads sleep between ops instead of spinning, which
+# on 2 cores took the CPU from the decoding threads and from the tests' child processes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_unconfigure(config):
