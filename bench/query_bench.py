@@ -7,8 +7,9 @@ Builds a collection of --gallery train images in a temporary embedded store, the
 on the same machine and the same JPEG queries (the dataset's test images, as uploaded):
 `Searcher.search` in process and `POST /search` to a `lookalike serve`, one request at a time
 and in turn (p50/p99, and `GET /health` for the cost of HTTP itself), then queries/s with 1, 8
-and 32 concurrent clients for --seconds each (p50/p99 under load, and how many were told 503).
---server-python twice compares two checkouts (each's venv) in one run. Prints a markdown table
+and 32 concurrent clients for --seconds each (p50/p99 under load, and how many were told 503),
+against the ceiling: `Searcher.search_many` on every query at once, in process (the model's
+batched throughput bounds any server on the machine). --server-python twice compares two checkouts (each's venv) in one run. Prints a markdown table
 and one JSON line.
 """
 
@@ -128,6 +129,19 @@ def sequential(searcher: Searcher, urls: dict[str, str], data: list[bytes], roun
     return {name: percentiles(t) for name, t in times.items()}
 
 
+def ceiling(searcher: Searcher, data: list[bytes], rounds: int) -> float:
+    """Queries/s of `Searcher.search_many` on every query at once (decode, one forward pass,
+    one store request), in process from a worker thread: what no server of this machine
+    can beat, since the model's batched throughput bounds it."""
+    worker = ThreadPoolExecutor(1)
+    worker.submit(searcher.search_many, data[:4], 5).result()  # warm-up
+    started = time.perf_counter()
+    for _ in range(rounds):
+        worker.submit(searcher.search_many, data, 5).result()
+    worker.shutdown()
+    return round(rounds * len(data) / (time.perf_counter() - started), 1)
+
+
 def concurrent(url: str, data: list[bytes], clients: int, seconds: float) -> dict:
     """`clients` threads posting back to back for `seconds`; each its own connection."""
     stop = time.monotonic() + seconds
@@ -189,12 +203,15 @@ def main() -> None:
             stack.enter_context(serving(python, path, port))
             urls[name] = f"http://127.0.0.1:{port}"
         store = stack.enter_context(connect(StoreConfig(path=built)))
-        seq = sequential(Searcher("bench", store=store), urls, data, a.rounds)
+        searcher = Searcher("bench", store=store)
+        seq = sequential(searcher, urls, data, a.rounds)
+        best = ceiling(searcher, data, a.rounds)
         loads: dict[str, dict] = {name: {} for name in urls}
         for n in clients:  # servers in turn at each level, so that they see alike machines
             for name, url in urls.items():
                 loads[name][n] = concurrent(url, data, n, a.seconds)
     report = {"machine": machine(), "gallery": a.gallery, "sequential_ms": seq}
+    report["ceiling_qps"] = best
     report["servers"] = dict(zip(names, pythons))
     report["concurrent"] = loads
     print_table(report)
@@ -228,6 +245,8 @@ def print_table(r: dict) -> None:
     print("|---|---:|---:|---:|---:|")
     seq = r["sequential_ms"]
     rows = [("`Searcher.search` in process", *seq["in_process"], "", "")]
+    ceiling_row = ("`Searcher.search_many`, every query at once (the ceiling)", "", "")
+    rows.append((*ceiling_row, r["ceiling_qps"], ""))
     for name, loads in r["concurrent"].items():
         rows.append((f"`POST /search` ({name}), one at a time", *seq[f"{name} search"], "", ""))
         rows.append((f"`GET /health` ({name}), one at a time", *seq[f"{name} health"], "", ""))
@@ -241,6 +260,9 @@ def print_table(r: dict) -> None:
     for name in r["concurrent"]:
         ratio = round(seq[f"{name} search"][0] / seq["in_process"][0], 2)
         print(f"\n{name}: HTTP p50 / in-process p50 = {ratio}")
+        for n, load in r["concurrent"][name].items():
+            share = round(100 * load["qps"] / r["ceiling_qps"])
+            print(f"{name}: {n} clients reach {share}% of the in-process ceiling")
 
 
 if __name__ == "__main__":
