@@ -225,6 +225,22 @@ def test_search_text_table_label_and_grid(clip_cli, tmp_path):
         assert picture.size == (GAP + 3 * (TILE + GAP), GAP + 2 * (TILE + CAPTION + GAP))
 
 
+def test_search_text_takes_filters_and_csv(clip_cli):
+    """The options of image queries hold for words: --where, --group-by, --min-score, --csv."""
+    every = json.loads(run("search", "--text", "red", "--k", 12, "--json", *clip_cli).stdout)
+    scores = [h["score"] for h in every["hits"]]
+    floor = (scores[3] + scores[4]) / 2  # four above it
+    options = ["--where", "label_name=red,blue", "--group-by", "label_name"]
+    grouped = run("search", "--text", "red", *options, "--k", 3, "--json", *clip_cli)
+    assert grouped.exit_code == 0, grouped.output
+    names = [h["label_name"] for h in json.loads(grouped.stdout)["hits"]]
+    assert sorted(names) == ["blue", "red"]  # one per label, and no green
+    cut = run("search", "--text", "red", "--min-score", floor, "--k", 12, "--csv", *clip_cli)
+    assert cut.exit_code == 0, cut.output
+    rows = cut.stdout.splitlines()
+    assert len(rows) == 1 + 4 and rows[1].startswith("red,")  # a header, then four hits
+
+
 def test_search_text_past_the_limit_says_so_on_stderr(clip_cli):
     result = run("search", "--text", " ".join(["blue"] * 40), "--k", 1, *clip_cli)
     assert result.exit_code == 0, result.output
