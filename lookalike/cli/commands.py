@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from lookalike.cli.console import bar as _bar
 from lookalike.cli.console import quiet_transformers, warn, wrote
+from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.grid import pair_row, render_grid, save_grid, thumbnail
 from lookalike.cli.output import plural
 from lookalike.cli.stores import check_inputs, open_store
@@ -53,6 +54,7 @@ def run_eval(
                 f"split {split!r} has no label column, so there is nothing to score",
                 field="split",
             )
+        sleep_idle_threads()  # before torch loads: see there
         quiet_transformers()
         reuse_freed_memory()
         searcher.embedder  # noqa: B018 - loaded here, so the bar measures eval alone

@@ -1,9 +1,11 @@
 """The LOOKALIKE_* variables the command line reads, and a warning for any it does not (such as
-a pre-0.2 LOOKALIKE_SPLIT), so a setting is never silently ignored."""
+a pre-0.2 LOOKALIKE_SPLIT), so a setting is never silently ignored; and the one variable a
+batch command sets for its own process (`sleep_idle_threads`)."""
 
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -41,3 +43,19 @@ def unread_variables(group: click.Group, environ: dict[str, str]) -> list[str]:
 def warn_unread_variables(group: click.Group) -> None:
     for message in unread_variables(group, dict(os.environ)):
         click.echo(f"warning: {message}", err=True)
+
+
+def sleep_idle_threads() -> bool:
+    """Have torch's OpenMP threads sleep between the model's operations instead of spinning.
+
+    libgomp's threads spin for a while after each parallel region, waiting for the next one.
+    A batch command's model shares the cores with the threads decoding the next batches (and
+    on a shared machine with other processes): the spinning took their CPU, and cut
+    `lookalike ingest` to half its speed on camera photos on a 2-core machine (CPU-ms per
+    photo 146-175 spinning, 65-72 sleeping; bench/photo_bench.py). libgomp reads the policy
+    once, when torch loads: set before that, and only where the user has not chosen one.
+    Returns whether it took effect."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import click
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn
+from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
 from lookalike.cli.stores import check_inputs, collection_for
@@ -158,6 +159,7 @@ def run_ingest(
         model_settings = _model_for(store, collection, model_settings, recreate)
         source = check_inputs(data.load, model_settings)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
+        sleep_idle_threads()  # and leave the cores to the decoding threads between ops
         stack.enter_context(_holding(store_config, "ingest", collection))
         log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
         if log:  # closed quietly: a log that could not be written has already been reported
@@ -269,6 +271,7 @@ def run_watch(
     A first sync that fails is an error; a later one is reported and tried again."""
     _check_folder(data)
     collection = collection or collection_for(data.dataset)
+    sleep_idle_threads()
     quiet_transformers()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

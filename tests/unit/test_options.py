@@ -1,12 +1,13 @@
 """Configuration from the environment: shared variables, per-command ones, none for damage."""
 
+import os
 import subprocess
 import sys
 
 import pytest
 from click.testing import CliRunner
 
-from lookalike.cli.environment import read_variables, unread_variables
+from lookalike.cli.environment import read_variables, sleep_idle_threads, unread_variables
 from lookalike.cli.main import cli
 
 SHARED = {
@@ -63,3 +64,15 @@ def test_the_command_line_starts_without_torch_or_qdrant():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_batch_commands_have_torch_threads_sleep_unless_the_user_chose(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert not sleep_idle_threads()  # the user's choice stays
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setitem(sys.modules, "torch", sys)
+    assert not sleep_idle_threads()  # too late: libgomp has read its settings
+    monkeypatch.delitem(sys.modules, "torch")
+    assert sleep_idle_threads()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
