@@ -6,6 +6,7 @@ import torch
 import transformers as tf
 
 from lookalike.embed.embedder import Embedder
+from lookalike.embed.optimize import WholeMapMean, whole_map_pools
 from tests.conftest import make_image
 
 VIT = dict(
@@ -147,3 +148,20 @@ def test_compile_gives_the_same_vectors(tiny_vit):
     eager = Embedder(tiny_vit, device="cpu", precision="fp32").embed(images)
     compiled = Embedder(tiny_vit, device="cpu", precision="fp32", compile=True).embed(images)
     np.testing.assert_allclose(compiled, eager, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["efficientnet", "resnet"])
+def test_whole_map_pools_give_the_same_embedding(name):
+    """EfficientNet's pool over a window wider than its map, as a mean (what --compile runs)."""
+    torch.manual_seed(0)
+    model = tf.AutoModel.from_config(FAMILIES[name][0]).eval()
+    px = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        before = model(pixel_values=px).pooler_output
+        replaced = whole_map_pools(model)
+        after = model(pixel_values=px).pooler_output
+    assert replaced == (name == "efficientnet")  # ResNet's adaptive pool is left alone
+    torch.testing.assert_close(after, before)
+    small_window = torch.nn.AvgPool2d(2, ceil_mode=True)  # smaller than the map: unchanged
+    x = torch.rand(1, 3, 5, 5)
+    torch.testing.assert_close(WholeMapMean(small_window)(x), small_window(x))

@@ -15,7 +15,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel
 from lookalike import hub
 from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.embed import pooling as pooling_
-from lookalike.embed.optimize import fold_batchnorms
+from lookalike.embed.optimize import fold_batchnorms, whole_map_pools
 from lookalike.embed.pixels import PixelChain, clamp_aspect, decode_side, resizes_shortest_edge
 from lookalike.embed.settings import canonical_model_id
 from lookalike.errors import ModelLoadError
@@ -157,6 +157,7 @@ class Embedder:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if compile:
+            whole_map_pools(self.model)  # compiled, a whole-map pool is 17x slower (see there)
             self.model = torch.compile(self.model)
         self.dim = int(self.embed([Image.new("RGB", (64, 64))]).shape[1])
 
