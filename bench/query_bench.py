@@ -9,8 +9,8 @@ on the same machine and the same JPEG queries (the dataset's test images, as upl
 and in turn (p50/p99, and `GET /health` for the cost of HTTP itself), then queries/s with 1, 8
 and 32 concurrent clients for --seconds each (p50/p99 under load, and how many were told 503),
 against the ceiling: `Searcher.search_many` on every query at once, in process (the model's
-batched throughput bounds any server on the machine). --server-python twice compares two checkouts (each's venv) in one run. Prints a markdown table
-and one JSON line.
+batched throughput bounds any server on the machine). --server-python twice compares two
+checkouts (each's venv) in one run. Prints a markdown table and one JSON line.
 """
 
 from __future__ import annotations
