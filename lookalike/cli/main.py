@@ -6,8 +6,10 @@ Results go to stdout (a table, or JSON lines with --json); progress and warnings
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from pathlib import Path
@@ -551,12 +553,30 @@ def _searcher(store_config, collection, model_settings, params, url, watch, watc
 def main() -> None:
     try:
         cli(prog_name="lookalike")
+    except SystemExit as done:
+        _leave_running_threads(done.code)
+        raise
     except Exception:  # a bug: its traceback helps, but must not show a secret
         text = traceback.format_exc()
         for secret in SECRETS:
             text = text.replace(secret, "***")
         sys.stderr.write(text)
         sys.exit(1)
+
+
+def _leave_running_threads(code: int | str | None) -> None:
+    """Exit at once when daemon threads still run, as prep workers do after Ctrl-C mid-ingest.
+    Python's finalisation would stop them where they stand, and one inside torch's C++ code
+    takes the process down with it ("terminate called without an active exception": exit
+    -6, not 130). Everything of ours is closed by now, so nothing is lost by skipping it."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if not any(t.daemon and t.is_alive() for t in others):
+        return
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":
