@@ -1,6 +1,6 @@
 """The LOOKALIKE_* variables the command line reads, and a warning for any it does not (such as
 a pre-0.2 LOOKALIKE_SPLIT), so a setting is never silently ignored; and the one variable a
-batch command sets for its own process (`sleep_idle_threads`)."""
+command that runs a model sets for its own process (`sleep_idle_threads`)."""
 
 from __future__ import annotations
 
@@ -49,10 +49,11 @@ def sleep_idle_threads() -> bool:
     """Have torch's OpenMP threads sleep between the model's operations instead of spinning.
 
     libgomp's threads spin for a while after each parallel region, waiting for the next one.
-    A batch command's model shares the cores with the threads decoding the next batches (and
-    on a shared machine with other processes): the spinning took their CPU, and cut
-    `lookalike ingest` to half its speed on camera photos on a 2-core machine (CPU-ms per
-    photo 146-175 spinning, 65-72 sleeping; bench/photo_bench.py). libgomp reads the policy
+    A command's model shares the cores with the threads decoding the next images (and on a
+    shared machine with other processes): the spinning took their CPU, and cut `lookalike
+    ingest` to half its speed on camera photos on a 2-core machine (CPU-ms per photo 146-175
+    spinning, 65-72 sleeping; bench/photo_bench.py); `serve` answered 8 clients at 19.8
+    queries/s spinning, 23.7 sleeping (bench/query_bench.py). libgomp reads the policy
     once, when torch loads: set before that, and only where the user has not chosen one.
     Returns whether it took effect."""
     if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:

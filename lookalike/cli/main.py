@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 from PIL import Image
 
-from lookalike.cli.environment import warn_unread_variables
+from lookalike.cli.environment import sleep_idle_threads, warn_unread_variables
 from lookalike.cli.errors import domain_errors
 from lookalike.cli.options import (
     PREFIX,
@@ -284,6 +284,7 @@ def search(store_config, collection, queries, model_settings, params, as_json, *
     """
     from lookalike.cli.searching import run_recommend, run_search
 
+    sleep_idle_threads()
     as_csv = options.pop("as_csv")
     if as_json and as_csv:
         raise click.UsageError("pass --json or --csv, not both")
@@ -522,6 +523,7 @@ def serve(
     """
     from lookalike.cli.web import create_app, run_app
 
+    sleep_idle_threads()  # the model shares the cores with the decoding of uploads
     # What a `search` that finds the store held should call: a wildcard host is not an address.
     local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
     url = f"http://{local}:{port}/"
