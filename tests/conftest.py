@@ -35,9 +35,11 @@ os.environ.update(
         "TOKENIZERS_PARALLELISM": "false",
     }
 )
-# As the batch commands do: torch's OpenMP threads sleep between ops instead of spinning, which
-# on 2 cores took the CPU from the decoding threads and from the tests' child processes.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# As the commands do (lookalike.cli.environment.sleep_idle_threads): torch's OpenMP threads
+# sleep between ops instead of spinning, which on 2 cores took the CPU from the decoding
+# threads and from the tests' child processes.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ.update({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"})
 
 
 def pytest_unconfigure(config):

@@ -73,6 +73,9 @@ def test_batch_commands_have_torch_threads_sleep_unless_the_user_chose(monkeypat
     monkeypatch.delenv("OMP_WAIT_POLICY")
     monkeypatch.setitem(sys.modules, "torch", sys)
     assert not sleep_idle_threads()  # too late: libgomp has read its settings
+    monkeypatch.setenv("GOMP_SPINCOUNT", "0")
     monkeypatch.delitem(sys.modules, "torch")
+    assert not sleep_idle_threads()  # a libgomp setting is a choice too
+    monkeypatch.delenv("GOMP_SPINCOUNT")
     assert sleep_idle_threads()
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert (os.environ["OMP_WAIT_POLICY"], os.environ["GOMP_SPINCOUNT"]) == ("PASSIVE", "1000")
