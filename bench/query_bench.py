@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from lookalike import Embedder, Searcher, StoreConfig, connect, load_source
+from lookalike.embed.memory import reuse_freed_memory
 from lookalike.ingest import ingest
 
 
@@ -189,6 +190,7 @@ def main() -> None:
     )
     a = parser.parse_args()
 
+    reuse_freed_memory()  # as `serve` does: in process and served on equal terms
     data = queries(a.dataset, a.queries)
     clients = [int(n) for n in a.clients.split(",")]
     pythons = a.server_python or [sys.executable]

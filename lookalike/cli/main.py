@@ -5,6 +5,7 @@ Results go to stdout (a table, or JSON lines with --json); progress and warnings
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ from lookalike.cli.output import (
     plan_listing,
 )
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.embed.memory import reuse_freed_memory
 from lookalike.query import DEFAULT_STRATEGY, STRATEGIES
 from lookalike.tune.settings import TuneSettings
 
@@ -524,6 +526,7 @@ def serve(
     from lookalike.cli.web import create_app, run_app
 
     sleep_idle_threads()  # the model shares the cores with the decoding of uploads
+    reuse_freed_memory()  # a batch of queries' activations: kept for the next, not re-mapped
     # What a `search` that finds the store held should call: a wildcard host is not an address.
     local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
     url = f"http://{local}:{port}/"
@@ -571,14 +574,17 @@ def _leave_running_threads(code: int | str | None) -> None:
     Python's finalisation would stop them where they stand, and one inside torch's C++ code
     takes the process down with it ("terminate called without an active exception": exit
     -6, not 130). Everything of ours is closed by now, so nothing is lost by skipping it."""
+    if code in (0, None):  # finished: the workers have, too (idle, outside any C++ code)
+        return
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     if not any(t.daemon and t.is_alive() for t in others):
         return
     if isinstance(code, str):
         sys.stderr.write(code + "\n")
+    atexit._run_exitfuncs()  # what was registered to run at exit still runs
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
+    os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":
