@@ -5,20 +5,18 @@ replaces old results, and a phone-wide window. Leaves screenshots in test-artifa
 
 import os
 import shutil
-import socket
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from lookalike.cli.web import create_app
 from lookalike.search import Searcher
 from lookalike.store import StoreConfig, connect
+from tests.live import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("LOOKALIKE_TEST_ARTIFACTS", ROOT / "test-artifacts"))
@@ -59,18 +57,8 @@ def server(beans_store):
     store = connect(StoreConfig(path=beans_store[1]))
     searcher = Searcher("beans", store=store)
     searcher.embedder  # noqa: B018 - loaded before the first request, as serve does
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    while not running.started:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", searcher
-    running.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(searcher)) as url:
+        yield url, searcher
     store.close()
 
 

@@ -4,13 +4,14 @@ screenshot in test-artifacts/text-search.png."""
 
 import pytest
 
+from lookalike.cli.web import create_app
 from lookalike.embed.embedder import Embedder
 from lookalike.ingest import ingest
 from lookalike.search import Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
+from tests.live import serving
 from tests.test_browser import ARTIFACTS, browser, loaded_results, wait_for  # noqa: F401
-from tests.test_text import serving
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_words_typed_on_the_page_find_images(browser, collections):  # noqa: F81
     from selenium.webdriver.common.keys import Keys
 
     searcher = collections["clip"]
-    with serving(searcher) as url:
+    with serving(create_app(searcher)) as url:
         open_page(browser, url)
         box = browser.find_element(By.ID, "text")
         assert box.is_displayed()
@@ -64,6 +65,6 @@ def test_words_typed_on_the_page_find_images(browser, collections):  # noqa: F81
 def test_an_image_only_collection_shows_no_text_box(browser, collections):  # noqa: F811
     from selenium.webdriver.common.by import By
 
-    with serving(collections["vit"]) as url:
+    with serving(create_app(collections["vit"])) as url:
         open_page(browser, url)
         assert not browser.find_element(By.ID, "text").is_displayed()

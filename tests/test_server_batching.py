@@ -3,14 +3,12 @@ each client gets exactly the answer an in-process search gives; beyond the queue
 told when to come back; stopping the server answers what it took in and stops its threads."""
 
 import io
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 
 from lookalike.cli.web import create_app
 from lookalike.embed.embedder import Embedder
@@ -19,6 +17,7 @@ from lookalike.search import Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 from tests.conftest import COLOURS, make_image
+from tests.live import Live
 
 
 @pytest.fixture(scope="module")
@@ -28,26 +27,6 @@ def searcher(tmp_path_factory, image_folder, tiny_vit):
     ingest(load_source(str(image_folder)), emb, store, "colours")
     yield Searcher("colours", store=store, embedder=emb)
     store.close()
-
-
-class Live:
-    """A real uvicorn server on a free port, in a thread."""
-
-    def __init__(self, app) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.app, self.url = app, f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def jpeg(image) -> bytes:

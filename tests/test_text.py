@@ -2,12 +2,8 @@
 plumbing (sizes, unit length, the model's own text features, padding and truncation, the
 collection's record, refusals), not the quality, which needs real weights."""
 
-import contextlib
 import json
 import shutil
-import socket
-import threading
-import time
 import warnings
 from dataclasses import replace
 
@@ -15,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
-import uvicorn
 
+from lookalike.cli.web import create_app
 from lookalike.embed.embedder import Embedder
 from lookalike.embed.text import TextEncoder
 from lookalike.errors import BadQuery, ModelLoadError, NoTextTower, TextTruncated
@@ -26,6 +22,7 @@ from lookalike.search import Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 from tests.conftest import make_image
+from tests.live import serving
 
 TEXTS = ["a bee on a yellow flower", "rusty leaf", "red"]
 
@@ -346,34 +343,13 @@ def test_http_text_refusals(clip_collection, form, files, status, detail):
     assert detail is None or detail in response.json()["detail"]
 
 
-@contextlib.contextmanager
-def serving(searcher):
-    """The app on a real port, in a thread, as `lookalike serve` runs it."""
-    from lookalike.cli.web import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(searcher), host="127.0.0.1", port=port, log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    while not running.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
-
-
 def test_a_search_sent_to_a_running_serve_takes_text(clip_collection):
     """What `search --text` does when a serve holds the store: the same hits, the same note."""
     from lookalike.search.remote import RemoteSearcher
 
     store, emb = clip_collection
     searcher = Searcher("colours", store=store, embedder=emb)
-    with serving(searcher) as url:
+    with serving(create_app(searcher)) as url:
         remote = RemoteSearcher(url)
         result = remote.search_words("a red flower", 3, "red")
         assert (result.query.text, result.query.kind) == ("a red flower", "text")
@@ -399,6 +375,6 @@ def test_text_queries_take_the_query_options(clip_collection):
     assert [h["id"] for h in body.json()["hits"]] == [h.id for h in kept]
     refused = client.post("/search", data={"text": "red", "where": "sku=R-1"})
     assert refused.status_code == 400 and "sku" in refused.json()["detail"]
-    with serving(searcher) as url:
+    with serving(create_app(searcher)) as url:
         remote = RemoteSearcher(url).search_words("a red flower", 12, query={"min_score": floor})
     assert [h.id for h in remote.hits] == [h.id for h in kept]
