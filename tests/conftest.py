@@ -35,6 +35,12 @@ os.environ.update(
         "TOKENIZERS_PARALLELISM": "false",
     }
 )
+# A developer's LOOKALIKE_* settings (the README's offline block exports some) must not reach
+# any test: cleared here, before session and module fixtures run commands, not only per test.
+# LOOKALIKE_TEST_* are the suite's own settings, read by test modules.
+for _key in [k for k in os.environ if k.startswith("LOOKALIKE_")]:
+    if not _key.startswith("LOOKALIKE_TEST_"):
+        del os.environ[_key]
 # As the commands do (lookalike.cli.environment.sleep_idle_threads): torch's OpenMP threads
 # sleep between ops instead of spinning, which on 2 cores took the CPU from the decoding
 # threads and from the tests' child processes.
