@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from lookalike.embed import Embedder
 
 STEP = 256  # points per store request when reusing vectors or removing
+# What embeds a sync's positions and stores them through its _Run (write, skip, tell, hooks):
+# (run, positions, embedder, batch_size, workers). Default: `_Run.embed`, in this process.
+EmbedStage = Callable[["_Run", list[int], "Embedder", int, "int | None"], None]
 
 
 def _rows(records: list[ImageRecord]) -> str:
@@ -187,6 +190,7 @@ def ingest(
     on_plan: Callable[[Plan], None] | None = None,
     on_embedding: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    embed_stage: EmbedStage | None = None,
 ) -> IngestReport:
     """Sync `collection`'s points of `source.split` with `source`'s images.
 
@@ -198,6 +202,8 @@ def ingest(
     skipped (through `on_skip` and in the report), never fatal. `resume=False` embeds every
     image again. `dry_run` only plans: nothing is embedded or written, and no model loads.
     `embedder` may be ModelSettings: the model then loads only if something needs embedding.
+    `embed_stage` embeds and writes the planned positions instead of this process's pipeline
+    (`lookalike.distributed`: on Ray); everything else, plan and removals included, stays here.
     """
     if len(source) == 0:
         raise DatasetLoadError(
@@ -234,7 +240,8 @@ def ingest(
             check_compatible(info, collection_meta(source, embedder), ingest=True)
         if hooks.embedding:
             hooks.embedding(len(plan.embed))
-        run.embed(plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
+        stage = embed_stage or _Run.embed
+        stage(run, plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
     run.remove()
     if run.written:
         if hooks.indexing:

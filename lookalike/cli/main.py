@@ -151,6 +151,16 @@ def _dataset_settings(options: dict):
 )
 @json_option
 @workers_option
+@opt(
+    "--ray",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[ADDRESS]",
+    allow_from_autoenv=False,
+    help="Embed on Ray Data, one actor per GPU (pip install 'lookalike[ray]'): on the Ray "
+    "cluster at ADDRESS, else at $RAY_ADDRESS, else on a Ray started for this run.",
+)
 @model_options(default=None, new=DEFAULT_MODEL, pooling=True)
 @store_options
 @index_options

@@ -149,10 +149,12 @@ def run_ingest(
     dry_run: bool = False,
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
+    ray: str | None = None,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
     for (default: the collection's, or DEFAULT_MODEL for a new one). Where the dataset and the
-    model are is checked, both at once, before anything is read or loaded."""
+    model are is checked, both at once, before anything is read or loaded. `ray`: embed on
+    the Ray cluster at this address ("auto": $RAY_ADDRESS, else a Ray for this run)."""
     collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(connect(store_config))
@@ -165,6 +167,9 @@ def run_ingest(
         if log:  # closed quietly: a log that could not be written has already been reported
             stack.callback(_close_quietly, log)
         progress = _Progress(stack, collection, data.split, dry_run)
+        stage = _ray_stage(stack, ray, store_config, model_settings) if ray else None
+        if stage is not None:  # the driver's copy only sizes the collection: the actors embed
+            model_settings = replace(model_settings, device="cpu", compile=False)
         report = ingest(
             source,
             model_settings,
@@ -182,10 +187,22 @@ def run_ingest(
             on_progress=progress.update,
             on_skip=_Log(log),
             on_indexing=progress.indexing,
+            embed_stage=stage,
         )
         if not dry_run and store.engine == "local":
             _warn_if_large(store, collection)
         return report
+
+
+def _ray_stage(stack: contextlib.ExitStack, address: str, store_config, model_settings):
+    """The Ray embedding stage (lookalike.distributed); a Ray it starts stops with the run."""
+    from lookalike.distributed import RayStage
+
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or "local"
+    stage = RayStage(model_settings, store_config, address)
+    stack.callback(stage.close)
+    return stage
 
 
 def _model_for(
