@@ -82,3 +82,5 @@ def _quiet(ray) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Its note that the bars are off is for people who did not ask for that.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)

@@ -18,6 +18,8 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from lookalike.distributed.stages import _cached, unpack
+from lookalike.errors import StoreUnavailable
+from lookalike.ingest.worker import _rows
 from lookalike.query import FLOAT, INTEGER, MIXED, merge_types
 from lookalike.records import Skipped
 from lookalike.store.config import StoreConfig
@@ -34,6 +36,7 @@ class Tally:
         self.types: dict[str, str] = {}
         self.skips: dict[tuple, Skipped] = {}
         self.seconds: dict[str, float] = {}
+        self.failure: tuple | None = None  # the first refused write: StoreUnavailable's fields
 
     def written(self, ids: list[str], types: dict[str, str], seconds: dict[str, float]) -> None:
         self.ids.update(ids)
@@ -44,6 +47,12 @@ class Tally:
     def skipped(self, items: list[Skipped]) -> None:
         for item in items:  # a block retried reports its skips again: once each
             self.skips[(item.split, item.row, item.path)] = item
+
+    def failed(self, fields: tuple) -> None:
+        self.failure = self.failure or fields
+
+    def error(self) -> tuple | None:
+        return self.failure
 
     def count(self) -> int:
         return len(self.ids) + len(self.skips)
@@ -101,7 +110,14 @@ class QdrantSink(Datasink):
             for start in range(0, len(records), self.batch):
                 chunk = records[start : start + self.batch]
                 began = time.perf_counter()
-                store.upsert(self.collection, chunk, vectors[start : start + self.batch])
+                try:
+                    store.upsert(self.collection, chunk, vectors[start : start + self.batch])
+                except StoreUnavailable as e:  # retried already if it could pass: stop the run
+                    fields = (e.location, e.action, e.reason, e.attempts, e.status, _rows(chunk))
+                    ray.get(self.tally.failed.remote(fields))
+                    # Ray hands the driver the message (the error's own class would not
+                    # unpickle there); the tally has its fields.
+                    raise RuntimeError(str(e)) from None
                 types = merge_types({}, (r.payload() for r in chunk))
                 seconds["write_s"] = time.perf_counter() - began
                 ray.get(self.tally.written.remote([r.id for r in chunk], types, seconds))

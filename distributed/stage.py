@@ -21,9 +21,11 @@ import numpy as np
 from lookalike.distributed.cluster import LOCAL, Cluster
 from lookalike.distributed.stages import Embed, decode, unpack
 from lookalike.embed import ModelSettings
-from lookalike.errors import IngestInterrupted, LookalikeError
+from lookalike.errors import IngestInterrupted, LookalikeError, StoreUnavailable
 from lookalike.ingest.writer import BackgroundWriter
 from lookalike.store.config import StoreConfig
+
+DECODE_MEMORY = 256 * 2**20
 
 
 @dataclass
@@ -37,6 +39,7 @@ class RayStage:
     address: str = LOCAL
     num_cpus: int | None = None
     gpus: int | None = None
+    batch_size: int | None = None  # the user's; default: 64 on GPU actors, else the driver's
     write_batch: int = 128
     cluster: Cluster = field(init=False)
     stats: dict = field(default_factory=dict)  # the last run's rows, seconds per stage
@@ -62,6 +65,9 @@ class RayStage:
         import ray
         import ray.data
 
+        gpus = self.cluster.gpus() if self.gpus is None else self.gpus
+        # The driver's model sizes batches for its CPU; GPU actors want larger ones.
+        batch_size = self.batch_size or (64 if gpus else batch_size)
         blocks = max(1, math.ceil(len(positions) / batch_size))
         # References in a list: Ray Data hands them over as they are, each worker gets once.
         refs = [ray.put(source), ray.put(np.asarray(positions, dtype=np.int64))]
@@ -70,13 +76,16 @@ class RayStage:
             decode,
             batch_size=batch_size,
             num_cpus=1,
+            # What a task may hold (a batch of decoded photos, one at a time, and its pixels).
+            # Asking for it also keeps decoding on CPU tasks of its own, not fused into the
+            # embedding actors: the two overlap, as they do locally.
+            memory=DECODE_MEMORY,
             fn_kwargs={
                 "refs": refs,
                 "model": embedder.model_id,
                 "load_kwargs": embedder.load_kwargs,
             },
         )
-        gpus = self.cluster.gpus() if self.gpus is None else self.gpus
         nodes = self.cluster.cpu_nodes()
         threads = None if gpus else max(nodes)
         self.stats["embed_actors"] = gpus or len(nodes)
@@ -90,9 +99,6 @@ class RayStage:
                 "threads": threads,
             },
             compute=ray.data.ActorPoolStrategy(size=gpus or len(nodes)),
-            # Said explicitly (Ray Data's default), which also keeps decoding on CPU tasks of
-            # its own rather than fused into the actors: the two overlap, as locally.
-            max_restarts=-1,
             **({"num_gpus": 1} if gpus else {"num_cpus": 1}),
         )
 
@@ -100,6 +106,7 @@ class RayStage:
         """The embedded store admits one process: the driver writes, batch by batch, through
         the local ingest's own writer thread."""
         times = {"decode_s": 0.0, "embed_s": 0.0, "write_s": 0.0}
+        seen: set[str] = set()
 
         def write(records, vectors) -> None:
             began = time.perf_counter()
@@ -112,6 +119,12 @@ class RayStage:
                     times["decode_s"] += float(batch["t_decode"].sum())
                     times["embed_s"] += float(batch["t_embed"].sum())
                     records, vectors, skipped = unpack(batch)
+                    # A block computed twice (a task retried after its worker died) is
+                    # stored and counted once.
+                    fresh = [i for i, r in enumerate(records) if r.id not in seen]
+                    if len(fresh) < len(records):
+                        records, vectors = [records[i] for i in fresh], vectors[fresh]
+                    seen.update(r.id for r in records)
                     run.skip(skipped)
                     if records:
                         writer.submit(records, vectors)
@@ -152,10 +165,15 @@ class RayStage:
             raise IngestInterrupted(run.collection, run.written, by_user=True) from None
         self._settle(run, ray.get(tally.result.remote()))
         if failed:
-            cause = _cause(failed[0])
-            if cause is None:
-                raise failed[0]
-            raise IngestInterrupted(run.collection, run.written, cause=cause) from failed[0]
+            refused = ray.get(tally.error.remote())
+            if refused is None:  # not the store: a worker lost for good, a bug
+                cause = _cause(failed[0])
+                if cause is None:
+                    raise failed[0]
+                raise IngestInterrupted(run.collection, run.written, cause=cause) from failed[0]
+            *fields, attempts, status, rows = refused
+            cause = StoreUnavailable(*fields, attempts=attempts, status=status)
+            raise IngestInterrupted(run.collection, run.written, cause=cause, rows=rows) from None
 
     def _settle(self, run, result) -> None:
         from lookalike.distributed.sink import merge_kinds

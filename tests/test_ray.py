@@ -5,8 +5,10 @@ same way; bad images reported; and the Datasink's writes to a server (the stub).
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -74,10 +76,15 @@ def folder(image_folder, tmp_path):
 
 
 def test_a_folder_on_ray_is_stored_as_the_local_ingest_stores_it(folder, tiny_vit, tmp_path):
+    (folder / "red" / "broken.jpg").write_bytes(b"not a jpeg")
+    (folder / "green" / "empty.png").write_bytes(b"")
     local = sync(folder, tiny_vit, tmp_path / "local", on_ray=False)
     on_ray = sync(folder, tiny_vit, tmp_path / "ray", on_ray=True)
     assert counts(on_ray) == counts(local) == (12, 12, 0, 0, 0, 0)
     assert_same(points(tmp_path / "local"), points(tmp_path / "ray"))
+    # Bad images: skipped and reported with their paths, as locally; no block failed.
+    assert {s.path for s in on_ray.skipped} == {"red/broken.jpg", "green/empty.png"}
+    assert sorted(on_ray.skipped, key=str) == sorted(local.skipped, key=str)
 
 
 @pytest.mark.slow
@@ -104,17 +111,6 @@ def test_the_local_ingest_and_ray_take_turns_on_one_collection(folder, tiny_vit,
     assert counts(sync(folder, tiny_vit, tmp_path / "s", on_ray=False))[-1] == 12
     make_image((9, 9, 9), seed=7).save(folder / "red" / "extra.jpg")
     assert counts(sync(folder, tiny_vit, tmp_path / "s", on_ray=True))[:2] == (1, 1)
-
-
-def test_bad_images_on_ray_are_reported_with_their_paths(folder, tiny_vit, tmp_path):
-    (folder / "red" / "broken.jpg").write_bytes(b"not a jpeg")
-    (folder / "green" / "empty.png").write_bytes(b"")
-    local = sync(folder, tiny_vit, tmp_path / "local", on_ray=False)
-    on_ray = sync(folder, tiny_vit, tmp_path / "ray", on_ray=True)
-    assert {s.path for s in on_ray.skipped} == {"red/broken.jpg", "green/empty.png"}
-    assert sorted(on_ray.skipped, key=str) == sorted(local.skipped, key=str)
-    assert counts(on_ray) == counts(local) == (12, 12, 0, 0, 0, 0)
-    assert_same(points(tmp_path / "local"), points(tmp_path / "ray"))
 
 
 def test_ingest_dash_dash_ray_prints_the_local_summary_and_json(folder, tiny_vit, tmp_path):
@@ -208,3 +204,87 @@ def test_a_refused_write_stops_the_run_with_the_rows_it_had_written():
     assert error is not None and "HTTP 400" in str(error)
     stored = sent(stub)[:2]  # the two the server accepted; nothing after counts
     assert sorted(written) == sorted(i for ids in stored for i in ids)
+
+
+def embedding_actors() -> list[int]:
+    """The pids of Ray Data's embedding actors (their process title names the stage)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::") and "Embed" in title:
+            found.append(int(pid))
+    return found
+
+
+@pytest.mark.slow
+def test_an_embedding_actor_killed_mid_run_loses_and_duplicates_nothing(tiny_vit, tmp_path):
+    folder = tmp_path / "many"
+    for c, colour in enumerate(((200, 40, 40), (40, 60, 200))):
+        (folder / str(c)).mkdir(parents=True)
+        for i in range(30):
+            make_image(colour, seed=100 * c + i).save(folder / str(c) / f"{i}.jpg")
+    killed: list[int] = []
+
+    def kill_once(n: int) -> None:  # after the first stored batch, as an OOM killer would
+        if not killed and (pids := embedding_actors()):
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    report = sync(folder, tiny_vit, tmp_path / "ray", on_ray=True, on_progress=kill_once)
+    assert killed, "no embedding actor was found to kill"
+    assert counts(report) == (60, 60, 0, 0, 0, 0)
+    sync(folder, tiny_vit, tmp_path / "local", on_ray=False)
+    assert_same(points(tmp_path / "local"), points(tmp_path / "ray"))  # 60 points, each once
+    again = sync(folder, tiny_vit, tmp_path / "ray", on_ray=True)
+    assert counts(again) == (0, 0, 0, 0, 0, 60)
+    assert len(points(tmp_path / "ray")) == 60
+
+
+@pytest.mark.slow
+def test_beans_on_ray_are_stored_as_the_local_ingest_stores_them(beans_dir, effnet_dir, tmp_path):
+    settings = ModelSettings(effnet_dir)
+    stores = {}
+    for where, stage in (("local", None), ("ray", RayStage(settings, StoreConfig()))):
+        stores[where] = tmp_path / where
+        with connect(StoreConfig(path=str(stores[where]))) as store:
+            source = load_source(beans_dir, "train", limit=48)
+            report = ingest(source, settings, store, "c", batch_size=16, embed_stage=stage)
+            assert (report.embedded, report.added, len(report.skipped)) == (48, 48, 0)
+    assert_same(points(stores["local"]), points(stores["ray"]))
+
+
+def server(upsert_status):
+    """The contract tests' server with no collection yet, whose n-th upsert gets
+    upsert_status(n)."""
+    from tests.test_server_contract import fresh_server
+
+    def behave(method, path, n):
+        if method == "PUT" and path == "/collections/c/points":
+            return upserts_answered(upsert_status)(method, path, n)
+        return fresh_server(method, path, n)
+
+    return behave
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_ingest_on_ray_into_a_server_writes_from_the_workers(folder, tiny_vit, status):
+    stub = StubQdrant(server(lambda n: status))
+    args = ["ingest", "--dataset", folder, "--model", tiny_vit, "--collection", "c", "--ray"]
+    args += ["--qdrant-url", stub.url, "--json"]
+    try:
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+    finally:
+        stub.close()
+    if status == 200:
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["added"] == 12
+        assert sorted(i for ids in sent(stub) for i in ids) == sorted(
+            load_source(str(folder)).point_id(p) for p in range(12)
+        )
+    else:  # refused: the run stops, saying what is stored (nothing) and how to resume
+        assert result.exit_code == 1
+        assert "HTTP 400" in result.stderr and "the 0 images before them" in result.stderr

@@ -167,7 +167,7 @@ def run_ingest(
         if log:  # closed quietly: a log that could not be written has already been reported
             stack.callback(_close_quietly, log)
         progress = _Progress(stack, collection, data.split, dry_run)
-        stage = _ray_stage(stack, ray, store_config, model_settings) if ray else None
+        stage = _ray_stage(stack, ray, store_config, model_settings, batch_size) if ray else None
         if stage is not None:  # the driver's copy only sizes the collection: the actors embed
             model_settings = replace(model_settings, device="cpu", compile=False)
         report = ingest(
@@ -194,13 +194,13 @@ def run_ingest(
         return report
 
 
-def _ray_stage(stack: contextlib.ExitStack, address: str, store_config, model_settings):
+def _ray_stage(stack: contextlib.ExitStack, address: str, store_config, model_settings, batch):
     """The Ray embedding stage (lookalike.distributed); a Ray it starts stops with the run."""
     from lookalike.distributed import RayStage
 
     if address == "auto":
         address = os.environ.get("RAY_ADDRESS") or "local"
-    stage = RayStage(model_settings, store_config, address)
+    stage = RayStage(model_settings, store_config, address, batch_size=batch)
     stack.callback(stage.close)
     return stage
 
