@@ -81,6 +81,7 @@ def _quiet(ray) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    context.issue_detectors_config.detectors = []  # its hints are about tuning Ray Data
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     # Its note that the bars are off is for people who did not ask for that.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
