@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
 from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
-from lookalike.cli.stores import open_store
+from lookalike.cli.stores import collection_model, open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
 from lookalike.index import SearchSettings
@@ -52,6 +52,7 @@ def run_search(
     queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
+            model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             for text in queries:  # no such file, row or split: now
                 searcher.check_query(text)
@@ -75,7 +76,8 @@ def run_search(
         if remote is None or (collection and remote.collection() != collection):
             raise
         say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
-        if model_settings.model or (params and not params.is_default):
+        typed_model = model_settings.model and not model_settings.model_variable
+        if typed_model or (params and not params.is_default):
             warn("the server searches with its own model and search options")
         results = []
         for text in queries:
@@ -137,6 +139,7 @@ def run_recommend(
     check_k(k)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
+            model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             searcher.label_id(label)
             options = searcher.options(**(query or {}))
@@ -241,6 +244,7 @@ def open_searcher(
     """A Searcher with its model loaded, on an open store, closed on exit (for servers); the
     store records `url`, so a `search` finding the store held comes here instead."""
     with open_store(store_config, "serve", collection, url=url) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         quiet_transformers()
         searcher.embedder  # noqa: B018 - loaded at start-up, not on the first request

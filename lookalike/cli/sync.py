@@ -21,7 +21,13 @@ from lookalike.cli.console import bar, quiet_transformers, say, warn
 from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
-from lookalike.cli.stores import check_inputs, collection_for
+from lookalike.cli.stores import (
+    check_inputs,
+    collection_for,
+    recorded_dataset,
+    recorded_meta,
+    recorded_model,
+)
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
@@ -58,6 +64,18 @@ class DatasetSettings:
     label_column: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     payload_columns: tuple[str, ...] | None = None  # None: every plain column
+    # Where `dataset` came from: typed, or else the environment variable that set it (None:
+    # the default). An existing collection's own dataset wins over one not typed.
+    dataset_typed: bool = True
+    dataset_variable: str | None = None
+
+    def for_collection(self, store: Store, collection: str) -> DatasetSettings:
+        """These settings, with the collection's recorded dataset unless one was typed."""
+        if self.dataset_typed:
+            return self
+        meta = recorded_meta(store, collection)
+        dataset = recorded_dataset(meta, self.dataset, self.dataset_variable, collection)
+        return replace(self, dataset=dataset, dataset_typed=True)
 
     def load(self) -> Source:
         return load_source(
@@ -156,6 +174,8 @@ def run_ingest(
     collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(connect(store_config))
+        if not recreate:
+            data = data.for_collection(store, collection)
         model_settings = _model_for(store, collection, model_settings, recreate)
         source = check_inputs(data.load, model_settings)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
@@ -199,6 +219,8 @@ def _model_for(
     except StoreDamaged:
         if not recreate:
             raise
+    if not recreate:
+        settings = recorded_model(meta, settings, collection)
     if settings.model:
         return settings
     return replace(settings, model=meta.model if meta else DEFAULT_MODEL)
@@ -269,13 +291,14 @@ def run_watch(
 ) -> None:
     """Sync `collection` with the folder now and at each change, until Ctrl-C (or SIGTERM).
     A first sync that fails is an error; a later one is reported and tried again."""
-    _check_folder(data)
     collection = collection or collection_for(data.dataset)
     sleep_idle_threads()
     quiet_transformers()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with connect(store_config) as store, _holding(store_config, "watch", collection):
+            data = data.for_collection(store, collection)
+            _check_folder(data)
             sync = _syncer(
                 store,
                 collection,
@@ -331,6 +354,8 @@ def serving_watched(
     stop = threading.Event()
     with connect(store_config) as opened, _holding(store_config, "serve", collection, url):
         store = SharedStore(opened)
+        meta = recorded_meta(store, collection)
+        model_settings = recorded_model(meta, model_settings, collection)
         if not store.exists(collection):
             model = replace(model_settings, model=model_settings.model or DEFAULT_MODEL)
             _syncer(store, collection, data, model, settings, stop)()
