@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from lookalike.records import Change, ImageRecord, Tracked
+from lookalike.records import OWN_FIELDS, Change, ImageRecord, Tracked
 from lookalike.source import Source
 from lookalike.source.fingerprint import changed_within
 
@@ -32,6 +32,9 @@ class Plan:
     legacy: int = 0  # points stored without a fingerprint (an older lookalike's)
     stored: dict[str, Tracked] = field(default_factory=dict)
     payload_columns: tuple[str, ...] = ()
+    # (old path, new path) of renamed images that kept the fields of a metadata row still
+    # naming their old path
+    kept_fields: list[tuple[str, str]] = field(default_factory=list)
 
     def count(self, kind: str) -> int:
         return sum(c.kind == kind for c in self.changes.values())
@@ -77,6 +80,10 @@ class _Planner:
         same = record.stat is not None and record.stat == old.stat
         sha = old.sha256 if same else self.source.fingerprint(position)
         record = replace(record, sha256=sha)
+        stored = {k: v for k, v in old.payload.items() if k not in OWN_FIELDS}
+        kept = None if record.metadata else self.source.kept_fields(record.path, stored)
+        if kept:  # fields it kept at a rename, from a row that still names its old path
+            record = replace(record, metadata=kept)
         if sha != old.sha256:
             origin = self.by_sha.get(sha) if sha else None
             if origin is None:
@@ -105,6 +112,11 @@ class _Planner:
         if origin in self.gone and origin not in self.renamed_from:
             self.renamed_from.add(origin)
             before = self.gone[origin].where()
+            kept = {} if record.metadata else self.source.orphan_fields(before)
+            if kept:  # its row still names its old path: the fields follow the image
+                record = replace(record, metadata=kept)
+                self.plan.reuse[-1] = (position, replace(record, sha256=sha), origin)
+                self.plan.kept_fields.append((before, _where(record)))
             self.plan.changes[record.id] = Change("renamed", _where(record), before=before)
         else:
             self.plan.changes[record.id] = Change("added", _where(record))

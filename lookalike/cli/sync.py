@@ -90,6 +90,33 @@ class DatasetSettings:
         )
 
 
+def kept_fields_note(plan: Plan) -> None:
+    """Renamed images whose metadata rows still name their old paths kept those fields."""
+    if plan.kept_fields:
+        moves = ", ".join(f"{shown(a)} -> {shown(b)}" for a, b in plan.kept_fields[:3])
+        more = len(plan.kept_fields) - 3
+        warn(
+            f"{len(plan.kept_fields)} renamed images keep the fields of metadata rows that "
+            f"still name their old paths ({moves}{f' and {more} more' if more > 0 else ''}): "
+            "update file_name in the metadata file"
+        )
+
+
+class _Notes:
+    """A source's notes (metadata rows matching no image...) on stderr: each sync's, and under
+    `watch` only when they change, not at every look."""
+
+    def __init__(self) -> None:
+        self.said: tuple[str, ...] = ()
+
+    def __call__(self, source: Source) -> Source:
+        if source.notes != self.said:
+            for note in source.notes:
+                warn(note)
+            self.said = source.notes
+        return source
+
+
 def migration_note(collection: str, plan: Plan) -> None:
     if plan.legacy:
         warn(
@@ -135,6 +162,7 @@ class _Progress:
         self.bar = None
 
     def plan(self, plan: Plan) -> None:
+        kept_fields_note(plan)
         if self.dry_run:
             return
         migration_note(self.collection, plan)
@@ -177,7 +205,7 @@ def run_ingest(
         if not recreate:
             data = data.for_collection(store, collection)
         model_settings = _model_for(store, collection, model_settings, recreate)
-        source = check_inputs(data.load, model_settings)
+        source = _Notes()(check_inputs(data.load, model_settings))
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
         sleep_idle_threads()  # and leave the cores to the decoding threads between ops
         stack.enter_context(_holding(store_config, "ingest", collection))
@@ -257,15 +285,21 @@ def _check_folder(data: DatasetSettings) -> None:
 def _syncer(store, collection, data, model, settings: WatchSettings, stop, after=None, **kw):
     """One sync of the folder, with each change on stderr."""
 
+    notes = _Notes()
+
+    def planned(plan: Plan) -> None:
+        migration_note(collection, plan)
+        kept_fields_note(plan)
+
     def sync() -> IngestReport:
         report = ingest(
-            data.load(),
+            notes(data.load()),
             model,
             store,
             collection,
             keep_missing=settings.keep_missing,
             settle=settings.settle,
-            on_plan=lambda plan: migration_note(collection, plan),
+            on_plan=planned,
             on_change=lambda change: say(change_line(change)),
             on_skip=_Log(None),
             stop=stop,

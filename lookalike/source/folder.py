@@ -18,7 +18,7 @@ from pathlib import Path
 
 import datasets
 
-from lookalike.source.metadata import METADATA_FILES, read_folder_metadata
+from lookalike.source.metadata import METADATA_FILES, FolderMetadata, read_folder_metadata
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
 DATA_EXTENSIONS = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".tsv"}
@@ -83,7 +83,7 @@ def _split(root: Path, prefix: str, paths: list[str], classes: list[str]) -> dat
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
-def load_image_folder(path: str) -> tuple[datasets.DatasetDict, dict[str, dict]]:
+def load_image_folder(path: str) -> tuple[datasets.DatasetDict, FolderMetadata]:
     """The folder's splits, and its metadata fields by `file_name`."""
     root = Path(path)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
@@ -92,7 +92,9 @@ def load_image_folder(path: str) -> tuple[datasets.DatasetDict, dict[str, dict]]
         # One label list for every split, so a label id means the same class in each.
         classes = sorted(set().union(*(_classes(paths) for paths in walked.values())))
         splits = {n: _split(root, n + "/", paths, classes) for n, paths in walked.items()}
-        return datasets.DatasetDict(splits), read_folder_metadata(root, [root, *subdirs])
+        every = [f"{n}/{p}" for n, paths in walked.items() for p in paths]
+        fields = read_folder_metadata(root, [root, *subdirs], every)
+        return datasets.DatasetDict(splits), fields
     paths = _walk_images(root)
     split = _split(root, "", paths, sorted(_classes(paths)))
-    return datasets.DatasetDict({"train": split}), read_folder_metadata(root, [root])
+    return datasets.DatasetDict({"train": split}), read_folder_metadata(root, [root], paths)
