@@ -10,6 +10,7 @@ copy), with no model run. Points whose images are gone are removed last.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 
@@ -35,9 +36,32 @@ class Plan:
     # (old path, new path) of renamed images that kept the fields of a metadata row still
     # naming their old path
     kept_fields: list[tuple[str, str]] = field(default_factory=list)
+    # Payload fields given no payload index (past the cap, or a name the engine's key syntax
+    # cannot take): filtered by reading payloads, slower
+    unindexed: tuple[str, ...] = ()
+
+    def indexable(self, types: dict[str, str]) -> dict[str, str]:
+        """The fields of `types` to index."""
+        return {k: v for k, v in types.items() if k not in self.unindexed}
 
     def count(self, kind: str) -> int:
         return sum(c.kind == kind for c in self.changes.values())
+
+
+# Each payload index is files kept mapped, and the engine's cost of adding one grows with
+# those it has: ~1,000 fields made an ingest run for over 15 minutes, 64 took a minute.
+MAX_INDEXED_FIELDS = 16
+# A field name Qdrant's key syntax takes as it is (others need quoting everywhere a filter
+# names them, so they are left unindexed: filtering them reads payloads).
+PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def unindexed_fields(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The payload columns given no index: names the key syntax cannot take as they are, and
+    those past the first MAX_INDEXED_FIELDS (in their declared order)."""
+    odd = [c for c in columns if not PLAIN_KEY.match(c)]
+    plain = [c for c in columns if PLAIN_KEY.match(c)]
+    return (*odd, *plain[MAX_INDEXED_FIELDS:])
 
 
 def _where(record: ImageRecord) -> str:

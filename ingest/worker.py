@@ -16,7 +16,7 @@ from lookalike.embed import ModelSettings
 from lookalike.errors import DatasetLoadError, IngestInterrupted, ModelMismatch, StoreUnavailable
 from lookalike.index import IndexSettings
 from lookalike.ingest.model import LazyModel, collection_meta
-from lookalike.ingest.plan import Plan, plan_sync
+from lookalike.ingest.plan import Plan, plan_sync, unindexed_fields
 from lookalike.ingest.writer import BackgroundWriter
 from lookalike.query import merge_types
 from lookalike.records import (
@@ -220,6 +220,7 @@ def ingest(
         # full sync, not by one that keeps what it does not see.
         raise ModelMismatch(collection, "legacy")
     plan = plan_sync(source, stored, keep_missing=keeping, reembed=not resume, settle=settle)
+    plan.unindexed = unindexed_fields(source.payload_columns)
     if hooks.plan:
         hooks.plan(plan)
     if dry_run:
@@ -236,10 +237,13 @@ def ingest(
             hooks.embedding(len(plan.embed))
         run.embed(plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
     run.remove()
-    if run.written:
+    # A sync with nothing to write still finishes what a killed one left unfinished (its
+    # payload indexes, the engine's index and integrity record).
+    if run.written or store.unfinished(collection):
         if hooks.indexing:
             hooks.indexing()
-        store.index_fields(collection, run.types)  # what filters will ask for
+        types = run.types or store.field_types(collection, source.payload_columns)
+        store.index_fields(collection, plan.indexable(types))  # what filters will ask for
         store.finish(collection)
     report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
     return replace(report, embed_seconds=run.embed_seconds)

@@ -151,3 +151,37 @@ def test_a_renamed_folder_keeps_its_fields_while_the_rows_name_the_old_paths(
     assert by_path["misc/2.jpg"] == {"sku": "S2"} and by_path["misc/3.jpg"] == {"sku": "S3"}
     again = run("ingest", "--dataset", folder, "--json", *store)  # and on the next sync
     assert json.loads(again.stdout)["unchanged"] == 4, again.output
+
+
+def indexed(store_path: Path) -> dict[str, str]:
+    with connect(StoreConfig(path=str(store_path))) as s:
+        return s.indexed_fields("c")
+
+
+def test_many_fields_get_capped_payload_indexes_and_odd_names_none(folder, tiny_vit, tmp_path):
+    """~100 fields: the first 16 indexed, said; names with spaces or punctuation (a
+    spreadsheet's headers) are stored and said, never an engine error after storing."""
+    odd = ["Product Name", "tab\there", "price (EUR)", "a:b", "w/h", 'say "hi"']
+    fields = {**{f"f{i}": i for i in range(100)}, **dict.fromkeys(odd, "x")}
+    jsonl(folder, [{"file_name": f"{s}/{i}.jpg", **fields} for i, s in enumerate("aabb")])
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "c", "--model", tiny_vit]
+    result = run("ingest", "--dataset", folder, "--json", *store)
+    assert result.exit_code == 0, result.output
+    assert "the first 16 get a payload index, the other 84 none" in result.stderr
+    assert "Product Name" in result.stderr and "tab\\there" in result.stderr
+    have = indexed(tmp_path / "store")
+    assert "f0" in have and "f15" in have and "f16" not in have
+    assert not set(odd) & set(have)
+    with connect(StoreConfig(path=str(tmp_path / "store"))) as s:
+        point = s.scroll("c", 1)[0][0]
+    assert point.metadata["Product Name"] == "x" and point.metadata["f99"] == 99
+
+
+def test_field_names_with_a_newline_or_nul_are_escaped_in_tables():
+    from lookalike.cli.output import fields, ingest_summary
+    from lookalike.records import IngestReport
+
+    assert "\n" not in fields({"a\nforged": 1}) and "\x00" not in fields({"b\x00": 2})
+    report = IngestReport("c", 0, (), 0.0, payload_columns=("x\nwarning: forged", "n\x00"))
+    summary = ingest_summary(report)
+    assert "x\\nwarning: forged" in summary and "\x00" not in summary

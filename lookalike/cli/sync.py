@@ -40,7 +40,7 @@ from lookalike.errors import (
 )
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
-from lookalike.ingest.plan import Plan
+from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
 from lookalike.ingest.watch import FolderWatch
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
@@ -90,31 +90,47 @@ class DatasetSettings:
         )
 
 
-def kept_fields_note(plan: Plan) -> None:
-    """Renamed images whose metadata rows still name their old paths kept those fields."""
+def plan_notes(plan: Plan) -> tuple[str, ...]:
+    """What a user should hear about a sync's plan: renamed images that kept the fields of
+    metadata rows still naming their old paths, fields left without a payload index."""
+    notes = []
     if plan.kept_fields:
         moves = ", ".join(f"{shown(a)} -> {shown(b)}" for a, b in plan.kept_fields[:3])
         more = len(plan.kept_fields) - 3
-        warn(
+        notes.append(
             f"{len(plan.kept_fields)} renamed images keep the fields of metadata rows that "
             f"still name their old paths ({moves}{f' and {more} more' if more > 0 else ''}): "
             "update file_name in the metadata file"
         )
+    odd = [c for c in plan.unindexed if not PLAIN_KEY.match(c)]
+    if odd:
+        notes.append(
+            f"fields {', '.join(shown(c) for c in odd[:5])}{' ...' if len(odd) > 5 else ''} "
+            "have names with spaces or punctuation, which get no payload index: filters on "
+            "them read every payload"
+        )
+    capped = len(plan.unindexed) - len(odd)
+    if capped:
+        notes.append(
+            f"{len(plan.payload_columns)} payload fields: the first {MAX_INDEXED_FIELDS} get a "
+            f"payload index, the other {capped} none (filters on them read every payload); "
+            "choose the fields to keep with --payload-columns"
+        )
+    return tuple(notes)
 
 
 class _Notes:
-    """A source's notes (metadata rows matching no image...) on stderr: each sync's, and under
-    `watch` only when they change, not at every look."""
+    """Notes on stderr: each sync's, and under `watch` only when they change, not at every
+    look."""
 
     def __init__(self) -> None:
         self.said: tuple[str, ...] = ()
 
-    def __call__(self, source: Source) -> Source:
-        if source.notes != self.said:
-            for note in source.notes:
+    def __call__(self, notes: tuple[str, ...]) -> None:
+        if notes != self.said:
+            for note in notes:
                 warn(note)
-            self.said = source.notes
-        return source
+            self.said = notes
 
 
 def migration_note(collection: str, plan: Plan) -> None:
@@ -162,7 +178,7 @@ class _Progress:
         self.bar = None
 
     def plan(self, plan: Plan) -> None:
-        kept_fields_note(plan)
+        _Notes()(plan_notes(plan))
         if self.dry_run:
             return
         migration_note(self.collection, plan)
@@ -205,7 +221,8 @@ def run_ingest(
         if not recreate:
             data = data.for_collection(store, collection)
         model_settings = _model_for(store, collection, model_settings, recreate)
-        source = _Notes()(check_inputs(data.load, model_settings))
+        source = check_inputs(data.load, model_settings)
+        _Notes()(source.notes)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
         sleep_idle_threads()  # and leave the cores to the decoding threads between ops
         stack.enter_context(_holding(store_config, "ingest", collection))
@@ -285,15 +302,17 @@ def _check_folder(data: DatasetSettings) -> None:
 def _syncer(store, collection, data, model, settings: WatchSettings, stop, after=None, **kw):
     """One sync of the folder, with each change on stderr."""
 
-    notes = _Notes()
+    said, planned_said = _Notes(), _Notes()
 
     def planned(plan: Plan) -> None:
         migration_note(collection, plan)
-        kept_fields_note(plan)
+        planned_said(plan_notes(plan))
 
     def sync() -> IngestReport:
+        source = data.load()
+        said(source.notes)
         report = ingest(
-            notes(data.load()),
+            source,
             model,
             store,
             collection,

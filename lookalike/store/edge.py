@@ -294,6 +294,12 @@ class EdgeStore(Store):
             with self._engine(name, what):
                 shard.update(qe.UpdateOperation.upsert_points(points))
 
+    def unfinished(self, name: str) -> bool:
+        folder = self._dir(name)
+        return os.path.isdir(folder) and not os.path.exists(
+            os.path.join(folder, integrity.CHECK_FILE)
+        )
+
     def finish(self, name: str) -> None:
         """Build the HNSW graph (and quantized vectors) over what ingest wrote; until then a
         search scans every vector, which is exact but slower at scale."""
