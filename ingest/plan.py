@@ -87,7 +87,12 @@ class _Planner:
         self.plan.legacy = sum(t.sha256 is None for t in stored)
         self.records = [source.describe(p) for p in range(len(source))]
         present = {r.id for r in self.records}
-        self.gone = {i: t for i, t in self.plan.stored.items() if i not in present}
+        unseen = tuple(source.unreadable)  # a folder that cannot be read is not gone
+        self.gone = {
+            i: t
+            for i, t in self.plan.stored.items()
+            if i not in present and not (unseen and (t.path or "").startswith(unseen))
+        }
         # A vector to reuse for content already stored: a gone point's first (a rename).
         self.by_sha: dict[str, str] = {}
         for t in [*self.plan.stored.values(), *self.gone.values()]:

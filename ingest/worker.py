@@ -179,6 +179,7 @@ def ingest(
     keep_missing: bool = False,
     dry_run: bool = False,
     settle: float = 0.0,
+    allow_empty: bool = False,
     index: IndexSettings | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
@@ -196,10 +197,13 @@ def ingest(
     and a sampled source never removes). So a run stopped at any point (Ctrl-C, `stop`, a
     kill) and run again ends with the collection mirroring the images. Unreadable images are
     skipped (through `on_skip` and in the report), never fatal. `resume=False` embeds every
-    image again. `dry_run` only plans: nothing is embedded or written, and no model loads.
+    image again. `allow_empty`: a source with no rows syncs an existing collection down to
+    nothing (else it is an error: a folder whose disk is not mounted looks empty). `dry_run`
+    only plans: nothing is embedded or written, and no model loads.
     `embedder` may be ModelSettings: the model then loads only if something needs embedding.
     """
-    if len(source) == 0:
+    info = store.info(collection) if not recreate and store.exists(collection) else None
+    if len(source) == 0 and not (allow_empty and info):
         raise DatasetLoadError(
             source.name,
             f"split {source.split!r} of {source.name!r} has no rows to ingest",
@@ -208,7 +212,6 @@ def ingest(
         )
     hooks = Hooks(on_progress, on_skip, on_change, on_plan, on_indexing, stop, on_embedding)
     started, model = time.perf_counter(), LazyModel(embedder)
-    info = store.info(collection) if not recreate and store.exists(collection) else None
     if info and info.meta:  # label ids as the collection numbers them
         source = source.relabel(info.meta.label_names)
     if info:  # refuse another model or dataset before reading anything

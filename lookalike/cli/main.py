@@ -118,6 +118,11 @@ def dataset_options(f):
                 help="Keep the points of images that are gone (a folder mounted only part of "
                 "the time).",
             ),
+            flag(
+                "--allow-empty",
+                help="Sync an image folder that holds no images: remove every point (without "
+                "it, an empty folder is an error, as an unmounted disk looks empty).",
+            ),
         ],
     )
 

@@ -54,8 +54,9 @@ def run_search(
         with open_store(store_config, "search", collection) as (store, collection):
             model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-            for text in queries:  # no such file, row or split: now
-                searcher.check_query(text)
+            for text in queries:  # no such file, row or split: now (a folder's: skipped later)
+                if text not in listed:
+                    searcher.check_query(text)
             for words in texts:
                 check_text(words)
             searcher.label_id(label)
@@ -179,12 +180,15 @@ def _expand(queries: Sequence[str]) -> tuple[list[str], set[str]]:
 def _asked(searcher: Searcher, text: str, skippable: bool) -> Query | None:
     """A query with its image; a folder's unreadable file is reported and skipped (None),
     while a file the user named is an error."""
+    if skippable and not os.path.isfile(text):  # deleted since listed, or a dangling link
+        warn(f"skipped {shown(text)}: the file is gone (deleted, or a link to nothing)")
+        return None
     try:
         return searcher.query(text)
-    except BadImage as e:
+    except (BadImage, OSError) as e:
         if not skippable:
             raise
-        warn(f"skipped {shown(text)}: {e.reason}")
+        warn(f"skipped {shown(text)}: {getattr(e, 'reason', None) or e}")
         return None
 
 

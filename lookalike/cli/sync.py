@@ -66,6 +66,7 @@ class DatasetSettings:
     payload_columns: tuple[str, ...] | None = None  # None: every plain column
     # Where `dataset` came from: typed, or else the environment variable that set it (None:
     # the default). An existing collection's own dataset wins over one not typed.
+    allow_empty: bool = False  # an image folder with no images: sync down to nothing
     dataset_typed: bool = True
     dataset_variable: str | None = None
 
@@ -87,6 +88,7 @@ class DatasetSettings:
             seed=self.seed,
             max_pixels=self.max_pixels,
             payload_columns=self.payload_columns,
+            allow_empty=self.allow_empty,
         )
 
 
@@ -240,6 +242,7 @@ def run_ingest(
             recreate=recreate,
             resume=resume,
             keep_missing=keep_missing,
+            allow_empty=data.allow_empty,
             dry_run=dry_run,
             index=index,
             on_plan=progress.plan,
@@ -317,6 +320,7 @@ def _syncer(store, collection, data, model, settings: WatchSettings, stop, after
             store,
             collection,
             keep_missing=settings.keep_missing,
+            allow_empty=data.allow_empty,
             settle=settings.settle,
             on_plan=planned,
             on_change=lambda change: say(change_line(change)),
@@ -446,9 +450,14 @@ def _holding(store_config: StoreConfig, command: str, collection: str, url: str 
     return holding(store_config.path, command, collection, url)
 
 
+SERVE_FLAGS = {"--watch", "--collection", "--qdrant-path", "--model", "--device"}
+
+
 def _warn_unless_stopping(stop: threading.Event):
     def on_error(error: LookalikeError) -> None:
         if not stop.is_set():
-            warn(f"{explain(error, 'serve')}; trying again at the folder's next change")
+            # advice naming a flag `serve` lacks (--dataset) would send the user nowhere
+            said = explain(error, "serve", SERVE_FLAGS)
+            warn(f"{said}; trying again at the folder's next change")
 
     return on_error

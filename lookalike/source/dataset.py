@@ -14,7 +14,13 @@ from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import DatasetLoadError, shown
 from lookalike.records import OWN_FIELDS
 from lookalike.source import metadata
-from lookalike.source.folder import is_image_folder, load_image_folder
+from lookalike.source.folder import (
+    DATA_EXTENSIONS,
+    empty_split,
+    is_image_folder,
+    load_image_folder,
+)
+from lookalike.source.metadata import FolderMetadata
 from lookalike.source.split import Source, image_files, path_point_id, point_id
 
 PATH_COLUMNS = ("image_file_path", "file_path", "filepath", "path", "filename", "file_name")
@@ -92,12 +98,18 @@ def load_source(
     seed: int = 42,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     payload_columns: Sequence[str] | None = None,
+    allow_empty: bool = False,
 ) -> Source:
     """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does.
 
     `payload_columns`: the dataset's columns (an image folder's metadata fields) stored with
-    each point; None: every column of plain values."""
-    splits, folder = _load_dict(dataset)
+    each point; None: every column of plain values. `allow_empty`: a folder with no images
+    is a split with no rows (a sync then removes every point), not an error (the guard
+    against a folder whose disk is not mounted)."""
+    if allow_empty and os.path.isdir(dataset) and not is_image_folder(dataset):
+        splits, folder = _empty_folder(dataset, split)
+    else:
+        splits, folder = _load_dict(dataset)
     folder_metadata = folder.rows if folder else None
     if split not in splits:
         raise DatasetLoadError(
@@ -160,9 +172,18 @@ def load_source(
         payload_columns=columns,
         folder_metadata=folder_metadata,
         orphan_rows=folder.orphans if folder else {},
+        unreadable=tuple(folder.unreadable) if folder else (),
         notes=tuple(notes),
         sampled=len(rows) < len(splits[split]),
     )
+
+
+def _empty_folder(dataset: str, split: str) -> tuple[datasets.DatasetDict, FolderMetadata]:
+    if any(f.lower().endswith(tuple(DATA_EXTENSIONS)) for _, _, fs in os.walk(dataset) for f in fs):
+        raise DatasetLoadError(
+            dataset, f"{dataset!r} holds data files, not images", kind="unreadable"
+        )
+    return datasets.DatasetDict({split: empty_split()}), FolderMetadata()
 
 
 def _payload_columns(

@@ -141,6 +141,7 @@ class FolderMetadata:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     orphans: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # sub-folders that could not be listed
 
 
 def read_folder_metadata(

@@ -61,6 +61,8 @@ class Source:
     # image's old row), and what a user should hear about the dataset (unmatched rows...).
     orphan_rows: dict[str, dict] = field(default_factory=dict, repr=False)
     notes: tuple[str, ...] = ()
+    # Sub-folders (relative, `/`-ended) that could not be listed: their images are not gone.
+    unreadable: tuple[str, ...] = ()
     own_names: tuple[str, ...] = ()  # the dataset's label names, when relabelled
     _info: dict[str, list] | None = field(default=None, repr=False)
     _positions: dict | None = field(default=None, repr=False)
