@@ -64,6 +64,8 @@ def run_search(
             quiet_transformers()
             if texts:  # an image-only collection refuses words before any image is read
                 searcher.text_encoder  # noqa: B018
+            if queries:  # loaded first: a query is decoded at the model's size, as ingest does
+                searcher.embedder  # noqa: B018
             ask = dict(k=k, label=label, options=options)
             results = _searched_here(searcher, queries, listed, out, include_self, ask)
             for start in range(0, len(texts), QUERIES_AT_ONCE):
