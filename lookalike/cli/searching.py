@@ -147,6 +147,8 @@ def run_recommend(
             searcher.label_id(label)
             options = searcher.options(**(query or {}))
             quiet_transformers()
+            if not all(is_point_id(x) for x in (*like, *unlike)):  # images: at the model's size
+                searcher.embedder  # noqa: B018
             hits = searcher.recommend(
                 like, unlike, k=k, strategy=strategy, label=label, options=options
             )
