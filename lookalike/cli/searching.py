@@ -48,6 +48,13 @@ def run_search(
     with a progress bar; one that cannot be read is reported and skipped. `query`:
     Searcher.options' arguments (where, filter, min_score, group_by)."""
     check_k(k)
+    for words in texts:  # a shell passes bytes that are not UTF-8 as surrogate escapes
+        try:
+            words.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadQuery(
+                f"--text {shown(words)} holds bytes that are not UTF-8 text", field="text"
+            ) from None
     out = _Out(show, _Drawing(grid))
     queries, listed = _expand(queries)
     try:
