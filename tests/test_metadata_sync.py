@@ -185,3 +185,26 @@ def test_field_names_with_a_newline_or_nul_are_escaped_in_tables():
     report = IngestReport("c", 0, (), 0.0, payload_columns=("x\nwarning: forged", "n\x00"))
     summary = ingest_summary(report)
     assert "x\\nwarning: forged" in summary and "\x00" not in summary
+
+
+ODD = ["Product Name", "price (EUR)", "a:b/c", "w/h", "tab\there", "x'y"]
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_a_field_with_spaces_or_punctuation_filters_with_where_and_filter(
+    folder, tiny_vit, tmp_path, name
+):
+    rows = [{"file_name": f"{s}/{i}.jpg", name: i % 2} for i, s in enumerate("aabb")]
+    jsonl(folder, rows)
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "c", "--model", tiny_vit]
+    assert run("ingest", "--dataset", folder, *store).exit_code == 0
+    query = ["search", folder / "a" / "0.jpg", "--k", "4", "--json", "--include-self", *store]
+    for how in (
+        ["--where", f"{name}=1"],
+        ["--where", f"{name}>=1"],
+        ["--filter", json.dumps({"must": [{"key": name, "match": {"value": 1}}]})],
+    ):
+        result = run(*query, *how)
+        assert result.exit_code == 0, (how, result.output)
+        paths = sorted(h["path"] for h in json.loads(result.stdout)["hits"])
+        assert paths == ["a/1.jpg", "b/3.jpg"], how  # the odd rows, as brute force has it
