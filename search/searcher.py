@@ -65,15 +65,16 @@ class Gallery:
             ).relabel(self.meta.label_names)
         return self._sources[split]
 
-    def image(self, point: StoredPoint) -> Image.Image | None:
-        """A stored point's own image, or None when it is gone or has changed since."""
+    def image(self, point: StoredPoint, min_side: int | None = None) -> Image.Image | None:
+        """A stored point's own image, or None when it is gone or has changed since; with
+        `min_side`, a file may be decoded smaller (see open_image: a thumbnail's original)."""
         if point.sha256 is None:
             return self._by_row_or_path(point)
         file = self._under_root(point)
         if file is not None:
             try:
                 data, _, sha = read_file(file)
-                return open_image(data) if sha == point.sha256 else None
+                return open_image(data, min_side=min_side) if sha == point.sha256 else None
             except (OSError, BadImage):
                 return None
         return self._by_row(point)

@@ -9,7 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
-from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
+from lookalike.cli.grid import (
+    hit_images,
+    render_grid,
+    result_row,
+    save_grid,
+    thumbnail,
+    thumbnails_of,
+)
 from lookalike.cli.stores import open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
@@ -20,6 +27,7 @@ from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k, check_text
 from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
+from lookalike.thumbnails import Thumbnails, cache_folder
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
 # decoded and several times that while the model prepares it.
@@ -48,7 +56,8 @@ def run_search(
     with a progress bar; one that cannot be read is reported and skipped. `query`:
     Searcher.options' arguments (where, filter, min_score, group_by)."""
     check_k(k)
-    out = _Out(show, _Drawing(grid))
+    thumbnails = Thumbnails(cache_folder(store_config.path, store_config.url))
+    out = _Out(show, _Drawing(grid, thumbnails))
     queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
@@ -205,21 +214,22 @@ class _Out:
         if self.show:
             self.show(found)
         kept = [replace(r, query=replace(r.query, image=thumbnail(r.query.image))) for r in found]
-        self.draw.add(kept, searcher.candidate_image)
+        self.draw.add(kept, searcher)
         return kept
 
 
 class _Drawing:
     """The rows of a --grid, each image kept as a thumbnail until the picture is saved."""
 
-    def __init__(self, path: str | None) -> None:
-        self.path, self.rows = path, []
+    def __init__(self, path: str | None, thumbnails: Thumbnails) -> None:
+        self.path, self.rows, self.thumbnails = path, [], thumbnails
 
-    def add(self, results: list[Result], image_of) -> None:
+    def add(self, results: list[Result], searcher) -> None:
         if not self.path:
             return
+        image_of = thumbnails_of(searcher, self.thumbnails)  # kept beside the store
         for r in results:
-            self.rows.append(result_row(r, [thumbnail(image_of(h)) for h in r.hits]))
+            self.rows.append(result_row(r, hit_images(r.hits, image_of)))
 
     def save(self) -> None:
         if not self.path:
