@@ -9,18 +9,18 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
 from lookalike.errors import BadQuery
-from lookalike.records import Hit, StoredPoint
+from lookalike.records import SCORE_DIGITS, Hit, StoredPoint
 from lookalike.search.searcher import Searcher
 from lookalike.thumbnails import MEDIA_TYPE, Thumbnails
 
-SCORE_DIGITS = 6  # float32 cosines hold ~7 significant digits: 1.0000001192092896 is 1.0
 TAKEN = "taken"  # the date a photo was taken (from its EXIF), when the collection has it
 MAX_PAGE = 200
 SCROLL_PAGE = 1024
@@ -99,6 +99,12 @@ def browse_router(
     owns the store; `admitted(fn, *args)` decodes an image in one of the admission's slots."""
     router = APIRouter()
     orders = _Orders(searcher)
+    docs = resources.files("lookalike.cli").joinpath("static").joinpath("docs.html").read_text()
+
+    @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def api_docs() -> str:
+        """The API's endpoints drawn from /openapi.json by the page itself: no CDN needed."""
+        return docs
 
     @router.get("/points/{point_id}/thumbnail", responses=IMAGE, response_class=Response)
     def point_thumbnail(point_id: uuid.UUID, v: str | None = None) -> Response:

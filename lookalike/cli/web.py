@@ -113,7 +113,12 @@ def create_app(
         batcher.close()  # the requests are answered by now: uvicorn waits for them
 
     app = FastAPI(
-        title="lookalike", description="Search images by looks.", version="1", lifespan=lifespan
+        title="lookalike",
+        description="Search images by looks.",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI comes from a CDN, blank offline: browse.py serves /docs
+        redoc_url=None,
     )
     app.state.admission, app.state.batcher = admission, batcher
     # Added last, runs first: a foreign Host is refused before its body is even read.
