@@ -4,6 +4,7 @@ what to do, an upload and its k captioned results, k changed as it is typed, a r
 replaces old results, and a phone-wide window. Leaves screenshots in test-artifacts/."""
 
 import os
+import re
 import shutil
 import time
 import urllib.request
@@ -283,3 +284,120 @@ def test_filter_box_and_more_or_less_like_this(browser, server, tmp_path):
     figures = wait_for(recommended)
     assert all("healthy" in c.split("\n")[0] for c in captions(figures))
     shot(browser, "more-like-this")
+
+
+# A plain folder of photos (class sub-folders, no split ones) with your own fields.
+PLACES = ("Alps", "coast", "city")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, beans_photos, tiny_vit):
+    import json
+
+    from lookalike.embed.embedder import Embedder
+    from lookalike.ingest import ingest
+    from lookalike.source import load_source
+    from lookalike.thumbnails import Thumbnails
+
+    root = tmp_path_factory.mktemp("library")
+    folder = root / "photos"
+    shutil.copytree(beans_photos / "photos", folder)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))
+    lines = []
+    for i, name in enumerate(files):
+        fields = {"file_name": name, "place": PLACES[i % 3], "camera": f"Pixel {6 + i % 2}"}
+        if i % 4:  # some photos carry no date: they come last
+            fields["taken"] = f"2024-{1 + i % 12:02d}-{1 + i:02d}T09:30:00"
+        lines.append(json.dumps(fields))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    store = connect(StoreConfig(path=str(root / "store")))
+    emb = Embedder(tiny_vit, device="cpu", precision="fp32")
+    ingest(load_source(str(folder)), emb, store, "library")
+    searcher = Searcher("library", store=store, embedder=emb)
+    with serving(create_app(searcher, thumbnails=Thumbnails(str(root / "thumbs")))) as url:
+        yield url, searcher, lines
+    store.close()
+
+
+def newest(lines):
+    import json
+
+    dated = [json.loads(line) for line in lines if "taken" in line]
+    return max(dated, key=lambda f: f["taken"])["file_name"].split("/")[-1]
+
+
+def test_your_fields_show_on_each_card_and_in_the_full_view(browser, library):
+    url, _, lines = library
+    open_page(browser, url)
+    figures = wait_for(lambda: loaded_results(browser))
+    status = browser.find_element(By.ID, "status").text
+    assert status.startswith(f"images 1–{len(lines)} of {len(lines)}, newest first")
+    assert figures[0].find_element(By.CLASS_NAME, "file").text == newest(lines)
+    for caption in captions(figures):
+        assert "place" in caption and "camera" in caption and "Pixel" in caption
+    # A plain folder has no split worth naming: no "train" anywhere on the page.
+    # (Beans' file names hold "_train.": a split would show as a word of its own.)
+    assert not re.search(r"\btrain\b", browser.find_element(By.ID, "results").text)
+    shot(browser, "fields-on-cards")
+
+    figures[0].find_element(By.CSS_SELECTOR, ".actions button").click()
+    viewer = browser.find_element(By.ID, "viewer")
+    wait_for(lambda: viewer.is_displayed())
+    fields = browser.find_element(By.ID, "viewer-fields").text
+    assert "place" in fields and "taken" in fields and "2024-" in fields
+    assert not re.search(r"\btrain\b", browser.find_element(By.ID, "viewer-caption").text)
+    image = browser.find_element(By.ID, "viewer-image")
+    wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", image))
+    assert image.get_attribute("src").endswith("/image")  # the original, on request
+    shot(browser, "fields-full-size")
+    browser.find_element(By.ID, "viewer-close").click()
+
+    # Filters work without a query.
+    browser.find_element(By.ID, "where").send_keys("place=Alps\t")
+    wait_for(
+        lambda: (
+            "newest first" in browser.find_element(By.ID, "status").text
+            and len(loaded_results(browser) or []) == 5
+        )
+    )
+    assert all("Alps" in c for c in captions(loaded_results(browser)))
+
+
+def test_group_by_and_min_score(browser, library):
+    url, _, _ = library
+    open_page(browser, url)
+    figures = wait_for(lambda: loaded_results(browser))
+    figures[0].find_element(By.CLASS_NAME, "search-with").click()
+    figures = searched(browser)
+    assert len(figures) == 12
+    Select(browser.find_element(By.ID, "group-by")).select_by_visible_text("place")
+    wait_for(lambda: "one per place" in browser.find_element(By.ID, "status").text)
+    figures = searched(browser)
+    places = [c.split("place\n")[1].split("\n")[0] for c in captions(figures)]
+    assert sorted(places) == sorted(PLACES)  # one result per place
+    Select(browser.find_element(By.ID, "group-by")).select_by_visible_text("none")
+    figures = wait_for(lambda: len(loaded_results(browser) or []) == 12 and loaded_results(browser))
+    scores = [float(re.search(r"score ([-\d.]+\d)", c)[1]) for c in captions(figures)]
+    floor = scores[4]
+    box = browser.find_element(By.ID, "min-score")
+    box.send_keys(f"{floor:.3f}\t")
+    wait_for(lambda: len(loaded_results(browser) or []) < 12)
+    figures = loaded_results(browser)
+    kept = [float(re.search(r"score ([-\d.]+\d)", c)[1]) for c in captions(figures)]
+    assert kept and min(kept) >= floor - 0.001 and len(kept) <= 6
+
+
+def test_a_phone_shows_the_fields_too(browser, library):
+    url, _, _ = library
+    open_page(browser, url, width=400)
+    figures = wait_for(lambda: loaded_results(browser))
+    inner = browser.execute_script("return window.innerWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= inner
+    browser.execute_script("arguments[0].scrollIntoView()", figures[0])
+    assert "place" in figures[0].text and figures[0].find_element(By.TAG_NAME, "dl").is_displayed()
+    shot(browser, "phone-fields")
+    figures[0].find_element(By.CSS_SELECTOR, ".actions button").click()
+    wait_for(lambda: browser.find_element(By.ID, "viewer").is_displayed())
+    assert "camera" in browser.find_element(By.ID, "viewer-fields").text
+    shot(browser, "phone-full-size")
+    browser.find_element(By.ID, "viewer-close").click()
