@@ -145,10 +145,14 @@ def main() -> None:
 def _search(url: str, image: bytes) -> dict:
     boundary = "pagebench"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n12\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + image + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="k"\r\n\r\n12\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(
         url + "search", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )

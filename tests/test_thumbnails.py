@@ -135,6 +135,8 @@ def test_browse_pages_newest_first_and_takes_filters(served):
     assert all(p["thumbnail"] and p["metadata"]["place"] for p in body["points"] + rest)
     alps = client.get("/points", params={"where": "place=Alps"}).json()
     assert [p["path"] for p in alps["points"]] == ["p0.jpg", "p2.jpg"] and alps["total"] == 2
+    none = client.get("/points", params={"where": "place=alps"}).json()
+    assert none["total"] == 0 and "some have place=Alps" in none["note"]
     bad = client.get("/points", params={"where": "colour=red"})
     assert bad.status_code == 400 and "colour" in bad.json()["detail"]
     assert client.get("/points", params={"limit": 0}).status_code == 422
@@ -157,3 +159,22 @@ def test_grid_draws_kept_thumbnails_and_says_which_original_is_gone(tmp_path, ph
     kept = os.listdir(os.path.join(store_path, FOLDER))
     assert len(kept) >= 2  # the hits still on disk have their thumbnails
     assert Image.open(tmp_path / "g.png").size[0] > 4 * 192
+
+
+def test_a_where_with_no_hit_says_whether_other_capitals_exist(tmp_path, photos, tiny_vit):
+    store_path = str(tmp_path / "store")
+    store = connect(StoreConfig(path=store_path))
+    ingest(load_source(str(photos)), Embedder(tiny_vit, device="cpu", precision="fp32"), store, "c")
+    store.close()
+    args = ["search", "--qdrant-path", store_path, "--collection", "c", "--model", tiny_vit]
+    args += [str(photos / "p0.jpg")]
+    result = CliRunner().invoke(cli, [*args, "--where", "place=alps"])
+    assert result.exit_code == 0, result.output
+    assert "(no hits)" in result.stdout
+    assert "no image has place=alps, but some have place=Alps" in result.stderr
+    result = CliRunner().invoke(cli, [*args, "--where", "place=moon"])
+    assert "no image has place=moon, in these or other capitals" in result.stderr
+    result = CliRunner().invoke(cli, [*args, "--where", "place=Alps", "--json"])
+    assert "capitals" not in result.stderr  # hits: nothing to say
+    hit = json.loads(result.stdout)["hits"][0]
+    assert hit["score"] == round(hit["score"], 6)

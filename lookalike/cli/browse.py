@@ -16,9 +16,11 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
+from lookalike.cli.output import capitals_note
 from lookalike.errors import BadQuery
 from lookalike.records import SCORE_DIGITS, Hit, StoredPoint
 from lookalike.search.searcher import Searcher
+from lookalike.search.spellings import other_capitalisations
 from lookalike.thumbnails import MEDIA_TYPE, Thumbnails
 
 TAKEN = "taken"  # the date a photo was taken (from its EXIF), when the collection has it
@@ -84,6 +86,9 @@ class BrowseOut(BaseModel):
     limit: int
     order: str = Field(description='"taken" (newest first, undated last) or "path"')
     points: list[PictureOut]
+    note: str | None = Field(
+        default=None, description="No image matched: what the filter would match in other capitals"
+    )
 
 
 IMAGE = {200: {"content": {MEDIA_TYPE: {}}}, 404: {"description": "no such point or image"}}
@@ -137,9 +142,20 @@ def browse_router(
             order, ids, points = on_store(orders.page, label, where, filter, offset, limit)
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
+        note = on_store(_capitals, where) if not ids and where else None
         return BrowseOut(
-            total=len(ids), offset=offset, limit=limit, order=order, points=_pictures(points)
+            total=len(ids),
+            offset=offset,
+            limit=limit,
+            order=order,
+            points=_pictures(points),
+            note=note,
         )
+
+    def _capitals(where: list[str]) -> str | None:
+        types = searcher.queries.types()
+        found = other_capitalisations(searcher.store, searcher.collection, where, types)
+        return "; ".join(capitals_note(item, others) for item, others in found) or None
 
     return router
 

@@ -243,3 +243,12 @@ def info_table(info: CollectionInfo) -> str:
         indexed = ", ".join(f"{shown(f)} ({t})" for f, t in sorted(info.fields.items()))
         rows.append(["indexed fields", indexed])
     return _table(["collection", info.name], rows)
+
+
+def capitals_note(item: str, others: list[str]) -> str:
+    """What a FIELD=VALUE filter that matched nothing would match with other capitals."""
+    field = item.split("=", 1)[0].strip()
+    if not others:
+        return f"no image has {shown(item)}, in these or other capitals"
+    held = ", ".join(f"{field}={shown(v)}" for v in others)
+    return f"no image has {shown(item)}, but some have {held}: values match exactly, capitals too"

@@ -17,6 +17,7 @@ from lookalike.cli.grid import (
     thumbnail,
     thumbnails_of,
 )
+from lookalike.cli.output import capitals_note
 from lookalike.cli.stores import open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
@@ -25,6 +26,7 @@ from lookalike.records import Query, Result
 from lookalike.search.builder import is_point_id
 from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k, check_text
+from lookalike.search.spellings import other_capitalisations
 from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
 from lookalike.thumbnails import Thumbnails, cache_folder
@@ -77,6 +79,8 @@ def run_search(
                 chunk = texts[start : start + QUERIES_AT_ONCE]
                 hits = searcher.search_texts(chunk, **ask)
                 results += out([Result(Query.words(t), h) for t, h in zip(chunk, hits)], searcher)
+            if any(not r.hits for r in results):
+                _say_capitals(searcher, (query or {}).get("where") or ())
             out.draw.save()
             return results
     except StoreLocked as e:
@@ -196,6 +200,14 @@ def _asked(searcher: Searcher, text: str, skippable: bool) -> Query | None:
 
 def _progress(total: int):
     return bar(total, "search") if total else contextlib.nullcontext(_NoBar())
+
+
+def _say_capitals(searcher: Searcher, where) -> None:
+    """A filter that matched nothing may differ from the stored values only in capitals."""
+    types = searcher.queries.types()
+    found = other_capitalisations(searcher.store, searcher.collection, where, types)
+    for item, others in found:
+        warn(capitals_note(item, others))
 
 
 class _NoBar:
