@@ -145,6 +145,12 @@ def test_the_page_opens_on_the_collection_paged_and_a_picture_click_searches(bro
     wait_for(lambda: browser.find_element(By.ID, "page").text.startswith("1–24 of "))
     assert not browser.find_element(By.ID, "query-view").is_displayed()
 
+    # /docs needs no CDN: the endpoints are drawn from openapi.json by the page itself.
+    browser.get(url + "docs")
+    endpoints = browser.find_element(By.ID, "endpoints")
+    wait_for(lambda: "/points/{point_id}/thumbnail" in endpoints.text)
+    shot(browser, "api-docs")
+
 
 def test_upload_shows_k_captioned_results_and_k_applies_at_once(browser, server, tmp_path):
     url, searcher = server
@@ -284,6 +290,15 @@ def test_filter_box_and_more_or_less_like_this(browser, server, tmp_path):
     figures = wait_for(recommended)
     assert all("healthy" in c.split("\n")[0] for c in captions(figures))
     shot(browser, "more-like-this")
+
+    # × takes one example back; "Clear examples" returns to the image searched before.
+    browser.find_element(By.CSS_SELECTOR, "#negative-row .example button").click()
+    wait_for(lambda: title.text == "More like 1, less like 0")
+    browser.find_element(By.ID, "clear-examples").click()
+    wait_for(lambda: browser.find_element(By.ID, "query-view").is_displayed())
+    assert not browser.find_element(By.ID, "examples-view").is_displayed()
+    assert browser.find_element(By.ID, "query-title").text == "query.png"
+    searched(browser)
 
 
 # A plain folder of photos (class sub-folders, no split ones) with your own fields.

@@ -178,3 +178,11 @@ def test_a_where_with_no_hit_says_whether_other_capitals_exist(tmp_path, photos,
     assert "capitals" not in result.stderr  # hits: nothing to say
     hit = json.loads(result.stdout)["hits"][0]
     assert hit["score"] == round(hit["score"], 6)
+
+
+def test_docs_work_offline(served):
+    client = served[0]
+    page = client.get("/docs")
+    assert page.status_code == 200 and 'href="openapi.json"' in page.text
+    assert "cdn" not in page.text.lower() and "http-api.md" in page.text
+    assert "/points/{point_id}/thumbnail" in client.get("/openapi.json").json()["paths"]
