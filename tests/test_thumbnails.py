@@ -186,3 +186,13 @@ def test_docs_work_offline(served):
     assert page.status_code == 200 and 'href="openapi.json"' in page.text
     assert "cdn" not in page.text.lower() and "http-api.md" in page.text
     assert "/points/{point_id}/thumbnail" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_stored_picture_grouped_by_a_field_keeps_its_own_group(served):
+    client, searcher, _, _ = served
+    by_path = {p["path"]: p for p in client.get("/points").json()["points"]}
+    form = {"point": by_path["p0.jpg"]["id"], "group_by": "place", "k": "5"}
+    body = client.post("/search", data=form).json()
+    assert body["excluded_self"] and by_path["p0.jpg"]["id"] not in [h["id"] for h in body["hits"]]
+    # p0's place (Alps) is still there, with p2, the other photo taken there.
+    assert sorted(h["metadata"]["place"] for h in body["hits"]) == ["Alps", "coast"]
