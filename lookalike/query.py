@@ -5,15 +5,18 @@ API; filters are Qdrant's own JSON filter syntax, checked here against the colle
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lookalike.errors import BadQuery
+from lookalike.errors import BadQuery, QueryTimeout
 
 # Payload field types, as Qdrant names its payload indexes.
 KEYWORD, INTEGER, FLOAT, BOOL = "keyword", "integer", "float", "bool"
@@ -76,6 +79,28 @@ def average_vector(positive: Sequence[np.ndarray], negative: Sequence[np.ndarray
     """Qdrant's average_vector strategy: avg(positive) + avg(positive) - avg(negative)."""
     pos = np.mean(positive, axis=0)
     return pos + (pos - np.mean(negative, axis=0)) if len(negative) else pos
+
+
+_budget = threading.local()  # the deadline of the query this thread is answering
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Queries run in this block (on this thread) stop with QueryTimeout once `seconds` have
+    passed: every loop that asks an engine again and again checks it (`check_budget`)."""
+    before = getattr(_budget, "deadline", None)
+    _budget.deadline = None if seconds is None else (time.monotonic() + seconds, seconds)
+    try:
+        yield
+    finally:
+        _budget.deadline = before
+
+
+def check_budget(what: str = "the query") -> None:
+    """QueryTimeout if this thread's query has run past its time budget."""
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline[0]:
+        raise QueryTimeout(deadline[1], what)
 
 
 def and_filters(*filters: dict | None) -> dict | None:

@@ -431,9 +431,10 @@ class EdgeStore(Store):
     def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
         shard = self._shard(name)
 
-        def search(limit: int, step: QueryOptions) -> list:
+        def search(limit: int, step: QueryOptions, exact: bool) -> list:
+            scan = replace(params or SearchSettings(), exact=True) if exact else params
             with self._engine(name, "search groups"):
-                return shard.query(request(query, limit, params, step))
+                return shard.query(request(query, limit, scan, step))
 
         return hits(grouped(search, k, options))
 
