@@ -85,11 +85,13 @@ _budget = threading.local()  # the deadline of the query this thread is answerin
 
 
 @contextlib.contextmanager
-def time_budget(seconds: float | None) -> Iterator[None]:
+def time_budget(seconds: float | None, budget: float | None = None) -> Iterator[None]:
     """Queries run in this block (on this thread) stop with QueryTimeout once `seconds` have
-    passed: every loop that asks an engine again and again checks it (`check_budget`)."""
+    passed (what is left of a `budget` given when the query arrived): every loop that asks
+    an engine again and again checks it (`check_budget`)."""
     before = getattr(_budget, "deadline", None)
-    _budget.deadline = None if seconds is None else (time.monotonic() + seconds, seconds)
+    total = seconds if budget is None else budget
+    _budget.deadline = None if seconds is None else (time.monotonic() + seconds, total)
     try:
         yield
     finally:
