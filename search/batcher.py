@@ -28,7 +28,7 @@ from lookalike.errors import QueryTimeout
 from lookalike.index import SearchSettings
 from lookalike.query import QueryOptions, time_budget
 from lookalike.records import Hit, Query, Result
-from lookalike.search.queries import split_own
+from lookalike.search.queries import grouped_options, needs_own, own_result, split_own
 from lookalike.search.searcher import MAX_K, Searcher, check_k
 
 DEFAULT_MAX_BATCH = 32  # queries in one forward pass: past this a CPU gains nothing
@@ -111,6 +111,8 @@ class QueryBatcher:
         one of the collection's own images does not find itself unless `include_self`."""
         check_k(k)
         label_id = self.searcher.label_id(label)
+        if needs_own(options, include_self):  # left out before grouping, not after
+            return [self._grouped(q, k, label_id, options) for q in queries]
         asked = min(k + 1, MAX_K + 1)
         futures = [
             self._enqueue(q.image, _Job(k=asked, label=label_id, options=options)) for q in queries
@@ -118,6 +120,12 @@ class QueryBatcher:
         found = [self._wait(f) for f in futures]
         file = self.searcher.gallery.file
         return [split_own(q, hits, k, file, include_self) for q, hits in zip(queries, found)]
+
+    def _grouped(self, query: Query, k: int, label: int | None, options: QueryOptions) -> Result:
+        own = self.call(self.searcher.own_point, query)
+        chosen = grouped_options(query, options, own and own.id)
+        hits = self._wait(self._enqueue(query.image, _Job(k=k, label=label, options=chosen)))
+        return own_result(query, hits, k, own)
 
     def _enqueue(self, image, job: _Job) -> Future:
         with self._ready:

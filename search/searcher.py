@@ -27,7 +27,13 @@ from lookalike.index import SearchSettings, effective
 from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
 from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
 from lookalike.search.builder import QueryBuilder, is_point_id
-from lookalike.search.queries import split_own
+from lookalike.search.queries import (
+    grouped_options,
+    needs_own,
+    own_point,
+    own_result,
+    split_own,
+)
 from lookalike.source import Source, load_source
 from lookalike.source.fingerprint import read_file
 from lookalike.store import Store, connect
@@ -321,12 +327,31 @@ class Searcher:
         check_k(k)
         label_id = self.label_id(label)
         vectors = self.embedder.embed([q.image for q in queries])
+        if needs_own(options, include_self):  # left out before grouping, not after
+            return [
+                self.grouped_query(q, v[None], k, label_id, options)
+                for q, v in zip(queries, vectors)
+            ]
         asked = min(k + 1, MAX_K + 1)
         found = self.search_vectors(vectors, k=asked, label=label_id, options=options)
         return [
             split_own(q, hits, k, self.gallery.file, include_self)
             for q, hits in zip(queries, found)
         ]
+
+    def own_point(self, query: Query) -> StoredPoint | None:
+        """The query's own stored point (it is one of the collection's images), or None."""
+        own = own_point(query, self.store, self.collection, self.gallery.file, self.meta.dataset)
+        return None if own is None else self.point(own)
+
+    def grouped_query(
+        self, query: Query, vector: np.ndarray, k: int, label: int | None, options: QueryOptions
+    ) -> Result:
+        """A grouped query without its own point, which is left out before grouping."""
+        own = self.own_point(query)
+        chosen = grouped_options(query, options, own and own.id)
+        hits = self.search_vectors(vector, k=k, label=label, options=chosen)[0]
+        return own_result(query, hits, k, own)
 
     @property
     def text_queries(self) -> bool:

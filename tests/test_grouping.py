@@ -160,3 +160,37 @@ def test_grouping_rounds_always_end_and_keep_to_the_time_budget():
     with pytest.raises(QueryTimeout), time_budget(0.3):
         grouped(search, 5, QueryOptions(group_by="g"))
     assert time.monotonic() - started < 2
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory, image_folder, tiny_vit):
+    from lookalike.embed.embedder import Embedder
+    from lookalike.ingest import ingest
+    from lookalike.search import Searcher
+    from lookalike.source import load_source
+
+    store = connect(StoreConfig(path=str(tmp_path_factory.mktemp("own") / "store")))
+    embedder = Embedder(tiny_vit, device="cpu")
+    ingest(load_source(str(image_folder)), embedder, store, "c")
+    yield Searcher("c", store=store, embedder=embedder)
+    store.close()
+
+
+def test_a_stored_query_keeps_its_own_group(colours, image_folder):
+    """The query's own point is left out before grouping: its label's group is still there,
+    with its next best image (the red team saw `--group-by label_name` on an ant give bees)."""
+    from lookalike.search.batcher import QueryBatcher
+
+    options = QueryOptions(group_by="label_name")
+    asked = [colours.query(str(image_folder / "red" / "red_0.jpg")), colours.query("train:0")]
+    stored = {p.path: p.id for p in colours.store.scroll("c", 100)[0]}
+    own = [stored["red/red_0.jpg"], asked[1].point_id]
+    with QueryBatcher(colours) as batcher:
+        for search in (colours.search_queries, batcher.search_queries):
+            for query, own_id in zip(asked, own):
+                [result] = search([query], k=3, options=options)
+                assert sorted(h.label_name for h in result.hits) == ["blue", "green", "red"]
+                assert own_id not in [h.id for h in result.hits] and result.excluded_self
+                assert result.query.label_name is not None
+                [kept] = search([query], k=3, options=options, include_self=True)
+                assert kept.hits[0].id == own_id and not kept.excluded_self
