@@ -75,6 +75,51 @@ class Examples:
         return tuple(e for e in (*self.positive, *self.negative) if isinstance(e, str))
 
 
+def is_nearest_example(examples: Examples) -> bool:
+    """best_score with positive examples only: a candidate's score is its cosine similarity to
+    the nearest example (the engines' sigmoid scaling of it is undone: `cosine_score`)."""
+    return examples.strategy == "best_score" and not examples.negative
+
+
+def check_min_score(examples: Examples, min_score: float | None) -> None:
+    """BadQuery for a score cut-off on a scale that is not cosine similarity: best_score with
+    negative examples (Qdrant's sigmoid-scaled, signed score) and sum_scores of several
+    examples (a sum of similarities)."""
+    if min_score is None:
+        return
+    if examples.strategy == "best_score" and examples.negative:
+        raise BadQuery(
+            "a minimum score compares cosine similarities, but with negative examples "
+            "best_score gives Qdrant's sigmoid-scaled score (see docs/queries.md); leave the "
+            "minimum score out, or use the average_vector strategy",
+            field="min_score",
+        )
+    if examples.strategy == "sum_scores" and len(examples.positive) + len(examples.negative) > 1:
+        raise BadQuery(
+            "a minimum score compares cosine similarities, but sum_scores adds up the "
+            "similarities to every example; leave the minimum score out, or use the "
+            "best_score or average_vector strategy",
+            field="min_score",
+        )
+
+
+def engine_min_score(examples: Examples, min_score: float | None) -> float | None:
+    """The cut-off to ask an engine for, on the scale the engine scores with."""
+    if min_score is None or not is_nearest_example(examples):
+        return min_score
+    return 0.5 * (min_score / (1 + abs(min_score)) + 1)  # Qdrant's scaled fast sigmoid
+
+
+def cosine_score(examples: Examples, score: float) -> float:
+    """A recommend score as lookalike gives it: for positive examples only with best_score,
+    the engines' sigmoid scaling 0.5 * (s / (1 + |s|) + 1) undone, so it is the cosine
+    similarity to the nearest example, the number a plain search gives."""
+    if not is_nearest_example(examples):
+        return score
+    y = 2.0 * score - 1.0
+    return y / (1.0 - abs(y)) if abs(y) < 1 else float(np.sign(y))
+
+
 def average_vector(positive: Sequence[np.ndarray], negative: Sequence[np.ndarray]) -> np.ndarray:
     """Qdrant's average_vector strategy: avg(positive) + avg(positive) - avg(negative)."""
     pos = np.mean(positive, axis=0)

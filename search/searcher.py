@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -434,10 +435,14 @@ class Searcher:
         check_k(k)
         examples = [*like, *unlike]
         stored = [_is_id(e) for e in examples]
-        images = [self._example(e) for e, is_id in zip(examples, stored) if not is_id]
-        vectors = iter(self.embedder.embed(images) if images else [])
+        queries = [self._example(e) for e, is_id in zip(examples, stored) if not is_id]
+        vectors = iter(self.embedder.embed([q.image for q in queries]) if queries else [])
         resolved = [e if is_id else next(vectors) for e, is_id in zip(examples, stored)]
         options = (options or QueryOptions()).with_label(self.label_id(label))
+        # An example that is one of the collection's images (a file, SPLIT:ROW) is left out
+        # of its own results, as an example given by id is.
+        own = [p.id for p in map(self.own_point, queries) if p is not None]
+        options = replace(options, exclude=(*options.exclude, *own))
         chosen = Examples(tuple(resolved[: len(like)]), tuple(resolved[len(like) :]), strategy)
         return self.store.recommend(self.collection, chosen, k, params=self.params, options=options)
 
@@ -447,8 +452,10 @@ class Searcher:
         """The candidates most like a stored point, without its image; never the point itself."""
         return self.recommend([point_id], k=k, strategy="average_vector", options=options)
 
-    def _example(self, example: ImageSource) -> Image.Image:
-        return self.load_query(example) if isinstance(example, str) else self.open_image(example)
+    def _example(self, example: ImageSource) -> Query:
+        if isinstance(example, str):
+            return self.query(example)
+        return Query("example", self.open_image(example))
 
 
 def _is_id(example: object) -> bool:
