@@ -271,6 +271,36 @@ def field_type(name: str, types: Mapping[str, str]) -> str:
     raise BadQuery(f"no point has a field {name!r}; fields: {known}", field="where")
 
 
+# A filter's size: a person's filter is a few conditions a few levels deep; more is a mistake
+# or an attack (a filter 260 deep broke Python's recursion, one of 230k conditions took GBs).
+MAX_FILTER_DEPTH = 32
+MAX_FILTER_PARTS = 5_000
+
+
+def check_filter_size(f: Any) -> None:
+    """BadQuery for a filter nested deeper than MAX_FILTER_DEPTH or with more than
+    MAX_FILTER_PARTS objects, lists and values; walks it without recursion (a deep one must
+    not fail on the walk itself)."""
+    stack, parts = [(f, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        parts += 1
+        if depth > MAX_FILTER_DEPTH:
+            raise BadQuery(
+                f"the filter nests more than {MAX_FILTER_DEPTH} levels deep", field="filter"
+            )
+        if parts > MAX_FILTER_PARTS:
+            raise BadQuery(
+                f"the filter has more than {MAX_FILTER_PARTS} parts; match many values with "
+                'one condition ({"match": {"any": [...]}})',
+                field="filter",
+            )
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((c, depth + 1) for c in children)
+
+
 CONDITION_KEYS = {"key", "match", "range", "values_count", "is_empty", "is_null", "has_id"}
 CONDITION_KEYS |= {"nested", "filter", "must", "should", "must_not", "min_should"}
 
@@ -330,12 +360,16 @@ class _Checker:
             raise BadQuery(
                 f"{where}: {key} holds {_kind(kind)}: a range needs numbers", field="filter"
             )
-        ok = isinstance(bounds, dict) and set(bounds) <= set(RANGE_KEYS.values())
-        numbers = ok and all(value_type(v) in NUMBERS or v is None for v in bounds.values())
+        ok = isinstance(bounds, dict) and set(bounds) <= set(RANGE_KEYS.values()) and bounds
+        numbers = ok and all(value_type(v) in NUMBERS for v in bounds.values())
         if not numbers:
             raise BadQuery(
                 f"{where}: a range is an object of numbers gt, gte, lt, lte; not {bounds!r}",
                 field="filter",
+            )
+        if not all(math.isfinite(v) for v in bounds.values()):
+            raise BadQuery(
+                f"{where}: a range's bounds are finite numbers; not {bounds!r}", field="filter"
             )
 
     def _match(self, match: Any, key: str, kind: str, where: str) -> None:

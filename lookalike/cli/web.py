@@ -16,7 +16,15 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
+from lookalike.cli.guards import (
+    Admission,
+    BodyLimit,
+    Busy,
+    HostCheck,
+    JsonLimit,
+    SameOrigin,
+    header_timeout_protocol,
+)
 from lookalike.errors import BadImage, BadQuery, QueryTimeout, TextTruncated
 from lookalike.ingest.watch import exit_within
 from lookalike.query import DEFAULT_STRATEGY, PointId, QueryOptions
@@ -132,7 +140,9 @@ def create_app(
         return JSONResponse({"detail": f"{error}{TOO_LONG}"}, 504)
 
     # Added last, runs first: a foreign Host is refused before its body is even read.
+    app.add_middleware(JsonLimit)
     app.add_middleware(BodyLimit, limit=max_upload + MULTIPART_SLACK, detail=_too_large(max_upload))
+    app.add_middleware(SameOrigin)
     app.add_middleware(HostCheck, names=tuple(allowed_hosts))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -214,15 +224,18 @@ def create_app(
             [PointId(i) for i in body.negative],
         )
         try:
-            hits = batcher.call(
-                lambda: searcher.recommend(
-                    *examples,
-                    k=body.k,
-                    strategy=body.strategy,
-                    label=body.label or None,
-                    options=searcher.options(**options),
+            with admission.place():  # the same bound on waiting work as /search
+                hits = batcher.call(
+                    lambda: searcher.recommend(
+                        *examples,
+                        k=body.k,
+                        strategy=body.strategy,
+                        label=body.label or None,
+                        options=searcher.options(**options),
+                    )
                 )
-            )
+        except Busy:
+            raise _busy() from None
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
         return SearchOut(query="recommend", hits=hits)
@@ -351,6 +364,7 @@ def run_app(app: FastAPI, host: str, port: int, on_listening: Callable[[], None]
         port=port,
         log_level="warning",
         timeout_graceful_shutdown=STOP_REQUESTS_S,
+        http=header_timeout_protocol(),
     )
     Server(config).run()
 
