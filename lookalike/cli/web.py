@@ -150,7 +150,7 @@ def create_app(
         return page
 
     @app.get("/health", response_model=HealthOut)
-    def health() -> HealthOut:
+    async def health() -> HealthOut:  # on the event loop: no thread to wait for, no store
         """Answered from what the inference thread last recorded: never waits behind a query."""
         points, fields = state.read()
         meta = searcher.meta
