@@ -52,6 +52,7 @@ class Stats:
     server_errors: list[str] = field(default_factory=list)
     busy: int = 0
     health: list[float] = field(default_factory=list)
+    queries: list[float] = field(default_factory=list)  # seconds per answered query
     rss_mb: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -185,7 +186,10 @@ def client_loop(url: str, good: list[Case], bad: list[Case], stop, stats, seed: 
         while not stop.is_set():
             case = rng.choice(bad) if rng.random() < MALFORMED_SHARE else rng.choice(good)
             try:
-                _check(case, _send(client, case), stats)
+                started = time.perf_counter()
+                response = _send(client, case)
+                stats.queries.append(time.perf_counter() - started)
+                _check(case, response, stats)
             except httpx.HTTPError as e:
                 with stats.lock:
                     stats.server_errors.append(f"{case.name}: {type(e).__name__} {e}")
@@ -254,6 +258,7 @@ def summary(stats: Stats, seconds: float) -> dict:
         "wrong": len(stats.wrong),
         "server_errors": len(stats.server_errors),
         "busy_503": stats.busy,
+        "query_p50_ms": round(float(np.percentile(stats.queries, 50)) * 1000, 1),
         "health_p50_ms": round(float(np.percentile(health, 50)), 1) if len(health) else None,
         "health_p99_ms": round(float(np.percentile(health, 99)), 1) if len(health) else None,
         "rss_mb_first_third": round(float(rss[:third].max()), 1) if len(rss) else None,

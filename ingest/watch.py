@@ -15,9 +15,10 @@ from collections.abc import Callable
 from lookalike.errors import LookalikeError
 from lookalike.records import IngestReport
 
-# Once asked to stop (SIGTERM), a process is gone within this many seconds, whatever it is
-# doing: it stops cleanly long before, unless a query or a C call does not let go.
-STOP_WITHIN_S = 8.0
+# Once it handles SIGTERM, a process is gone within this many seconds, whatever it is doing:
+# it stops cleanly long before, unless a query or a C call does not let go. (Python handles a
+# signal between two of its steps: a batch being embedded finishes first.)
+STOP_WITHIN_S = 5.0
 
 
 def exit_within(seconds: float = STOP_WITHIN_S, code: int = 143) -> threading.Timer:
