@@ -194,3 +194,22 @@ def test_a_stored_query_keeps_its_own_group(colours, image_folder):
                 assert result.query.label_name is not None
                 [kept] = search([query], k=3, options=options, include_self=True)
                 assert kept.hits[0].id == own_id and not kept.excluded_self
+
+
+def test_group_by_a_spreadsheet_header(tmp_path):
+    """A field named like a spreadsheet's column ("Product Name") groups on edge too."""
+    store = connect(StoreConfig(path=str(tmp_path), engine="edge"))
+    store.prepare("c", META)
+    vectors = np.random.default_rng(1).normal(size=(20, DIM)).astype(np.float32)
+    records = [
+        ImageRecord(str(uuid.UUID(int=i + 1)), "train", None, None, None, f"{i}.jpg", None,
+                    metadata={"Product Name": f"p{i % 4}"})
+        for i in range(20)
+    ]  # fmt: skip
+    store.upsert("c", records, vectors)
+    store.finish("c")
+    try:
+        hits = store.query("c", vectors[:1], 10, options=QueryOptions(group_by="Product Name"))
+        assert sorted(h.metadata["Product Name"] for h in hits[0]) == ["p0", "p1", "p2", "p3"]
+    finally:
+        store.close()

@@ -4,6 +4,7 @@ module that imports qdrant_edge."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,14 @@ import qdrant_edge as qe
 
 from lookalike.errors import BadQuery
 from lookalike.index import SearchSettings
-from lookalike.query import Examples, QueryOptions, and_filters, average_vector, check_budget
+from lookalike.query import (
+    PLAIN_KEY,
+    Examples,
+    QueryOptions,
+    and_filters,
+    average_vector,
+    check_budget,
+)
 from lookalike.records import Hit
 from lookalike.store.base import hit
 
@@ -163,12 +171,13 @@ def grouped(search: Callable[..., list], k: int, options: QueryOptions) -> list:
     search counts as exhausted. `search(limit, options, exact)` runs one round; the query's
     time budget is checked between rounds."""
     field, found, best, seen = options.group_by, {}, [], []
-    has_field = {"must_not": [{"is_empty": {"key": field}}]}
+    key = _filter_key(field)
+    has_field = {"must_not": [{"is_empty": {"key": key}}]}
     stale, exact = 0, False
     while len(found) < k:
         check_budget("a grouped search")
         limit = min(GROUP_ROUND * (k - len(found)) * 2**stale, MAX_GROUP_LIMIT)
-        flt = and_filters(options.filter, has_field, _done(field, found), _not_ids(seen))
+        flt = and_filters(options.filter, has_field, _done(key, found), _not_ids(seen))
         points = search(limit, replace(options, filter=flt), exact)
         before = len(found)
         for p in points:
@@ -211,6 +220,14 @@ def _value(payload: dict, field: str):
             return None
         value = value[part]
     return value
+
+
+def _filter_key(field: str) -> str:
+    """The field in Qdrant's key syntax: a name that is not a plain word or a dotted path (a
+    spreadsheet header, "Product Name") is quoted."""
+    if PLAIN_KEY.match(field) or (re.fullmatch(r"[\w.\[\]]+", field) and "." in field):
+        return field
+    return f'"{field}"'
 
 
 def _key(value) -> tuple:
