@@ -213,6 +213,14 @@ class BadQuery(LookalikeError):
         super().__init__(reason)
 
 
+class QueryTimeout(LookalikeError):
+    """A query ran past its time budget and was stopped (`seconds`: the budget)."""
+
+    def __init__(self, seconds: float, what: str = "the query") -> None:
+        self.seconds, self.what = seconds, what
+        super().__init__(f"{what} ran past its time budget of {seconds:g} s and was stopped")
+
+
 class NoTextTower(BadQuery):
     """Text queries need a model with a text tower (CLIP, SigLIP), and the collection was built
     with an image-only one; `dataset` is the collection's, to ingest again with such a model."""

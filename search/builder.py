@@ -14,9 +14,11 @@ from lookalike.errors import BadQuery
 from lookalike.query import (
     INTEGER,
     KEYWORD,
+    MAX_FILTER_DEPTH,
     WHERE,
     QueryOptions,
     check_filter,
+    check_filter_size,
     field_type,
     parse_where,
 )
@@ -77,8 +79,13 @@ def _parsed(filter: str | Mapping | None) -> dict | None:
             filter = json.loads(filter)
         except json.JSONDecodeError as e:
             raise BadQuery(f"the filter is not JSON: {e}", field="filter") from None
+        except RecursionError:
+            raise BadQuery(
+                f"the filter nests more than {MAX_FILTER_DEPTH} levels deep", field="filter"
+            ) from None
     if not isinstance(filter, Mapping):
         raise BadQuery(f"a filter is a JSON object, not {filter!r}", field="filter")
+    check_filter_size(filter)
     return dict(filter)
 
 

@@ -41,7 +41,7 @@ from lookalike.errors import (
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
-from lookalike.ingest.watch import FolderWatch
+from lookalike.ingest.watch import FolderWatch, exit_within
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
 from lookalike.store import Store, StoreConfig, connect
@@ -401,6 +401,7 @@ def run_watch(
 
 
 def _interrupt(*_) -> None:
+    exit_within()  # stops cleanly first; never later than this, whatever is running
     raise KeyboardInterrupt
 
 

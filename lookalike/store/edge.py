@@ -21,7 +21,14 @@ import qdrant_edge as qe
 
 from lookalike.errors import BadQuery, LookalikeError, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.query import MIXED, Examples, QueryOptions
+from lookalike.query import (
+    MIXED,
+    Examples,
+    QueryOptions,
+    check_min_score,
+    cosine_score,
+    engine_min_score,
+)
 from lookalike.records import (
     CollectionInfo,
     CollectionMeta,
@@ -432,18 +439,26 @@ class EdgeStore(Store):
             raise BadQuery(f"no point with id {missing[0]!r} in {name!r}", field="like")
         query = recommend_query(examples, stored)
         options = options or QueryOptions()
-        options = replace(options, exclude=(*options.exclude, *examples.ids))
+        check_min_score(examples, options.min_score)
+        options = replace(
+            options,
+            exclude=(*options.exclude, *examples.ids),
+            min_score=engine_min_score(examples, options.min_score),
+        )
         if options.group_by:
-            return self._groups(name, query, k, params, options)
-        with self._engine(name, "recommend"):
-            return hits(self._shard(name).query(request(query, k, params, options)))
+            found = self._groups(name, query, k, params, options)
+        else:
+            with self._engine(name, "recommend"):
+                found = hits(self._shard(name).query(request(query, k, params, options)))
+        return [replace(h, score=cosine_score(examples, h.score)) for h in found]
 
     def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
         shard = self._shard(name)
 
-        def search(limit: int, step: QueryOptions) -> list:
+        def search(limit: int, step: QueryOptions, exact: bool) -> list:
+            scan = replace(params or SearchSettings(), exact=True) if exact else params
             with self._engine(name, "search groups"):
-                return shard.query(request(query, limit, params, step))
+                return shard.query(request(query, limit, scan, step))
 
         return hits(grouped(search, k, options))
 

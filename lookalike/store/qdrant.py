@@ -22,7 +22,14 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from lookalike.errors import BadQuery, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.query import Examples, QueryOptions, and_filters
+from lookalike.query import (
+    Examples,
+    QueryOptions,
+    and_filters,
+    check_min_score,
+    cosine_score,
+    engine_min_score,
+)
 from lookalike.records import (
     CollectionInfo,
     CollectionMeta,
@@ -389,7 +396,12 @@ class QdrantStore(Store):
         if missing:
             raise BadQuery(f"no point with id {sorted(missing)[0]!r} in {name!r}", field="like")
         options = options or QueryOptions()
-        options = replace(options, exclude=(*options.exclude, *examples.ids))
+        check_min_score(examples, options.min_score)
+        options = replace(
+            options,
+            exclude=(*options.exclude, *examples.ids),
+            min_score=engine_min_score(examples, options.min_score),
+        )
         query = models.RecommendQuery(
             recommend=models.RecommendInput(
                 positive=[_example(e) for e in examples.positive],
@@ -398,19 +410,21 @@ class QdrantStore(Store):
             )
         )
         if options.group_by:
-            return self._groups(name, query, k, params, options)
-        response = self._ask(
-            "recommend",
-            self.client.query_points,
-            name,
-            query=query,
-            limit=k,
-            query_filter=self._filter(options),
-            score_threshold=options.min_score,
-            search_params=search_params(params),
-            with_payload=True,
-        )
-        return _hits(response.points)
+            found = self._groups(name, query, k, params, options)
+        else:
+            response = self._ask(
+                "recommend",
+                self.client.query_points,
+                name,
+                query=query,
+                limit=k,
+                query_filter=self._filter(options),
+                score_threshold=options.min_score,
+                search_params=search_params(params),
+                with_payload=True,
+            )
+            found = _hits(response.points)
+        return [replace(h, score=cosine_score(examples, h.score)) for h in found]
 
     def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
         """Qdrant's grouping query, one hit per group; a point in several groups (a list
