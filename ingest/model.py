@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from lookalike.embed import ModelSettings
 from lookalike.embed.settings import canonical_model_id
+from lookalike.identity import model_hash
 from lookalike.records import CollectionMeta
 from lookalike.source import Source
 
@@ -25,6 +26,8 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
         label_column=source.label_column,
         label_names=source.label_names,
         text=embedder.text_tower,
+        model_hash=model_hash(embedder.model_id),
+        dataset_id=source.id_name,
     )
 
 
@@ -49,6 +52,7 @@ class LazyModel:
             model=canonical_model_id(settings.model) if settings.model else have.model,
             pooling=pooling,
             dataset=source.name,
+            dataset_id=source.id_name,
             label_names=source.label_names,
         )
 

@@ -16,6 +16,7 @@ from lookalike.embed import ModelSettings
 from lookalike.errors import DatasetLoadError, IngestInterrupted, ModelMismatch, StoreUnavailable
 from lookalike.index import IndexSettings
 from lookalike.ingest.model import LazyModel, collection_meta
+from lookalike.ingest.moved import check_moved, moved_from
 from lookalike.ingest.plan import Plan, plan_sync
 from lookalike.ingest.writer import BackgroundWriter
 from lookalike.query import merge_types
@@ -187,6 +188,7 @@ def ingest(
     on_plan: Callable[[Plan], None] | None = None,
     on_embedding: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    relocate: bool = False,
 ) -> IngestReport:
     """Sync `collection`'s points of `source.split` with `source`'s images.
 
@@ -198,6 +200,9 @@ def ingest(
     skipped (through `on_skip` and in the report), never fatal. `resume=False` embeds every
     image again. `dry_run` only plans: nothing is embedded or written, and no model loads.
     `embedder` may be ModelSettings: the model then loads only if something needs embedding.
+    A dataset folder that moved (or another name of it) whose images all match the stored ones
+    is the same dataset: the sync changes nothing and records its new place; where only some
+    match, `relocate` consents (else DatasetMoved).
     """
     if len(source) == 0:
         raise DatasetLoadError(
@@ -211,6 +216,9 @@ def ingest(
     info = store.info(collection) if not recreate and store.exists(collection) else None
     if info and info.meta:  # label ids as the collection numbers them
         source = source.relabel(info.meta.label_names)
+    moved = info is not None and moved_from(info.meta, source)
+    if moved:  # ids as the collection made them; whether the images match is seen below
+        source = replace(source, id_name=info.meta.identity)
     if info:  # refuse another model or dataset before reading anything
         check_compatible(info, model.target(source, info.meta), ingest=True)
     stored = store.tracked(collection, source.split) if info else []
@@ -220,6 +228,8 @@ def ingest(
         # full sync, not by one that keeps what it does not see.
         raise ModelMismatch(collection, "legacy")
     plan = plan_sync(source, stored, keep_missing=keeping, reembed=not resume, settle=settle)
+    if moved:
+        check_moved(collection, info.meta, source, plan, relocate)
     if hooks.plan:
         hooks.plan(plan)
     if dry_run:

@@ -139,6 +139,11 @@ def _dataset_settings(options: dict):
 @opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
 @batch_size_option
 @flag("--recreate", help="Delete and rebuild the collection.")
+@flag(
+    "--relocate",
+    help="Make --dataset the collection's images where only some of its stored ones are "
+    "there (a moved folder whose images all match needs no flag).",
+)
 @opt(
     "--resume/--no-resume",
     default=True,

@@ -32,6 +32,7 @@ from lookalike.errors import (
     StoreDamaged,
     shown,
 )
+from lookalike.identity import locate_model
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import Plan
@@ -149,6 +150,7 @@ def run_ingest(
     dry_run: bool = False,
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
+    relocate: bool = False,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
     for (default: the collection's, or DEFAULT_MODEL for a new one). Where the dataset and the
@@ -182,6 +184,7 @@ def run_ingest(
             on_progress=progress.update,
             on_skip=_Log(log),
             on_indexing=progress.indexing,
+            relocate=relocate,
         )
         if not dry_run and store.engine == "local":
             _warn_if_large(store, collection)
@@ -201,7 +204,10 @@ def _model_for(
             raise
     if settings.model:
         return settings
-    return replace(settings, model=meta.model if meta else DEFAULT_MODEL)
+    if meta is None:
+        return replace(settings, model=DEFAULT_MODEL)
+    where = None if store.config.url else store.config.path  # a moved model is looked for
+    return replace(settings, model=locate_model(meta.model, meta.model_hash, where))
 
 
 def _warn_if_large(store: Store, collection: str) -> None:

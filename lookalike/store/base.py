@@ -58,8 +58,14 @@ class Store(ABC):
                 return
         info = self.info(name)
         check_compatible(info, meta, ingest=True)
-        if info.meta and info.meta.label_names != meta.label_names:
-            self._set_meta(name, replace(info.meta, label_names=meta.label_names))
+        if info.meta:  # label names gained; the dataset's or model's new place, once moved
+            moved = dict(model=meta.model, dataset=meta.dataset, dataset_id=meta.dataset_id)
+            hashed = info.meta.model_hash or (
+                meta.model_hash if meta.model == info.meta.model else None
+            )
+            now = replace(info.meta, label_names=meta.label_names, model_hash=hashed, **moved)
+            if now != info.meta:
+                self._set_meta(name, now)
 
     def _creating(self, name: str) -> contextlib.AbstractContextManager:
         """Held while `name` is deleted or created (an engine without its own lock adds one)."""
