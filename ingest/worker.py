@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -251,6 +252,7 @@ def ingest(
             hooks.indexing()
         store.index_fields(collection, run.types)  # what filters will ask for
         store.finish(collection)
+    store.mark_synced(collection, datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
     return replace(report, embed_seconds=run.embed_seconds)
 

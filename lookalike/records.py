@@ -201,6 +201,7 @@ class CollectionMeta:
     # The dataset the point ids were made from, when the images have since moved (`dataset`
     # is where they are now); None: where they always were.
     dataset_id: str | None = None
+    synced: str | None = None  # when a sync last completed (UTC, ISO 8601)
 
     @property
     def identity(self) -> str:
@@ -210,7 +211,7 @@ class CollectionMeta:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["label_names"] = list(self.label_names)
-        for key in ("model_hash", "dataset_id"):  # records as older lookalikes wrote them
+        for key in ("model_hash", "dataset_id", "synced"):  # records as older lookalikes wrote them
             if d[key] is None:
                 del d[key]
         return d
@@ -228,6 +229,7 @@ class CollectionMeta:
             text=d.get("text"),
             model_hash=d.get("model_hash"),
             dataset_id=d.get("dataset_id"),
+            synced=d.get("synced"),
         )
 
 

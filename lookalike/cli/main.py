@@ -560,6 +560,12 @@ def _searcher(store_config, collection, model_settings, params, url, watch, watc
     return serving_watched(store_config, collection, model_settings, params, data, settings, url)
 
 
+from lookalike.cli.transfer import COMMANDS as _TRANSFER  # noqa: E402 (after cli exists)
+
+for _command in _TRANSFER:  # collections, drop, export, import, copy
+    cli.add_command(_command)
+
+
 def main() -> None:
     try:
         cli(prog_name="lookalike")

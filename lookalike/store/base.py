@@ -144,6 +144,32 @@ class Store(ABC):
         """A page of stored points in id order (those `where` keeps, a Qdrant filter): points,
         their vectors if asked, next offset."""
 
+    def drop(self, name: str) -> None:
+        """Delete the collection and its points; CollectionNotFound if there is none."""
+        check_name(name)
+        if not self.exists(name):
+            raise self.not_found(name)
+        with self._creating(name):
+            self._delete(name)
+
+    def mark_synced(self, name: str, when: str) -> None:
+        """Record that a sync of the collection completed at `when` (what `collections` shows)."""
+        meta = self.info(name).meta
+        if meta is not None:
+            self._set_meta(name, replace(meta, synced=when))
+
+    def read_points(
+        self, name: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], np.ndarray, str | None]:
+        """A page of points in id order with their whole payloads and vectors, and the next
+        offset (what an export streams)."""
+        raise NotImplementedError
+
+    def bulk_load(self, name: str) -> contextlib.AbstractContextManager:
+        """Held while many points are loaded at once: a server defers building its index
+        until the end (an embedded engine builds it in `finish`)."""
+        return contextlib.nullcontext()
+
     def sample(self, name: str, n: int) -> list[StoredPoint]:
         """Up to n stored points (in id order, which deterministic uuids make arbitrary)."""
         return self.scroll(name, n)[0]
