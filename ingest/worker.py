@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
