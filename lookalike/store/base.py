@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lookalike.errors import BadQuery, CollectionNotFound
+from lookalike.errors import BadQuery, CollectionNotFound, LookalikeError
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.query import INTEGER, KEYWORD, MIXED, Examples, QueryOptions, merge_types
 from lookalike.records import (
@@ -154,9 +154,12 @@ class Store(ABC):
 
     def mark_synced(self, name: str, when: str) -> None:
         """Record that a sync of the collection completed at `when` (what `collections` shows)."""
-        meta = self.info(name).meta
-        if meta is not None:
-            self._set_meta(name, replace(meta, synced=when))
+        try:  # bookkeeping after the points are safely stored: never what fails a sync
+            meta = self.info(name).meta
+            if meta is not None:
+                self._set_meta(name, replace(meta, synced=when))
+        except LookalikeError:
+            pass
 
     def read_points(
         self, name: str, limit: int, offset: str | None = None
