@@ -231,3 +231,16 @@ def test_a_server_collection_is_created_with_shards_replicas_and_write_consisten
     refused = run("ingest", "--qdrant-url", server.url, "--replicas", "1",
                   "--write-consistency", "2", ok=False)  # fmt: skip
     assert refused.exit_code == 2 and "write consistency 2 needs as many replicas" in refused.output
+
+
+def test_info_keeps_no_label_that_no_image_has(image_folder, tiny_vit, tmp_path):
+    folder = tmp_path / "imgs"
+    shutil.copytree(image_folder, folder)
+    store = str(tmp_path / "store")
+    sync = ("ingest", "--dataset", str(folder), "--model", tiny_vit, "--qdrant-path", store)
+    run(*sync)
+    shutil.rmtree(folder / "green")
+    run(*sync)
+    info = json.loads(run("info", "--qdrant-path", store, "--json").stdout)
+    assert info["label_names"] == ["blue", "red"] and info["points"] == 8
+    assert "labels             blue, red" in run("info", "--qdrant-path", store).stdout

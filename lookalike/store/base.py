@@ -152,6 +152,14 @@ class Store(ABC):
         with self._creating(name):
             self._delete(name)
 
+    def labels_in_use(self, name: str, names: Sequence[str]) -> tuple[str, ...]:
+        """The label names some point still has (a class whose images are all gone keeps its
+        id in the record, so that the others keep theirs, but is no label of the collection)."""
+        if len(names) > MAX_LABEL_LOOKUPS:  # one request each: a dataset's own classes stay
+            return tuple(names)
+        where = [{"must": [{"key": "label", "match": {"value": i}}]} for i in range(len(names))]
+        return tuple(n for n, w in zip(names, where) if self.scroll(name, 1, where=w)[0])
+
     def mark_synced(self, name: str, when: str) -> None:
         """Record that a sync of the collection completed at `when` (what `collections` shows)."""
         try:  # bookkeeping after the points are safely stored: never what fails a sync
@@ -237,6 +245,7 @@ class Store(ABC):
         return types
 
 
+MAX_LABEL_LOOKUPS = 1000
 # Points whose payloads are read to know the fields' types; a field missing from them is
 # looked up by name when a query names it.
 TYPE_SAMPLE = 256
