@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from lookalike.embed import ModelSettings
 from lookalike.embed.settings import canonical_model_id
-from lookalike.identity import model_hash
+from lookalike.identity import model_hash, same_model
 from lookalike.records import CollectionMeta
 from lookalike.source import Source
 
@@ -48,7 +48,8 @@ class LazyModel:
         settings = self.given
         model = canonical_model_id(settings.model) if settings.model else have.model
         pooling = settings.pooling
-        if pooling == "auto" and model == have.model:  # another model's is known once it loads
+        same = same_model(have.model, have.model_hash, model)  # the same files moved: the same
+        if pooling == "auto" and same:  # another model's is known once it loads
             pooling = have.pooling
         return replace(
             have,

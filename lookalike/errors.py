@@ -117,8 +117,8 @@ class DatasetMoved(ModelMismatch):
         ModelMismatch.__init__(self, collection, "moved", have, want)
         self.matched, self.stored, self.differ = matched, stored, differ
         self.args = (
-            f"collection {collection!r} holds images of {have!r}; {matched} of its {stored} "
-            f"images are in {want!r} with the same content, and {differ} there are new, "
+            f"collection {collection!r} holds images of dataset {have!r}; {matched} of its "
+            f"{stored} images are in {want!r} with the same content, and {differ} there are new, "
             "changed or gone",
         )
 

@@ -133,4 +133,4 @@ def test_another_model_is_refused_and_an_old_record_still_searches(moved, tiny_v
 def test_errors_say_what_matched():
     e = DatasetMoved("photos", "/a/photos", "/b/photos", 11, 12, 1)
     assert isinstance(e, ModelMismatch)
-    assert str(e).startswith("collection 'photos' holds images of '/a/photos'; 11 of its 12")
+    assert str(e).startswith("collection 'photos' holds images of dataset '/a/photos'; 11 of its")
