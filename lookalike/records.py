@@ -57,7 +57,17 @@ class Skipped:
 
 
 # Payload fields lookalike writes itself; every other field is the dataset's metadata.
+SCORE_DIGITS = 6  # a float32 cosine holds ~7 significant digits
 OWN_FIELDS = ("label", "label_name", "split", "row", "path", "sha256", "stat")
+
+
+def shown_split(point: Any) -> str:
+    """A point's split as people should see it: none for a plain folder's files (stored as
+    "train", but the folder has no split sub-folders, so their paths do not start with it)."""
+    split = point.split or ""
+    if point.row is None and point.path and not point.path.startswith(split + "/"):
+        return ""
+    return split
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,8 @@ class Hit(StoredPoint):
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {"rank": d.pop("rank"), "id": d.pop("id"), "score": d.pop("score"), **d}
+        score = round(d.pop("score"), SCORE_DIGITS)  # 1.0, not float32's 1.0000001192092896
+        return {"rank": d.pop("rank"), "id": d.pop("id"), "score": score, **d}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from lookalike.cli.console import bar as _bar
 from lookalike.cli.console import quiet_transformers, warn, wrote
 from lookalike.cli.environment import sleep_idle_threads
-from lookalike.cli.grid import pair_row, render_grid, save_grid, thumbnail
+from lookalike.cli.grid import pair_images, pair_row, render_grid, save_grid, thumbnails_of
 from lookalike.cli.output import plural
 from lookalike.cli.stores import (
     check_inputs,
@@ -36,6 +36,7 @@ from lookalike.search.searcher import Gallery, Searcher
 from lookalike.search.text_queries import evaluate_text, read_text_queries
 from lookalike.source import load_source
 from lookalike.store import StoreConfig
+from lookalike.thumbnails import Thumbnails, cache_folder
 from lookalike.tune import TuneReport, TuneSettings, check_output
 
 
@@ -213,11 +214,10 @@ def run_duplicates(
         report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
         meta = store.info(collection).meta
     if grid and report.pairs and meta:
-        gallery = Gallery(meta)
         pairs = report.pairs[:grid_pairs]
-        rows = [
-            pair_row(p, thumbnail(gallery.image(p.a)), thumbnail(gallery.image(p.b))) for p in pairs
-        ]
+        kept = Thumbnails(cache_folder(store_config.path, store_config.url))
+        image = thumbnails_of(Gallery(meta), kept)
+        rows = [pair_row(p, *pair_images(p, image)) for p in pairs]
         save_grid(render_grid(rows), grid)
         wrote(grid, f"the best {len(pairs)} of {plural(len(report.pairs), 'pair')}")
     return report

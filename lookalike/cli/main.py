@@ -548,6 +548,7 @@ def serve(
       lookalike serve --watch ~/photos --collection photos
     """
     from lookalike.cli.web import create_app, run_app
+    from lookalike.thumbnails import Thumbnails, cache_folder
 
     sleep_idle_threads()  # the model shares the cores with the decoding of uploads
     reuse_freed_memory()  # a batch of queries' activations: kept for the next, not re-mapped
@@ -559,6 +560,7 @@ def serve(
             searcher,
             max_upload=max_upload_mb * 1024 * 1024,
             allowed_hosts=(host, *allowed_hosts),
+            thumbnails=Thumbnails(cache_folder(store_config.path, store_config.url)),
         )
         # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the store
         # close and this process's holder record go, as Ctrl-C does.

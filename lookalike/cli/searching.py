@@ -9,7 +9,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
-from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
+from lookalike.cli.grid import (
+    hit_images,
+    render_grid,
+    result_row,
+    save_grid,
+    thumbnail,
+    thumbnails_of,
+)
+from lookalike.cli.output import capitals_note
 from lookalike.cli.stores import collection_model, open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
@@ -18,8 +26,10 @@ from lookalike.records import Query, Result
 from lookalike.search.builder import is_point_id
 from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k, check_text
+from lookalike.search.spellings import other_capitalisations
 from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
+from lookalike.thumbnails import Thumbnails, cache_folder
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
 # decoded and several times that while the model prepares it.
@@ -55,7 +65,8 @@ def run_search(
             raise BadQuery(
                 f"--text {shown(words)} holds bytes that are not UTF-8 text", field="text"
             ) from None
-    out = _Out(show, _Drawing(grid))
+    thumbnails = Thumbnails(cache_folder(store_config.path, store_config.url))
+    out = _Out(show, _Drawing(grid, thumbnails))
     queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
@@ -79,6 +90,8 @@ def run_search(
                 chunk = texts[start : start + QUERIES_AT_ONCE]
                 hits = searcher.search_texts(chunk, **ask)
                 results += out([Result(Query.words(t), h) for t, h in zip(chunk, hits)], searcher)
+            if any(not r.hits for r in results):
+                _say_capitals(searcher, (query or {}).get("where") or ())
             out.draw.save()
             return results
     except StoreLocked as e:
@@ -207,6 +220,14 @@ def _progress(total: int):
     return bar(total, "search") if total else contextlib.nullcontext(_NoBar())
 
 
+def _say_capitals(searcher: Searcher, where) -> None:
+    """A filter that matched nothing may differ from the stored values only in capitals."""
+    types = searcher.queries.types()
+    found = other_capitalisations(searcher.store, searcher.collection, where, types)
+    for item, others in found:
+        warn(capitals_note(item, others))
+
+
 class _NoBar:
     def update(self, n: int) -> None:
         return None
@@ -223,21 +244,22 @@ class _Out:
         if self.show:
             self.show(found)
         kept = [replace(r, query=replace(r.query, image=thumbnail(r.query.image))) for r in found]
-        self.draw.add(kept, searcher.candidate_image)
+        self.draw.add(kept, searcher)
         return kept
 
 
 class _Drawing:
     """The rows of a --grid, each image kept as a thumbnail until the picture is saved."""
 
-    def __init__(self, path: str | None) -> None:
-        self.path, self.rows = path, []
+    def __init__(self, path: str | None, thumbnails: Thumbnails) -> None:
+        self.path, self.rows, self.thumbnails = path, [], thumbnails
 
-    def add(self, results: list[Result], image_of) -> None:
+    def add(self, results: list[Result], searcher) -> None:
         if not self.path:
             return
+        image_of = thumbnails_of(searcher, self.thumbnails)  # kept beside the store
         for r in results:
-            self.rows.append(result_row(r, [thumbnail(image_of(h)) for h in r.hits]))
+            self.rows.append(result_row(r, hit_images(r.hits, image_of)))
 
     def save(self) -> None:
         if not self.path:

@@ -189,7 +189,7 @@ class _Progress:
             quiet_transformers()  # before the model loads
 
     def embedding(self, n: int) -> None:
-        self.bar = self.stack.enter_context(bar(n, f"ingest {self.split}"))
+        self.bar = self.stack.enter_context(bar(n, f"ingest {self.split}".strip()))
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -235,7 +235,11 @@ def run_ingest(
         log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
         if log:  # closed quietly: a log that could not be written has already been reported
             stack.callback(_close_quietly, log)
-        progress = _Progress(stack, collection, data.split, dry_run)
+        # A plain folder (no split sub-folders) has no split worth naming on its bar.
+        plain = os.path.isdir(data.dataset) and not os.path.isdir(
+            os.path.join(data.dataset, data.split)
+        )
+        progress = _Progress(stack, collection, "" if plain else data.split, dry_run)
         stage = _ray_stage(stack, ray, store_config, model_settings, batch_size) if ray else None
         if stage is not None:  # the driver's copy only sizes the collection: the actors embed
             model_settings = replace(model_settings, device="cpu", compile=False)
