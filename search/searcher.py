@@ -28,6 +28,7 @@ from lookalike.index import SearchSettings, effective
 from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
 from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
 from lookalike.search.builder import QueryBuilder, is_point_id
+from lookalike.search.moved import where_now
 from lookalike.search.queries import (
     grouped_options,
     needs_own,
@@ -70,6 +71,8 @@ class Gallery:
                 image_column=self.meta.image_column,
                 label_column=self.meta.label_column,
             ).relabel(self.meta.label_names)
+            if self.meta.dataset_id:  # moved since: ids as the collection made them
+                self._sources[split] = replace(self._sources[split], id_name=self.meta.dataset_id)
         return self._sources[split]
 
     def image(self, point: StoredPoint, min_side: int | None = None) -> Image.Image | None:
@@ -153,7 +156,7 @@ class Searcher:
         self.info = self.store.info(collection)
         if self.info.meta is None:
             raise ModelMismatch(collection, "foreign")
-        self.meta: CollectionMeta = self.info.meta
+        self.meta: CollectionMeta = where_now(self.info.meta, self.store, collection)
         model = self.settings.model
         if model:
             self.settings.check(model)  # a folder that does not exist is said as such
@@ -188,6 +191,7 @@ class Searcher:
     def refresh(self) -> None:
         """Read the collection's metadata again (label names it gained since, by a sync)."""
         meta = self.store.info(self.collection).meta
+        meta = meta and where_now(meta, self.store, self.collection)
         if meta is not None and meta != self.meta:
             self.meta = meta
             self.gallery = Gallery(meta)

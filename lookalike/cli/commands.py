@@ -225,4 +225,8 @@ def run_duplicates(
 
 def collection_info(store_config: StoreConfig, collection: str | None) -> CollectionInfo:
     with open_store(store_config, "info", collection) as (store, collection):
-        return store.info(collection)
+        info = store.info(collection)
+        if info.meta and info.meta.label_names:  # only labels some image still has
+            kept = store.labels_in_use(collection, info.meta.label_names)
+            info = replace(info, meta=replace(info.meta, label_names=kept))
+        return info

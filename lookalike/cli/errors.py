@@ -14,6 +14,7 @@ from lookalike.errors import (
     BadImage,
     CollectionNotFound,
     DatasetLoadError,
+    DatasetMoved,
     DiskFull,
     IngestInterrupted,
     LoadErrors,
@@ -95,6 +96,16 @@ def hint(error: LookalikeError, command: str) -> str | None:
         )
     if isinstance(error, CollectionNotFound):
         return collection_hint(error)
+    if isinstance(error, DatasetMoved):
+        relocate = (
+            "pass --relocate"
+            if command == "ingest"
+            else f"run `lookalike ingest --dataset {shlex.quote(error.want)} --relocate` once"
+        )
+        return (
+            f"{relocate} to make {error.want} its dataset (its {error.matched} matching "
+            "images keep their vectors; the others are synced), or use another --collection"
+        )
     if isinstance(error, ModelMismatch) and error.what == "legacy":
         return "run it without --keep-missing and --limit to migrate it, or pass --recreate"
     if isinstance(error, ModelMismatch):

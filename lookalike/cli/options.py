@@ -25,6 +25,7 @@ from lookalike.defaults import (
     QUANTIZATIONS,
 )
 from lookalike.embed.settings import ModelSettings
+from lookalike.errors import BadQuery
 from lookalike.index import IndexSettings
 from lookalike.store.config import StoreConfig
 
@@ -290,6 +291,12 @@ def index_options(f):
                 help="Server: copies of each shard, on different nodes.",
             ),
             opt(
+                "--write-consistency",
+                type=click.IntRange(1),
+                default=d.write_consistency,
+                help="Server: replicas that must confirm each write (at most --replicas).",
+            ),
+            opt(
                 "--upload-parallel",
                 type=click.IntRange(1),
                 default=_DEFAULT_STORE.upload_parallel,
@@ -307,7 +314,10 @@ def index_options(f):
     @functools.wraps(f)
     def wrapper(store_config, upload_parallel, upsert_batch, **kw):
         names = [f.name for f in dataclasses.fields(IndexSettings)]
-        index = IndexSettings(**{name: kw.pop(name) for name in names})
+        try:
+            index = IndexSettings(**{name: kw.pop(name) for name in names})
+        except BadQuery as e:  # options that contradict each other (consistency > replicas)
+            raise click.UsageError(str(e)) from None
         config = dataclasses.replace(
             store_config, upload_parallel=upload_parallel, upsert_batch=upsert_batch
         )

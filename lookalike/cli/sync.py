@@ -38,6 +38,7 @@ from lookalike.errors import (
     StoreDamaged,
     shown,
 )
+from lookalike.identity import locate_model
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
@@ -213,6 +214,7 @@ def run_ingest(
     dry_run: bool = False,
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
+    relocate: bool = False,
     ray: str | None = None,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
@@ -259,6 +261,7 @@ def run_ingest(
             on_progress=progress.update,
             on_skip=_Log(log),
             on_indexing=progress.indexing,
+            relocate=relocate,
             embed_stage=stage,
         )
         if not dry_run and store.engine == "local":
@@ -292,7 +295,10 @@ def _model_for(
         settings = recorded_model(meta, settings, collection)
     if settings.model:
         return settings
-    return replace(settings, model=meta.model if meta else DEFAULT_MODEL)
+    if meta is None:
+        return replace(settings, model=DEFAULT_MODEL)
+    where = None if store.config.url else store.config.path  # a moved model is looked for
+    return replace(settings, model=locate_model(meta.model, meta.model_hash, where))
 
 
 def _warn_if_large(store: Store, collection: str) -> None:

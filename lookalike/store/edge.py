@@ -403,6 +403,16 @@ class EdgeStore(Store):
         vectors = np.asarray([p.vector for p in records], np.float32) if with_vectors else None
         return points, vectors, None if nxt is None else str(nxt)
 
+    def read_points(
+        self, name: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], np.ndarray, str | None]:
+        request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=True)
+        shard = self._shard(name)
+        with self._engine(name, "read points"):
+            records, nxt = shard.scroll(request)
+        points = [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+        return points, _matrix([p.vector for p in records]), None if nxt is None else str(nxt)
+
     def query(
         self,
         name: str,
@@ -473,3 +483,7 @@ class EdgeStore(Store):
         shard = self._for_writing(name)
         with self._engine(name, f"index the field {field!r}"):
             shard.update(qe.UpdateOperation.create_field_index(field, schema))
+
+
+def _matrix(vectors: list) -> np.ndarray:
+    return np.asarray(vectors, np.float32) if vectors else np.zeros((0, 0), np.float32)
