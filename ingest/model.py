@@ -25,6 +25,8 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
         label_column=source.label_column,
         label_names=source.label_names,
         text=embedder.text_tower,
+        runtime=embedder.runtime.name,
+        precision=embedder.runtime.precision,
     )
 
 

@@ -194,6 +194,10 @@ class CollectionMeta:
     # Whether the model has a text tower (CLIP, SigLIP) for text queries; None: recorded by a
     # lookalike before text queries, so the model decides when it loads.
     text: bool | None = None
+    # What ran the model when the collection was built (torch or openvino, and precision), for
+    # information only: any runtime answers its queries, so these never make two metas differ.
+    runtime: str | None = field(default=None, compare=False)
+    precision: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -211,6 +215,8 @@ class CollectionMeta:
             label_column=d.get("label_column"),
             label_names=tuple(d.get("label_names") or ()),
             text=d.get("text"),
+            runtime=d.get("runtime"),
+            precision=d.get("precision"),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ class ModelSettings:
     pooling: str = "auto"
     compile: bool = False
     trust_remote_code: bool = False
+    runtime: str = "auto"  # what runs the network: torch, or openvino on the CPU
 
     def load(
         self, model: str | None = None, pooling: str | None = None, *, fold: bool = True
@@ -40,6 +42,9 @@ class ModelSettings:
         if model is None:
             raise ModelLoadError(None, "no model given", kind="missing")
         self.check(model)  # before torch is imported: a missing folder is told in a moment
+        cached = self._cached(model, pooling or self.pooling) if fold else None
+        if cached is not None:
+            return cached  # type: ignore[return-value]  # the Embedder's interface
         from lookalike.embed.embedder import Embedder  # torch loads here, not on import
 
         return Embedder(
@@ -51,7 +56,26 @@ class ModelSettings:
             compile=self.compile and fold,
             trust_remote_code=self.trust_remote_code,
             fold=fold,
+            runtime=self.runtime,
         )
+
+    def _cached(self, model: str, pooling: str):
+        """The model as OpenVINO converted it in an earlier run, without torch or
+        transformers, where these settings would run it with OpenVINO anyway; else None."""
+        if self.compile or self.runtime == "torch" or self.device not in ("auto", "cpu"):
+            return None
+        # Where torch would pick a GPU (auto), the full path decides; no torch to ask here.
+        if self.device == "auto" and (
+            os.path.exists("/proc/driver/nvidia/version") or sys.platform == "darwin"
+        ):
+            return None
+        from lookalike.embed.runtime import openvino_installed
+
+        if not openvino_installed():
+            return None
+        from lookalike.embed.runtime.cached import load_cached
+
+        return load_cached(model, self.revision, pooling, self.precision)
 
     def check(self, model: str | None = None) -> None:
         """Raise ModelLoadError now if the model's folder does not exist, or it is a hub id
