@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -24,13 +25,11 @@ from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import BadQuery, ModelMismatch
 from lookalike.index import SearchSettings
 from lookalike.records import CollectionInfo, EvalReport
-from lookalike.search.duplicates import DuplicateReport, find_duplicates
-from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
-from lookalike.search.searcher import Gallery, Searcher
-from lookalike.search.text_queries import evaluate_text, read_text_queries
-from lookalike.source import load_source
 from lookalike.store import StoreConfig
 from lookalike.tune import TuneReport, TuneSettings, check_output
+
+if TYPE_CHECKING:  # search and source import datasets and pandas: only where a command runs
+    from lookalike.search.duplicates import DuplicateReport
 
 
 def run_eval(
@@ -46,6 +45,9 @@ def run_eval(
     recall: bool = False,
     params: SearchSettings | None = None,
 ) -> EvalReport:
+    from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
+    from lookalike.search.searcher import Searcher
+
     with open_store(store_config, "eval", collection) as (store, collection):
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         source = searcher.source(split)  # a split the dataset lacks: said before the model
@@ -91,6 +93,9 @@ def run_text_eval(
     params: SearchSettings | None = None,
 ) -> EvalReport:
     """precision@k of the text queries in the file at `path` (read before the model loads)."""
+    from lookalike.search.searcher import Searcher
+    from lookalike.search.text_queries import evaluate_text, read_text_queries
+
     queries = read_text_queries(path)
     with open_store(store_config, "eval", collection) as (store, collection):
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
@@ -112,6 +117,8 @@ def run_tune(
     """Tune the settings' model (default: the collection's) on `dataset` (default: the
     collection's)."""
     check_output(output, overwrite)  # before anything loads
+    from lookalike.source import load_source
+
     if model_settings.model is None or dataset is None:
         with open_store(store_config, "tune", collection) as (store, collection):
             meta = store.info(collection).meta
@@ -157,6 +164,9 @@ def run_duplicates(
     grid_pairs: int = 12,
 ) -> DuplicateReport:
     """Near-duplicate pairs and groups; with `grid`, a picture of the best pairs."""
+    from lookalike.search.duplicates import find_duplicates
+    from lookalike.search.searcher import Gallery
+
     with open_store(store_config, "duplicates", collection) as (store, collection):
         report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
         meta = store.info(collection).meta

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from lookalike.source.metadata import METADATA_FILES, read_folder_metadata
+
+if TYPE_CHECKING:  # imported where a folder becomes a dataset: listing files needs none
+    import datasets
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
 DATA_EXTENSIONS = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".tsv"}
@@ -70,6 +72,8 @@ def _classes(paths: list[str]) -> set[str]:
 
 def _split(root: Path, prefix: str, paths: list[str], classes: list[str]) -> datasets.Dataset:
     """`paths` relative to the split's folder, `prefix` + path relative to the dataset's."""
+    import datasets
+
     data: dict[str, list] = {
         "image": [{"bytes": None, "path": os.path.join(root, prefix + p)} for p in paths],
         "file_name": [prefix + p for p in paths],
@@ -85,6 +89,8 @@ def _split(root: Path, prefix: str, paths: list[str], classes: list[str]) -> dat
 
 def load_image_folder(path: str) -> tuple[datasets.DatasetDict, dict[str, dict]]:
     """The folder's splits, and its metadata fields by `file_name`."""
+    import datasets
+
     root = Path(path)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and all(d.name.lower() in SPLIT_NAMES for d in subdirs):
