@@ -69,12 +69,13 @@ def variants(model: str, args) -> dict:
 
     def eager(dtype):
         def run(px):
-            with torch.inference_mode(), torch.autocast("cpu", dtype, enabled=dtype != "fp32"):
+            bf16 = dtype is torch.bfloat16
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
                 return pool(base.pooling, plain, px, base.model_type).float().numpy()
 
         return run
 
-    found = {"torch eager fp32": eager("fp32")}
+    found = {"torch eager fp32": eager(torch.float32)}
     if native:
         found["torch eager bf16"] = eager(torch.bfloat16)
     own = Embedder(model, device="cpu", precision="auto", runtime="torch")
@@ -91,14 +92,10 @@ def variants(model: str, args) -> dict:
 
         t0 = time.perf_counter()
         calib = base.preprocess(real_images(args.images, args.calibration))
-        rt = int8_runtime(own_or(base), calib, "bf16" if native else "fp32")
+        rt = int8_runtime(base, calib, "bf16" if native else "fp32")
         print(f"  openvino int8: quantized in {time.perf_counter() - t0:.1f} s", flush=True)
         found["openvino int8"] = rt.run
     return base, found
-
-
-def own_or(emb):
-    return emb
 
 
 def measure(run, px: torch.Tensor, min_s: float) -> float:

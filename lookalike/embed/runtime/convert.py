@@ -92,13 +92,15 @@ def openvino_runtime(embedder, precision: str) -> OpenVINORuntime:
         made.append(OpenVINORuntime(folder / "model.xml", precision))
         _check(embedder, made[-1], probe)
 
-    if key is None:  # nowhere to keep it: converted for this process only
+    try:
+        folder = cache.publish(key, fill) if key is not None else None
+    except OSError:  # a read-only or full cache: converted for this process only
+        folder = None
+    if folder is None:
         import tempfile
 
         folder = Path(tempfile.mkdtemp(prefix="lookalike-ov-"))
         fill(folder)
-    else:
-        folder = cache.publish(key, fill)
     runtime = made[-1]
     warnings.warn(
         f"converted {embedder.model_id} for OpenVINO in {seconds:.1f} s, once: later runs "
