@@ -87,9 +87,9 @@ def run(args, work: str) -> None:
         f.write(PROBE.format(heavy=HEAVY))
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env["PYTHONPATH"] = site + os.pathsep + env.get("PYTHONPATH", "")
-    env["LOOKALIKE_PATH"] = os.path.join(work, "store")
+    env["LOOKALIKE_QDRANT_PATH"] = os.path.join(work, "store")
     photo = os.path.join(photos, "007.jpg")
-    took, _ = lookalike(["ingest", photos, "--collection", "c", "--model", args.model], env)
+    took, _ = lookalike(["ingest", "--dataset", photos, "--collection", "c", "--model", args.model], env)
     print(f"ingest of 40 photos (conversion included when not cached): {took:.1f} s")
     lookalike(["search", photo, "--collection", "c"], env)  # warm: the OS file cache
     commands = {

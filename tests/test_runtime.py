@@ -171,3 +171,28 @@ def test_a_cached_model_runs_without_torch_or_transformers(tiny_vit, tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["type"] == "CachedEmbedder" and report["heavy"] == []
     np.testing.assert_allclose(report["v"], want[0], atol=1e-5)
+
+
+def test_a_collection_built_with_openvino_answers_torch_queries(tiny_vit, image_folder, tmp_path):
+    """The collection records its runtime for information; queries run with the other runtime
+    find the same images."""
+    from click.testing import CliRunner
+
+    from lookalike.cli.main import cli
+
+    store = ["--qdrant-path", str(tmp_path / "store")]
+    args = ["ingest", "--dataset", str(image_folder), "--model", tiny_vit, "--runtime", "openvino"]
+    result = CliRunner().invoke(cli, [*args, *store])
+    assert result.exit_code == 0, result.output
+    info = json.loads(CliRunner().invoke(cli, ["info", "--json", *store]).stdout)
+    assert (info["runtime"], info["precision"]) in {("openvino", "fp32"), ("openvino", "bf16")}
+    query = str(next(image_folder.glob("red/*.jpg")))
+    found = {}
+    for runtime in ("openvino", "torch"):
+        result = CliRunner().invoke(
+            cli, ["search", query, "--json", "--k", "3", "--runtime", runtime, *store]
+        )
+        assert result.exit_code == 0, result.output
+        hits = json.loads(result.stdout.splitlines()[0])["hits"]
+        found[runtime] = [h["id"] for h in hits]
+    assert found["openvino"] == found["torch"]
