@@ -7,7 +7,7 @@ DEFAULT_COLLECTION = "beans"
 DEFAULT_MODEL = "nateraw/vit-base-beans"
 DEFAULT_PATH = "./lookalike-data"
 POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # What runs the network: auto is OpenVINO on a CPU where it is installed, else torch.
 RUNTIMES = ("auto", "torch", "openvino")

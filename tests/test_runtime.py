@@ -196,3 +196,9 @@ def test_a_collection_built_with_openvino_answers_torch_queries(tiny_vit, image_
         hits = json.loads(result.stdout.splitlines()[0])["hits"]
         found[runtime] = [h["id"] for h in hits]
     assert found["openvino"] == found["torch"]
+
+
+def test_int8_is_refused_in_words_before_any_model_loads(tiny_vit):
+    with pytest.raises(ModelLoadError, match="int8 is not offered: quantized") as e:
+        ModelSettings(model=tiny_vit, precision="int8").check()
+    assert e.value.kind == "precision"

@@ -20,7 +20,7 @@ from lookalike.embed.optimize import fold_batchnorms, whole_map_pools
 from lookalike.embed.pixels import PixelChain, clamp_aspect, decode_side, resizes_shortest_edge
 from lookalike.embed.runtime import Runtime, l2_normalize, resolve_runtime
 from lookalike.embed.runtime.torch_runtime import TorchRuntime
-from lookalike.embed.settings import canonical_model_id
+from lookalike.embed.settings import INT8_REFUSED, canonical_model_id
 from lookalike.errors import ModelLoadError
 from lookalike.images import reduce_to, to_rgb
 
@@ -63,6 +63,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ModelLoadError(
             None, f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}", kind="precision"
         )
+    if precision == "int8":
+        raise ModelLoadError(None, INT8_REFUSED, kind="precision")
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -122,12 +124,6 @@ class Embedder:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         runtime = resolve_runtime(runtime, self.device.type, compile=compile)
-        if self.precision == "int8" and runtime != "openvino":
-            raise ModelLoadError(
-                model,
-                "precision int8 needs the openvino runtime (--runtime openvino)",
-                kind="precision",
-            )
         # Never run code shipped with a model unless the user asked for it.
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         if hub.cache_only(model):

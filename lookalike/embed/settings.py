@@ -20,6 +20,15 @@ def canonical_model_id(model: str) -> str:
     return os.path.abspath(model) if os.path.isdir(model) else model
 
 
+# Measured (bench/runtime_bench.py --int8, docs/benchmarks.md) and refused: NNCF's int8
+# efficientnet-lite0, calibrated on 300 Beans images, gave vectors at cosine 0.90 (min) / 0.96
+# (mean) to fp32's, far from the 0.99 per image a collection built in fp32 needs.
+INT8_REFUSED = (
+    "precision int8 is not offered: quantized, efficientnet-lite0's vectors moved too far from "
+    "its fp32 ones (cosine down to 0.90 on Beans; see docs/benchmarks.md); use auto, fp32 or bf16"
+)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """How to load and run a model; `model=None` means the one a collection was built with."""
@@ -80,6 +89,8 @@ class ModelSettings:
     def check(self, model: str | None = None) -> None:
         """Raise ModelLoadError now if the model's folder does not exist, or it is a hub id
         that cannot be fetched (no network, or not cached in offline mode); loads nothing."""
+        if self.precision == "int8":
+            raise ModelLoadError(model or self.model, INT8_REFUSED, kind="precision")
         model = model or self.model
         if model is not None:
             hub.check_model(model, self.revision)
