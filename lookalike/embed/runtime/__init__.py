@@ -5,8 +5,8 @@ L2-normalised the same way, so a collection built with one runtime answers queri
 the other. A runtime takes the model's float32 (batch, C, H, W) input and returns the pooled
 (batch, dim) embedding, not yet normalised.
 
-`--runtime auto` runs OpenVINO on the CPU where it is installed (`lookalike[openvino]`) and
-torch on a GPU.
+`--runtime auto` runs OpenVINO on the CPU (a dependency; where its wheel cannot be installed,
+torch) and torch on a GPU.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = ["RUNTIMES", "Runtime", "l2_normalize", "openvino_installed", "resolve_runtime"]
-INSTALL_HINT = "pip install 'lookalike[openvino]'"
+INSTALL_HINT = "pip install openvino"
 
 
 class Runtime(Protocol):
