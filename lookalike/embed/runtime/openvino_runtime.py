@@ -55,6 +55,11 @@ class OpenVINORuntime:
     name = "openvino"
 
     def __init__(self, xml: str | Path, precision: str) -> None:
+        # bf16 or fp16 asked of a CPU without them: OpenVINO would not emulate them as torch
+        # does (slowly), so it runs fp32, and says so in `precision` (recorded by ingest).
+        capabilities = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if precision in ("bf16", "fp16") and precision.upper() not in capabilities:
+            precision = "fp32"
         self.precision = precision
         self.compiled = core().compile_model(
             str(xml),
