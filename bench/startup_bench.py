@@ -89,7 +89,8 @@ def run(args, work: str) -> None:
     env["PYTHONPATH"] = site + os.pathsep + env.get("PYTHONPATH", "")
     env["LOOKALIKE_QDRANT_PATH"] = os.path.join(work, "store")
     photo = os.path.join(photos, "007.jpg")
-    took, _ = lookalike(["ingest", "--dataset", photos, "--collection", "c", "--model", args.model], env)
+    ingest = ["ingest", "--dataset", photos, "--collection", "c", "--model", args.model]
+    took, _ = lookalike(ingest, env)
     print(f"ingest of 40 photos (conversion included when not cached): {took:.1f} s")
     lookalike(["search", photo, "--collection", "c"], env)  # warm: the OS file cache
     commands = {

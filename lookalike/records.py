@@ -350,7 +350,8 @@ def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool
             info.name,
             "model",
             f"{have.model!r} ({have.pooling} pooling)",
-            f"{meta.model!r} ({meta.pooling} pooling)",
+            # "auto": the asked model's pooling is known only once it loads; none is claimed
+            f"{meta.model!r}" + (f" ({meta.pooling} pooling)" if meta.pooling != "auto" else ""),
         )
     if ingest and have.dataset != meta.dataset:
         raise ModelMismatch(info.name, "dataset", have.dataset, meta.dataset)

@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -154,6 +155,7 @@ class Searcher:
             if canonical_model_id(model) != self.meta.model:
                 # Refuse before loading: another model can only give meaningless neighbours.
                 meta = _as_meta(self.meta, canonical_model_id(model))
+                meta = replace(meta, pooling=self.settings.pooling)  # "auto": known once loaded
                 check_compatible(self.info, meta, ingest=False)
         elif embedder is None:
             self.settings.check(self.meta.model)

@@ -19,12 +19,18 @@ from lookalike.cli.console import quiet_transformers, warn, wrote
 from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.grid import pair_row, render_grid, save_grid, thumbnail
 from lookalike.cli.output import plural
-from lookalike.cli.stores import check_inputs, open_store
+from lookalike.cli.stores import (
+    check_inputs,
+    collection_model,
+    open_store,
+    recorded_dataset,
+    recorded_model,
+)
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
-from lookalike.errors import BadQuery, ModelMismatch
+from lookalike.errors import BadQuery, CollectionNotFound, DatasetLoadError, ModelMismatch
 from lookalike.index import SearchSettings
-from lookalike.records import CollectionInfo, EvalReport
+from lookalike.records import CollectionInfo, CollectionMeta, EvalReport
 from lookalike.store import StoreConfig
 from lookalike.tune import TuneReport, TuneSettings, check_output
 
@@ -49,6 +55,7 @@ def run_eval(
     from lookalike.search.searcher import Searcher
 
     with open_store(store_config, "eval", collection) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         source = searcher.source(split)  # a split the dataset lacks: said before the model
         if source.label_column is None:
@@ -98,6 +105,7 @@ def run_text_eval(
 
     queries = read_text_queries(path)
     with open_store(store_config, "eval", collection) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         quiet_transformers()
         return evaluate_text(searcher, queries, k=k)
@@ -113,22 +121,23 @@ def run_tune(
     splits: tuple[str, str, str | None],
     settings: TuneSettings,
     overwrite: bool = False,
+    dataset_variable: str | None = None,
 ) -> TuneReport:
     """Tune the settings' model (default: the collection's) on `dataset` (default: the
-    collection's)."""
+    collection's). A model or dataset from an environment variable (`dataset_variable`) gives
+    way to the collection's own, with a line saying so; typed ones are used as given."""
     check_output(output, overwrite)  # before anything loads
-    from lookalike.source import load_source
-
-    if model_settings.model is None or dataset is None:
-        with open_store(store_config, "tune", collection) as (store, collection):
-            meta = store.info(collection).meta
-        if meta is None:
-            raise ModelMismatch(collection, "foreign")
-        model_settings = replace(model_settings, model=model_settings.model or meta.model)
-        dataset = dataset or meta.dataset
-    train, val, test = check_inputs(
-        lambda: [load_source(dataset, s) if s else None for s in splits], model_settings
-    )
+    typed_model = model_settings.model and not model_settings.model_variable
+    typed_dataset = dataset and not dataset_variable
+    if not (typed_model and typed_dataset):
+        meta = _tuned_collection(store_config, collection, model_settings.model and dataset)
+        if meta is not None:
+            name = meta[0]
+            model_settings = recorded_model(meta[1], model_settings, name)
+            model_settings = replace(model_settings, model=model_settings.model or meta[1].model)
+            if not typed_dataset:
+                dataset = recorded_dataset(meta[1], dataset, dataset_variable, name)
+    train, val, test = check_inputs(lambda: _tune_splits(dataset, splits), model_settings)
     quiet_transformers()
     from lookalike.tune import tune  # torch loads here
 
@@ -152,6 +161,49 @@ def run_tune(
             on_epoch=epoch_done,
             overwrite=overwrite,
         )
+
+
+TUNE_SPLITS = ("--split", "--val-split", "--test-split")
+
+
+def _tune_splits(dataset: str, splits: tuple[str, str, str | None]) -> list:
+    """The train, validation and test splits; one the dataset lacks is said with the option
+    that chose it."""
+    from lookalike.source import load_source
+
+    loaded = []
+    for option, split in zip(TUNE_SPLITS, splits):
+        try:
+            loaded.append(load_source(dataset, split) if split else None)
+        except DatasetLoadError as e:
+            if e.kind != "no_split":
+                raise
+            none = " ('' for none)" if option == "--test-split" else ""
+            raise DatasetLoadError(
+                e.dataset,
+                f"{e.reason}: choose one with {option}{none}",
+                kind="tune_split",
+                split=split,
+                available=e.available,
+            ) from e
+    return loaded
+
+
+def _tuned_collection(
+    store_config: StoreConfig, collection: str | None, optional: bool
+) -> tuple[str, CollectionMeta] | None:
+    """The collection tune reads its model and dataset from, with its name; None when
+    `optional` (both came from the environment) and the store holds no such collection."""
+    try:
+        with open_store(store_config, "tune", collection) as (store, collection):
+            meta = store.info(collection).meta
+    except CollectionNotFound:
+        if optional:
+            return None
+        raise
+    if meta is None:
+        raise ModelMismatch(collection, "foreign")
+    return collection, meta
 
 
 def run_duplicates(

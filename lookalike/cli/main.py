@@ -35,6 +35,8 @@ from lookalike.cli.options import (
     query_options,
     search_options,
     store_options,
+    typed,
+    variable_of,
     workers_option,
 )
 from lookalike.cli.output import (
@@ -116,6 +118,11 @@ def dataset_options(f):
                 help="Keep the points of images that are gone (a folder mounted only part of "
                 "the time).",
             ),
+            flag(
+                "--allow-empty",
+                help="Sync an image folder that holds no images: remove every point (without "
+                "it, an empty folder is an error, as an unmounted disk looks empty).",
+            ),
         ],
     )
 
@@ -130,7 +137,8 @@ def _dataset_settings(options: dict):
     from lookalike.cli.sync import DatasetSettings
 
     names = DatasetSettings.__dataclass_fields__
-    return DatasetSettings(**{f: options.pop(f) for f in names if f in options})
+    given = {"dataset_typed": typed("dataset"), "dataset_variable": variable_of("dataset")}
+    return DatasetSettings(**{f: options.pop(f) for f in names if f in options}, **given)
 
 
 @cli.command()
@@ -151,6 +159,16 @@ def _dataset_settings(options: dict):
 )
 @json_option
 @workers_option
+@opt(
+    "--ray",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[ADDRESS]",
+    allow_from_autoenv=False,
+    help="Embed on Ray Data, one actor per GPU (pip install 'lookalike[ray]'): on the Ray "
+    "cluster at ADDRESS, else at $RAY_ADDRESS, else on a Ray started for this run.",
+)
 @model_options(default=None, new=DEFAULT_MODEL, pooling=True)
 @store_options
 @index_options
@@ -465,6 +483,7 @@ def tune_(store_config, collection, model_settings, output, dataset, overwrite, 
         splits=(options.pop("split"), options.pop("val_split"), options.pop("test_split") or None),
         settings=TuneSettings(**options),
         overwrite=overwrite,
+        dataset_variable=variable_of("dataset"),
     )
     if as_json:
         echo_json(report.to_dict())

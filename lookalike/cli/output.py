@@ -35,7 +35,8 @@ def place(split: str | None, row: int | None) -> str:
 
 
 def fields(metadata: dict) -> str:
-    text = " ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in metadata.items())
+    # A field name with a newline or NUL must not forge a line: shown escaped.
+    text = " ".join(f"{shown(k)}={json.dumps(v, ensure_ascii=False)}" for k, v in metadata.items())
     return text if len(text) <= FIELDS_WIDTH else text[: FIELDS_WIDTH - 1] + "…"
 
 
@@ -123,7 +124,7 @@ def ingest_summary(report: IngestReport) -> str:
     if report.migrated:
         lines.append(f"  migrated {report.migrated} points of an older lookalike")
     if report.payload_columns:
-        lines.append(f"  payload fields: {', '.join(report.payload_columns)}")
+        lines.append(f"  payload fields: {', '.join(map(shown, report.payload_columns))}")
     lines += [
         f"  skipped {shown(s.where())}: " + skip_message(s.reason, s.kind) for s in report.skipped
     ]

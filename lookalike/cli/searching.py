@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
 from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
-from lookalike.cli.stores import open_store
+from lookalike.cli.stores import collection_model, open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
 from lookalike.index import SearchSettings
@@ -48,13 +48,22 @@ def run_search(
     with a progress bar; one that cannot be read is reported and skipped. `query`:
     Searcher.options' arguments (where, filter, min_score, group_by)."""
     check_k(k)
+    for words in texts:  # a shell passes bytes that are not UTF-8 as surrogate escapes
+        try:
+            words.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadQuery(
+                f"--text {shown(words)} holds bytes that are not UTF-8 text", field="text"
+            ) from None
     out = _Out(show, _Drawing(grid))
     queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
+            model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-            for text in queries:  # no such file, row or split: now
-                searcher.check_query(text)
+            for text in queries:  # no such file, row or split: now (a folder's: skipped later)
+                if text not in listed:
+                    searcher.check_query(text)
             for words in texts:
                 check_text(words)
             searcher.label_id(label)
@@ -62,6 +71,8 @@ def run_search(
             quiet_transformers()
             if texts:  # an image-only collection refuses words before any image is read
                 searcher.text_encoder  # noqa: B018
+            if queries:  # loaded first: a query is decoded at the model's size, as ingest does
+                searcher.embedder  # noqa: B018
             ask = dict(k=k, label=label, options=options)
             results = _searched_here(searcher, queries, listed, out, include_self, ask)
             for start in range(0, len(texts), QUERIES_AT_ONCE):
@@ -75,7 +86,8 @@ def run_search(
         if remote is None or (collection and remote.collection() != collection):
             raise
         say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
-        if model_settings.model or (params and not params.is_default):
+        typed_model = model_settings.model and not model_settings.model_variable
+        if typed_model or (params and not params.is_default):
             warn("the server searches with its own model and search options")
         results = []
         for text in queries:
@@ -137,10 +149,13 @@ def run_recommend(
     check_k(k)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
+            model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             searcher.label_id(label)
             options = searcher.options(**(query or {}))
             quiet_transformers()
+            if not all(is_point_id(x) for x in (*like, *unlike)):  # images: at the model's size
+                searcher.embedder  # noqa: B018
             hits = searcher.recommend(
                 like, unlike, k=k, strategy=strategy, label=label, options=options
             )
@@ -176,12 +191,15 @@ def _expand(queries: Sequence[str]) -> tuple[list[str], set[str]]:
 def _asked(searcher: Searcher, text: str, skippable: bool) -> Query | None:
     """A query with its image; a folder's unreadable file is reported and skipped (None),
     while a file the user named is an error."""
+    if skippable and not os.path.isfile(text):  # deleted since listed, or a dangling link
+        warn(f"skipped {shown(text)}: the file is gone (deleted, or a link to nothing)")
+        return None
     try:
         return searcher.query(text)
-    except BadImage as e:
+    except (BadImage, OSError) as e:
         if not skippable:
             raise
-        warn(f"skipped {shown(text)}: {e.reason}")
+        warn(f"skipped {shown(text)}: {getattr(e, 'reason', None) or e}")
         return None
 
 
@@ -241,6 +259,7 @@ def open_searcher(
     """A Searcher with its model loaded, on an open store, closed on exit (for servers); the
     store records `url`, so a `search` finding the store held comes here instead."""
     with open_store(store_config, "serve", collection, url=url) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         quiet_transformers()
         searcher.embedder  # noqa: B018 - loaded at start-up, not on the first request
