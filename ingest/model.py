@@ -28,6 +28,8 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
         text=embedder.text_tower,
         model_hash=model_hash(embedder.model_id),
         dataset_id=source.id_name,
+        runtime=embedder.runtime.name,
+        precision=embedder.runtime.precision,
     )
 
 

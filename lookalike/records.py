@@ -213,6 +213,10 @@ class CollectionMeta:
     # is where they are now); None: where they always were.
     dataset_id: str | None = None
     synced: str | None = None  # when a sync last completed (UTC, ISO 8601)
+    # What ran the model when the collection was built (torch or openvino, and precision), for
+    # information only: any runtime answers its queries, so these never make two metas differ.
+    runtime: str | None = field(default=None, compare=False)
+    precision: str | None = field(default=None, compare=False)
 
     @property
     def identity(self) -> str:
@@ -241,6 +245,8 @@ class CollectionMeta:
             model_hash=d.get("model_hash"),
             dataset_id=d.get("dataset_id"),
             synced=d.get("synced"),
+            runtime=d.get("runtime"),
+            precision=d.get("precision"),
         )
 
 

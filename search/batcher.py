@@ -285,9 +285,13 @@ def _groups(jobs: list[_Job], key) -> list[list[int]]:
 
 
 def _cat(tensors: list):
+    if len(tensors) == 1:
+        return tensors[0]
+    if isinstance(tensors[0], np.ndarray):  # a cached OpenVINO model's, prepared without torch
+        return np.concatenate(tensors)
     import torch  # loaded with the model already; not before
 
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+    return torch.cat(tensors)
 
 
 def _set(future: Future, result: Any = None, error: BaseException | None = None) -> None:

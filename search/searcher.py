@@ -36,13 +36,13 @@ from lookalike.search.queries import (
     own_result,
     split_own,
 )
-from lookalike.source import Source, load_source
 from lookalike.source.fingerprint import read_file
 from lookalike.store import Store, connect
 
 if TYPE_CHECKING:
     from lookalike.embed.embedder import Embedder
     from lookalike.embed.text import Prompt, TextEncoder
+    from lookalike.source import Source
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
@@ -65,6 +65,8 @@ class Gallery:
     def source(self, split: str) -> Source:
         """The split of the collection's dataset, loaded once, with the collection's label ids."""
         if split not in self._sources:
+            from lookalike.source import load_source  # datasets loads here, not on import
+
             self._sources[split] = load_source(
                 self.meta.dataset,
                 split,

@@ -23,6 +23,7 @@ from lookalike.defaults import (
     POOLINGS,
     PRECISIONS,
     QUANTIZATIONS,
+    RUNTIMES,
 )
 from lookalike.embed.settings import ModelSettings
 from lookalike.errors import BadQuery
@@ -213,6 +214,13 @@ def model_options(
                 "--trust-remote-code",
                 help="Allow a model to run its own Python code from its folder or hub repo.",
             ),
+            opt(
+                "--runtime",
+                shared=True,
+                default=d.runtime,
+                type=click.Choice(RUNTIMES),
+                help="What runs the model: auto picks OpenVINO on a CPU where it is installed.",
+            ),
         ]
         if compile:
             decorators.append(
@@ -230,7 +238,7 @@ def model_options(
         f = apply(f, decorators)
 
         @functools.wraps(f)
-        def wrapper(model, revision, device, precision, trust_remote_code, **kw):
+        def wrapper(model, revision, device, precision, trust_remote_code, runtime, **kw):
             settings = ModelSettings(
                 model=model,
                 revision=revision,
@@ -239,6 +247,7 @@ def model_options(
                 pooling=kw.pop("pooling", d.pooling),
                 compile=kw.pop("compile", d.compile),
                 trust_remote_code=trust_remote_code,
+                runtime=runtime,
                 model_variable=variable_of("model") if model else None,
             )
             return f(model_settings=settings, **kw)
