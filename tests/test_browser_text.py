@@ -46,8 +46,8 @@ def test_words_typed_on_the_page_find_images(browser, collections):  # noqa: F81
         box.send_keys("a red flower", Keys.ENTER)
         figures = wait_for(lambda: loaded_results(browser))
         captions = [f.find_element(By.TAG_NAME, "figcaption").text for f in figures]
-        expected = searcher.search_text("a red flower", k=5)
-        assert len(figures) == 5
+        expected = searcher.search_text("a red flower", k=12)  # the page's default k
+        assert len(figures) == len(expected) > 0
         assert [c.split("\n")[0] for c in captions] == [
             f"#{h.rank} {h.label_name}" for h in expected
         ]

@@ -53,7 +53,11 @@ def unloadable(tmp_path_factory, image_folder, tiny_vit):
 def test_checks_that_need_no_model_come_before_it_loads(
     unloadable, args, message, tmp_path, image_folder
 ):
-    other = shutil.copytree(image_folder, tmp_path / "other")  # the same images, elsewhere
+    # Other images elsewhere (a copy of the same images would be the collection's, moved).
+    other = tmp_path / "other"
+    (other / "grey").mkdir(parents=True)
+    for seed in range(3):
+        make_image((90, 90, 90), seed=100 + seed).save(other / "grey" / f"{seed}.png")
     args = [a.replace("{other}", str(other)) for a in args]
     result = run(*args, *unloadable)
     assert result.exit_code == 1

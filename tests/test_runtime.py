@@ -43,8 +43,10 @@ def family(request, tmp_path_factory):
     return request.param, str(folder)
 
 
-def test_each_family_converts_and_agrees_with_torch(family):
+def test_each_family_converts_and_agrees_with_torch(family, tmp_path, monkeypatch):
     name, folder = family
+    # A cache of its own: another test may have converted the same tiny model already.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     torch_emb = Embedder(folder, device="cpu", precision="fp32", runtime="torch")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

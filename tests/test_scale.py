@@ -129,6 +129,7 @@ def test_index_options_reach_the_collection(quantized):
         "quantization": "int8",
         "shards": 1,
         "replicas": 1,
+        "write_consistency": 1,
     }
     table = run("info", *quantized).stdout
     assert "m=8 ef_construct=32" in table and "int8" in table
