@@ -241,8 +241,20 @@ def ingest(
             hooks.indexing()
         store.index_fields(collection, run.types)  # what filters will ask for
         store.finish(collection)
+    if plan.embed and not (info and info.meta and info.meta.duplicates):
+        _calibrate(source, model.load(have), store, collection)
     report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
     return replace(report, embed_seconds=run.embed_seconds)
+
+
+def _calibrate(source: Source, embedder: Embedder, store: Store, collection: str) -> None:
+    """Measure and record the collection's near-duplicate threshold (ingest/calibrate.py)."""
+    from lookalike.ingest.calibrate import calibrate  # torch is loaded by now
+
+    found = calibrate(source, embedder, store, collection)
+    meta = store.info(collection).meta if found else None
+    if meta is not None:
+        store.update_meta(collection, replace(meta, duplicates=found))
 
 
 def _prepare(source, model, store, collection, info, recreate, index) -> CollectionMeta:

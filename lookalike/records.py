@@ -194,10 +194,15 @@ class CollectionMeta:
     # Whether the model has a text tower (CLIP, SigLIP) for text queries; None: recorded by a
     # lookalike before text queries, so the model decides when it loads.
     text: bool | None = None
+    # The near-duplicate threshold measured on the collection's own photos, and how
+    # (ingest/calibrate.py); None until a sync has calibrated it.
+    duplicates: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["label_names"] = list(self.label_names)
+        if self.duplicates is None:
+            del d["duplicates"]
         return d
 
     @classmethod
@@ -211,6 +216,7 @@ class CollectionMeta:
             label_column=d.get("label_column"),
             label_names=tuple(d.get("label_names") or ()),
             text=d.get("text"),
+            duplicates=d.get("duplicates"),
         )
 
 

@@ -22,7 +22,7 @@ from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
 from lookalike.cli.stores import check_inputs, collection_for
-from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, default_model
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import (
@@ -58,6 +58,7 @@ class DatasetSettings:
     label_column: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     payload_columns: tuple[str, ...] | None = None  # None: every plain column
+    exif: bool = True  # an image folder's EXIF fields (taken, camera, location...)
 
     def load(self) -> Source:
         return load_source(
@@ -69,6 +70,7 @@ class DatasetSettings:
             seed=self.seed,
             max_pixels=self.max_pixels,
             payload_columns=self.payload_columns,
+            exif=self.exif,
         )
 
 
@@ -151,12 +153,14 @@ def run_ingest(
     index: IndexSettings | None = None,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
-    for (default: the collection's, or DEFAULT_MODEL for a new one). Where the dataset and the
+    for (default: the collection's, or default_model's for a new one). Where the dataset and the
     model are is checked, both at once, before anything is read or loaded."""
     collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(connect(store_config))
-        model_settings = _model_for(store, collection, model_settings, recreate)
+        model_settings = _model_for(store, collection, model_settings, recreate, data.dataset)
+        if dry_run and (recreate or not store.exists(collection)):
+            say(f"would create collection {collection!r} with model {model_settings.model}")
         source = check_inputs(data.load, model_settings)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
         sleep_idle_threads()  # and leave the cores to the decoding threads between ops
@@ -189,10 +193,10 @@ def run_ingest(
 
 
 def _model_for(
-    store: Store, collection: str, settings: ModelSettings, recreate: bool
+    store: Store, collection: str, settings: ModelSettings, recreate: bool, dataset: str
 ) -> ModelSettings:
-    """The model to sync with: the one asked for, else the collection's, else DEFAULT_MODEL
-    for a new collection (or a damaged one that --recreate rebuilds)."""
+    """The model to sync with: the one asked for, else the collection's, else the default
+    for a new collection of `dataset` (or a damaged one that --recreate rebuilds)."""
     meta = None
     try:  # even with a model given: a collection another process holds is found out here
         meta = store.info(collection).meta if store.exists(collection) else None
@@ -201,7 +205,7 @@ def _model_for(
             raise
     if settings.model:
         return settings
-    return replace(settings, model=meta.model if meta else DEFAULT_MODEL)
+    return replace(settings, model=meta.model if meta else default_model(dataset))
 
 
 def _warn_if_large(store: Store, collection: str) -> None:
@@ -332,7 +336,8 @@ def serving_watched(
     with connect(store_config) as opened, _holding(store_config, "serve", collection, url):
         store = SharedStore(opened)
         if not store.exists(collection):
-            model = replace(model_settings, model=model_settings.model or DEFAULT_MODEL)
+            model = model_settings.model or default_model(data.dataset)
+            model = replace(model_settings, model=model)
             _syncer(store, collection, data, model, settings, stop)()
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         sync = _syncer(

@@ -24,8 +24,11 @@ def canonical_dataset_id(dataset: str) -> str:
     return os.path.abspath(dataset) if os.path.isdir(dataset) else dataset
 
 
-def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, dict[str, dict] | None]:
-    """The dataset's splits, and an image folder's metadata fields by file name."""
+def _load_dict(
+    dataset: str, exif: bool = True
+) -> tuple[datasets.DatasetDict, dict[str, dict] | None]:
+    """The dataset's splits, and an image folder's metadata fields by file name (with
+    `exif`, its photos' EXIF fields too)."""
     hub.check_dataset(dataset)  # a missing folder or no network: said at once
     if os.path.isdir(dataset) and not any(files for _, _, files in os.walk(dataset)):
         raise DatasetLoadError(
@@ -38,7 +41,7 @@ def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, dict[str, dict] | No
         ):
             loaded = datasets.load_from_disk(dataset)  # a save_to_disk folder
         elif is_image_folder(dataset):
-            return load_image_folder(dataset)
+            return load_image_folder(dataset, exif=exif)
         else:
             loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
     except Exception as e:  # datasets raises many types; all mean "could not load"
@@ -89,12 +92,14 @@ def load_source(
     seed: int = 42,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     payload_columns: Sequence[str] | None = None,
+    exif: bool = True,
 ) -> Source:
     """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does.
 
     `payload_columns`: the dataset's columns (an image folder's metadata fields) stored with
-    each point; None: every column of plain values."""
-    splits, folder_metadata = _load_dict(dataset)
+    each point; None: every column of plain values. `exif`: an image folder's photos also
+    carry what their EXIF says (taken, camera, lens, size, location: source/exif.py)."""
+    splits, folder_metadata = _load_dict(dataset, exif)
     if split not in splits:
         raise DatasetLoadError(
             dataset,

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import datasets
 
+from lookalike.images import IMAGE_EXTENSIONS
+from lookalike.source.exif import with_exif
 from lookalike.source.metadata import METADATA_FILES, read_folder_metadata
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
 DATA_EXTENSIONS = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".tsv"}
 SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev"}
 
@@ -83,8 +84,9 @@ def _split(root: Path, prefix: str, paths: list[str], classes: list[str]) -> dat
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
-def load_image_folder(path: str) -> tuple[datasets.DatasetDict, dict[str, dict]]:
-    """The folder's splits, and its metadata fields by `file_name`."""
+def load_image_folder(path: str, exif: bool = True) -> tuple[datasets.DatasetDict, dict[str, dict]]:
+    """The folder's splits, and its metadata fields by `file_name` (with `exif`, each
+    photo's EXIF fields under them: see source/exif.py)."""
     root = Path(path)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and all(d.name.lower() in SPLIT_NAMES for d in subdirs):
@@ -92,7 +94,12 @@ def load_image_folder(path: str) -> tuple[datasets.DatasetDict, dict[str, dict]]
         # One label list for every split, so a label id means the same class in each.
         classes = sorted(set().union(*(_classes(paths) for paths in walked.values())))
         splits = {n: _split(root, n + "/", paths, classes) for n, paths in walked.items()}
-        return datasets.DatasetDict(splits), read_folder_metadata(root, [root, *subdirs])
+        fields = read_folder_metadata(root, [root, *subdirs])
+        files = [f"{n}/{p}" for n, paths in walked.items() for p in paths]
+        return datasets.DatasetDict(splits), with_exif(root, files, fields) if exif else fields
     paths = _walk_images(root)
     split = _split(root, "", paths, sorted(_classes(paths)))
-    return datasets.DatasetDict({"train": split}), read_folder_metadata(root, [root])
+    fields = read_folder_metadata(root, [root])
+    return datasets.DatasetDict({"train": split}), with_exif(
+        root, paths, fields
+    ) if exif else fields

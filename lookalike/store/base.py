@@ -61,6 +61,10 @@ class Store(ABC):
         if info.meta and info.meta.label_names != meta.label_names:
             self._set_meta(name, replace(info.meta, label_names=meta.label_names))
 
+    def update_meta(self, name: str, meta: CollectionMeta) -> None:
+        """Record what was learnt about the collection (its calibrated thresholds)."""
+        self._set_meta(name, meta)
+
     def _creating(self, name: str) -> contextlib.AbstractContextManager:
         """Held while `name` is deleted or created (an engine without its own lock adds one)."""
         return contextlib.nullcontext()
