@@ -13,14 +13,17 @@ copy, is stored in the collection's record; `duplicates` and `search --min-score
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lookalike.augment import COPIES
-from lookalike.embed import Embedder
 from lookalike.images import open_image
-from lookalike.source import Source
-from lookalike.store import Store
+
+if TYPE_CHECKING:  # the threshold's choice is used without a model or store in sight
+    from lookalike.embed import Embedder
+    from lookalike.source import Source
+    from lookalike.store import Store
 
 SAMPLE = 16  # photos copied; 4 copies each
 NEIGHBOURS = 4  # looked at per sampled photo for its nearest other photo

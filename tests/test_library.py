@@ -172,9 +172,10 @@ def test_a_geo_filter_agrees_with_brute_force(ingested):
     assert result.exit_code != 0 and "--within" in result.output
 
 
-def test_the_calibrated_threshold_finds_the_copies_and_no_false_pairs(ingested):
+def test_the_calibrated_threshold_finds_the_copies_and_no_false_pairs(ingested, effnet_dir):
     _, args, _ = ingested
     info = json.loads(run("info", "--json", *args).stdout)
+    assert info["model"] == effnet_dir  # a local --model wins over the photo default
     calibration = info["duplicates"]
     assert calibration["sample"] >= 8 and 0.5 <= calibration["threshold"] < 0.99
     result = run("duplicates", "--json", *args)
@@ -201,3 +202,11 @@ def test_no_exif_stores_none_of_it(library, tiny_vit, tmp_path):
     stored = payloads(tmp_path / "s")
     assert stored["IMG_0006.jpg"] == {}
     assert stored["IMG_0005.jpg"] == {"taken": "2023-12-24T18:00:00Z", "place": "home"}
+
+
+def test_a_dry_run_names_the_collection_and_model_it_would_create(library, tmp_path):
+    result = run("ingest", "--dataset", library, "--dry-run", "--qdrant-path", tmp_path / "s")
+    # Offline, the hub model cannot be had: the line says which one it would have been.
+    assert f"would create collection {library.name!r} with model openai/clip-vit-base-patch32" in (
+        result.stderr
+    )
