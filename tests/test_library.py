@@ -210,3 +210,27 @@ def test_a_dry_run_names_the_collection_and_model_it_would_create(library, tmp_p
     assert f"would create collection {library.name!r} with model openai/clip-vit-base-patch32" in (
         result.stderr
     )
+
+
+def test_post_search_takes_dates_and_places_as_the_command_line_does(ingested):
+    from fastapi.testclient import TestClient
+
+    from lookalike.cli.web import create_app
+    from lookalike.search import Searcher
+
+    _, args, store = ingested
+    expected = _search(
+        args, "--where", "taken>=2024-06-01", "--near", "47.3769,8.5417", "--within", "3km"
+    )
+    leaf = (Path(__file__).parent / "fixtures" / "leaf.jpg").read_bytes()
+    engine = args[-1]
+    with connect(StoreConfig(path=str(store), engine=engine)) as s:
+        app = create_app(Searcher("lib", store=s), max_upload=2_000_000, max_pixels=20_000_000)
+        form = {"k": "100", "where": "taken>=2024-06-01", "near": "47.3769,8.5417", "within": "3km"}
+        with TestClient(app, base_url="http://localhost") as client:
+            answer = client.post("/search", files={"image": ("q.jpg", leaf)}, data=form)
+            assert answer.status_code == 200, answer.text
+            assert {h["path"] for h in answer.json()["hits"]} == expected
+            form["within"] = "far"
+            answer = client.post("/search", files={"image": ("q.jpg", leaf)}, data=form)
+            assert answer.status_code == 400 and "5km" in answer.json()["detail"]
