@@ -326,7 +326,7 @@ def check_filter(f: Any, types: Mapping[str, str]) -> list[str]:
 
 # A date and time as Qdrant's datetime index reads it (RFC 3339, or without a zone: UTC).
 DATETIME_TEXT = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
 )
 DATE_TEXT = re.compile(r"^(\d{4})-(\d{1,2})(?:-(\d{1,2}))?$")
 
