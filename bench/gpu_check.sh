@@ -57,6 +57,17 @@ for model in vit-base efficientnet-lite0; do
   step "ingest-$model" 150 "$PY" bench/ingest_bench.py --dataset "$beans" --model "$folder" \
     --device "$DEVICE" --queries 50 "${limit[@]}" --json "$OUT/ingest-$model.json"
 done
+# The Ray path (lookalike ingest --ray) against the local ingest, with one GPU actor, where
+# the image has Ray: its wheel (~70 MB) does not fit in what a device call carries.
+if "$PY" -c "import ray.data" 2>/dev/null; then
+  gpus=1
+  [ "$DEVICE" = cuda ] || gpus=0
+  step ray 300 "$PY" bench/ray_bench.py --dataset "$beans" --model "$effnet" --device "$DEVICE" \
+    --gpus "$gpus" "${limit[@]}" --json "$OUT/ray.json"
+else
+  echo "== ray: skipped, Ray is not installed here (pip install 'lookalike[ray]')" |
+    tee -a "$OUT/summary.txt"
+fi
 if [ -f bench/photo_bench.py ]; then
   step photos 120 "$PY" bench/photo_bench.py --dataset "$beans" --model "$effnet" \
     --extra "--device $DEVICE" --json "$OUT/photos.json"

@@ -43,10 +43,13 @@ class LazyModel:
         if have is None:
             return None
         settings = self.given
-        pooling = have.pooling if settings.pooling == "auto" else settings.pooling
+        model = canonical_model_id(settings.model) if settings.model else have.model
+        pooling = settings.pooling
+        if pooling == "auto" and model == have.model:  # another model's is known once it loads
+            pooling = have.pooling
         return replace(
             have,
-            model=canonical_model_id(settings.model) if settings.model else have.model,
+            model=model,
             pooling=pooling,
             dataset=source.name,
             label_names=source.label_names,

@@ -10,10 +10,11 @@ copy), with no model run. Points whose images are gone are removed last.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 
-from lookalike.records import Change, ImageRecord, Tracked
+from lookalike.records import OWN_FIELDS, Change, ImageRecord, Tracked
 from lookalike.source import Source
 from lookalike.source.fingerprint import changed_within
 
@@ -32,9 +33,35 @@ class Plan:
     legacy: int = 0  # points stored without a fingerprint (an older lookalike's)
     stored: dict[str, Tracked] = field(default_factory=dict)
     payload_columns: tuple[str, ...] = ()
+    # (old path, new path) of renamed images that kept the fields of a metadata row still
+    # naming their old path
+    kept_fields: list[tuple[str, str]] = field(default_factory=list)
+    # Payload fields given no payload index (past the cap, or a name the engine's key syntax
+    # cannot take): filtered by reading payloads, slower
+    unindexed: tuple[str, ...] = ()
+
+    def indexable(self, types: dict[str, str]) -> dict[str, str]:
+        """The fields of `types` to index."""
+        return {k: v for k, v in types.items() if k not in self.unindexed}
 
     def count(self, kind: str) -> int:
         return sum(c.kind == kind for c in self.changes.values())
+
+
+# Each payload index is files kept mapped, and the engine's cost of adding one grows with
+# those it has: ~1,000 fields made an ingest run for over 15 minutes, 64 took a minute.
+MAX_INDEXED_FIELDS = 16
+# A field name Qdrant's key syntax takes as it is (others need quoting everywhere a filter
+# names them, so they are left unindexed: filtering them reads payloads).
+PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def unindexed_fields(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """The payload columns given no index: names the key syntax cannot take as they are, and
+    those past the first MAX_INDEXED_FIELDS (in their declared order)."""
+    odd = [c for c in columns if not PLAIN_KEY.match(c)]
+    plain = [c for c in columns if PLAIN_KEY.match(c)]
+    return (*odd, *plain[MAX_INDEXED_FIELDS:])
 
 
 def _where(record: ImageRecord) -> str:
@@ -60,7 +87,12 @@ class _Planner:
         self.plan.legacy = sum(t.sha256 is None for t in stored)
         self.records = [source.describe(p) for p in range(len(source))]
         present = {r.id for r in self.records}
-        self.gone = {i: t for i, t in self.plan.stored.items() if i not in present}
+        unseen = tuple(source.unreadable)  # a folder that cannot be read is not gone
+        self.gone = {
+            i: t
+            for i, t in self.plan.stored.items()
+            if i not in present and not (unseen and (t.path or "").startswith(unseen))
+        }
         # A vector to reuse for content already stored: a gone point's first (a rename).
         self.by_sha: dict[str, str] = {}
         for t in [*self.plan.stored.values(), *self.gone.values()]:
@@ -77,6 +109,10 @@ class _Planner:
         same = record.stat is not None and record.stat == old.stat
         sha = old.sha256 if same else self.source.fingerprint(position)
         record = replace(record, sha256=sha)
+        stored = {k: v for k, v in old.payload.items() if k not in OWN_FIELDS}
+        kept = None if record.metadata else self.source.kept_fields(record.path, stored)
+        if kept:  # fields it kept at a rename, from a row that still names its old path
+            record = replace(record, metadata=kept)
         if sha != old.sha256:
             origin = self.by_sha.get(sha) if sha else None
             if origin is None:
@@ -105,6 +141,11 @@ class _Planner:
         if origin in self.gone and origin not in self.renamed_from:
             self.renamed_from.add(origin)
             before = self.gone[origin].where()
+            kept = {} if record.metadata else self.source.orphan_fields(before)
+            if kept:  # its row still names its old path: the fields follow the image
+                record = replace(record, metadata=kept)
+                self.plan.reuse[-1] = (position, replace(record, sha256=sha), origin)
+                self.plan.kept_fields.append((before, _where(record)))
             self.plan.changes[record.id] = Change("renamed", _where(record), before=before)
         else:
             self.plan.changes[record.id] = Change("added", _where(record))

@@ -16,7 +16,7 @@ from lookalike.embed import ModelSettings
 from lookalike.errors import DatasetLoadError, IngestInterrupted, ModelMismatch, StoreUnavailable
 from lookalike.index import IndexSettings
 from lookalike.ingest.model import LazyModel, collection_meta
-from lookalike.ingest.plan import Plan, plan_sync
+from lookalike.ingest.plan import Plan, plan_sync, unindexed_fields
 from lookalike.ingest.writer import BackgroundWriter
 from lookalike.query import merge_types
 from lookalike.records import (
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from lookalike.embed import Embedder
 
 STEP = 256  # points per store request when reusing vectors or removing
+# What embeds a sync's positions and stores them through its _Run (write, skip, tell, hooks):
+# (run, positions, embedder, batch_size, workers). Default: `_Run.embed`, in this process.
+EmbedStage = Callable[["_Run", list[int], "Embedder", int, "int | None"], None]
 
 
 def _rows(records: list[ImageRecord]) -> str:
@@ -179,6 +182,7 @@ def ingest(
     keep_missing: bool = False,
     dry_run: bool = False,
     settle: float = 0.0,
+    allow_empty: bool = False,
     index: IndexSettings | None = None,
     on_progress: Callable[[int], None] | None = None,
     on_skip: Callable[[Skipped], None] | None = None,
@@ -187,6 +191,7 @@ def ingest(
     on_plan: Callable[[Plan], None] | None = None,
     on_embedding: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    embed_stage: EmbedStage | None = None,
 ) -> IngestReport:
     """Sync `collection`'s points of `source.split` with `source`'s images.
 
@@ -196,10 +201,15 @@ def ingest(
     and a sampled source never removes). So a run stopped at any point (Ctrl-C, `stop`, a
     kill) and run again ends with the collection mirroring the images. Unreadable images are
     skipped (through `on_skip` and in the report), never fatal. `resume=False` embeds every
-    image again. `dry_run` only plans: nothing is embedded or written, and no model loads.
+    image again. `allow_empty`: a source with no rows syncs an existing collection down to
+    nothing (else it is an error: a folder whose disk is not mounted looks empty). `dry_run`
+    only plans: nothing is embedded or written, and no model loads.
     `embedder` may be ModelSettings: the model then loads only if something needs embedding.
+    `embed_stage` embeds and writes the planned positions instead of this process's pipeline
+    (`lookalike.distributed`: on Ray); everything else, plan and removals included, stays here.
     """
-    if len(source) == 0:
+    info = store.info(collection) if not recreate and store.exists(collection) else None
+    if len(source) == 0 and not (allow_empty and info):
         raise DatasetLoadError(
             source.name,
             f"split {source.split!r} of {source.name!r} has no rows to ingest",
@@ -208,7 +218,6 @@ def ingest(
         )
     hooks = Hooks(on_progress, on_skip, on_change, on_plan, on_indexing, stop, on_embedding)
     started, model = time.perf_counter(), LazyModel(embedder)
-    info = store.info(collection) if not recreate and store.exists(collection) else None
     if info and info.meta:  # label ids as the collection numbers them
         source = source.relabel(info.meta.label_names)
     if info:  # refuse another model or dataset before reading anything
@@ -220,6 +229,7 @@ def ingest(
         # full sync, not by one that keeps what it does not see.
         raise ModelMismatch(collection, "legacy")
     plan = plan_sync(source, stored, keep_missing=keeping, reembed=not resume, settle=settle)
+    plan.unindexed = unindexed_fields(source.payload_columns)
     if hooks.plan:
         hooks.plan(plan)
     if dry_run:
@@ -234,12 +244,16 @@ def ingest(
             check_compatible(info, collection_meta(source, embedder), ingest=True)
         if hooks.embedding:
             hooks.embedding(len(plan.embed))
-        run.embed(plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
+        stage = embed_stage or _Run.embed
+        stage(run, plan.embed, embedder, batch_size or embedder.default_batch_size, workers)
     run.remove()
-    if run.written:
+    # A sync with nothing to write still finishes what a killed one left unfinished (its
+    # payload indexes, the engine's index and integrity record).
+    if run.written or store.unfinished(collection):
         if hooks.indexing:
             hooks.indexing()
-        store.index_fields(collection, run.types)  # what filters will ask for
+        types = run.types or store.field_types(collection, source.payload_columns)
+        store.index_fields(collection, plan.indexable(types))  # what filters will ask for
         store.finish(collection)
     if plan.embed and not (info and info.meta and info.meta.duplicates):
         _calibrate(source, model.load(have), store, collection)

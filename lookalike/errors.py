@@ -156,10 +156,25 @@ class DiskFull(StoreUnavailable):
     """The disk holding an embedded store has too little free space to go on: refused before
     writing, so what is stored stays readable. Sizes in bytes."""
 
-    def __init__(self, location: str, action: str, folder: str, free: int, needed: int) -> None:
-        self.folder, self.free, self.needed = folder, free, needed
-        reason = (
-            f"the disk holding {folder} has {size(free)} free, and about {size(needed)} are needed"
+    def __init__(
+        self,
+        location: str,
+        action: str,
+        folder: str,
+        free: int,
+        needed: int | None,
+        *,
+        inodes: bool = False,
+    ) -> None:
+        # needed None: the engine found the disk full mid-write, needing an amount unknown;
+        # inodes: out of room for new files, however many bytes are free
+        self.folder, self.free, self.needed, self.inodes = folder, free, needed, inodes
+        reason = f"the disk holding {folder} has {size(free)} free, " + (
+            "but no room for new files (no free inodes)"
+            if inodes
+            else f"and about {size(needed)} are needed"
+            if needed
+            else "too little to go on"
         )
         super().__init__(location, action, reason)
 

@@ -153,10 +153,11 @@ def parse_where(items: Iterable[str], types: Mapping[str, str]) -> dict | None:
             if kind not in NUMBERS:
                 raise BadQuery(f"{name} holds {_kind(kind)}: {op} needs numbers", field="where")
             bound = _number(name, text, FLOAT)
-            must.append({"key": name, "range": {RANGE_KEYS[op]: bound}})
+            must.append({"key": payload_key(name, types), "range": {RANGE_KEYS[op]: bound}})
             continue
         values = [_typed(name, v.strip(), kind) for v in text.split(",")]
-        (must_not if op == "!=" else must).append(_equals(name, values, kind))
+        condition = _equals(payload_key(name, types), values, kind)
+        (must_not if op == "!=" else must).append(condition)
     if not must and not must_not:
         return None
     return {k: v for k, v in (("must", must), ("must_not", must_not)) if v}
@@ -204,9 +205,30 @@ def _kind(kind: str) -> str:
     return {**names, FLOAT: "numbers", MIXED: "values of several types"}.get(kind, kind)
 
 
+# A field name Qdrant's key syntax reads as it is; any other (a space, (), :, /, a tab: a
+# spreadsheet's headers) is quoted, or Qdrant reads it as a path and refuses it.
+PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def payload_key(name: str, types: Mapping[str, str]) -> str:
+    """`name` in Qdrant's key syntax: a stored field whose name is not plain is quoted; a
+    nested path (`size.w`) is left as written."""
+    if name not in types or PLAIN_KEY.match(name):
+        return name
+    if '"' in name:  # the key syntax has no escape for a quote
+        raise BadQuery(
+            f"field {name!r} has a double quote in its name, which Qdrant's filters cannot "
+            "name; rename it in your metadata",
+            field="where",
+        )
+    return f'"{name}"'
+
+
 def field_type(name: str, types: Mapping[str, str]) -> str:
     """The type of a stored field (a nested key: its top-level field's); BadQuery naming the
     fields there are when no point has it."""
+    if name in types:  # a field named as it is, even with a dot in its name
+        return types[name]
     top = re.split(r"[.\[]", name, maxsplit=1)[0]
     if top in types:
         return types[name] if name in types else (MIXED if top != name else types[top])
@@ -258,7 +280,9 @@ class _Checker:
             if test in c:
                 if not isinstance(c[test], dict):
                     raise BadQuery(f"{where}: {test} takes an object with a key", field="filter")
-                return self.condition({"key": c[test].get("key")}, where)  # its field exists
+                self.condition({"key": c[test].get("key")}, where)  # its field exists
+                c[test]["key"] = payload_key(c[test]["key"], self.types)
+                return None
         key = c.get("key")
         if not isinstance(key, str) or not key:
             raise BadQuery(f"{where}: a condition needs a field name in 'key'", field="filter")
@@ -267,6 +291,7 @@ class _Checker:
         self._match(c.get("match"), key, kind, where)
         if "range" in c:
             self._range(c["range"], key, kind, where)
+        c["key"] = payload_key(key, self.types)  # as Qdrant's key syntax reads it
         return None
 
     def _range(self, bounds: Any, key: str, kind: str, where: str) -> None:

@@ -56,7 +56,17 @@ class Skipped:
 
 
 # Payload fields lookalike writes itself; every other field is the dataset's metadata.
+SCORE_DIGITS = 6  # a float32 cosine holds ~7 significant digits
 OWN_FIELDS = ("label", "label_name", "split", "row", "path", "sha256", "stat")
+
+
+def shown_split(point: Any) -> str:
+    """A point's split as people should see it: none for a plain folder's files (stored as
+    "train", but the folder has no split sub-folders, so their paths do not start with it)."""
+    split = point.split or ""
+    if point.row is None and point.path and not point.path.startswith(split + "/"):
+        return ""
+    return split
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,8 @@ class Hit(StoredPoint):
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {"rank": d.pop("rank"), "id": d.pop("id"), "score": d.pop("score"), **d}
+        score = round(d.pop("score"), SCORE_DIGITS)  # 1.0, not float32's 1.0000001192092896
+        return {"rank": d.pop("rank"), "id": d.pop("id"), "score": score, **d}
 
 
 @dataclass(frozen=True)
@@ -350,7 +361,8 @@ def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool
             info.name,
             "model",
             f"{have.model!r} ({have.pooling} pooling)",
-            f"{meta.model!r} ({meta.pooling} pooling)",
+            # "auto": the asked model's pooling is known only once it loads; none is claimed
+            f"{meta.model!r}" + (f" ({meta.pooling} pooling)" if meta.pooling != "auto" else ""),
         )
     if ingest and have.dataset != meta.dataset:
         raise ModelMismatch(info.name, "dataset", have.dataset, meta.dataset)

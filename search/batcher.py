@@ -25,7 +25,7 @@ from PIL import Image
 from lookalike.index import SearchSettings
 from lookalike.query import QueryOptions
 from lookalike.records import Hit, Query, Result
-from lookalike.search.queries import split_own
+from lookalike.search.queries import own_left_out, split_own
 from lookalike.search.searcher import MAX_K, Searcher, check_k
 
 DEFAULT_MAX_BATCH = 32  # queries in one forward pass: past this a CPU gains nothing
@@ -99,12 +99,17 @@ class QueryBatcher:
         check_k(k)
         label_id = self.searcher.label_id(label)
         asked = min(k + 1, MAX_K + 1)
+        asking = [own_left_out(q, options, include_self) for q in queries]
         futures = [
-            self._enqueue(q.image, _Job(k=asked, label=label_id, options=options)) for q in queries
+            self._enqueue(q.image, _Job(k=asked, label=label_id, options=o))
+            for q, o in zip(queries, asking)
         ]
         found = [f.result() for f in futures]
         file = self.searcher.gallery.file
-        return [split_own(q, hits, k, file, include_self) for q, hits in zip(queries, found)]
+        return [
+            split_own(q, hits, k, file, include_self, o != options)
+            for q, hits, o in zip(queries, found, asking)
+        ]
 
     def _enqueue(self, image, job: _Job) -> Future:
         with self._ready:

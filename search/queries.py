@@ -11,13 +11,27 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+from lookalike.query import QueryOptions
 from lookalike.records import Hit, Query, Result
 
 
-def split_own(query: Query, hits: list[Hit], k: int, resolve, include_self: bool) -> Result:
+def own_left_out(query: Query, options: QueryOptions | None, include_self: bool):
+    """The options a query is searched with: a stored point grouped by a field leaves itself
+    out in the engine, since left out after, its group would go missing (its best hit)."""
+    if include_self or options is None or not options.group_by or query.point_id is None:
+        return options
+    return replace(options, exclude=(*options.exclude, query.point_id))
+
+
+def split_own(
+    query: Query, hits: list[Hit], k: int, resolve, include_self: bool, left_out: bool = False
+) -> Result:
     """The query's result from k+1 hits: its own point (by id, or by file) found and, unless
-    `include_self`, left out; the query takes the label stored with that point."""
+    `include_self`, left out; the query takes the label stored with that point. `left_out`:
+    the engine was asked to leave it out (own_left_out)."""
     own = next((h for h in hits if _is_own(query, h, resolve)), None)
+    if left_out:
+        return Result(query, hits[:k], True)
     if own is not None and query.label_name is None:
         query = replace(query, label=own.label, label_name=own.label_name)
     if own is None or include_self:

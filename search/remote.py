@@ -6,6 +6,7 @@ Speaks the server's HTTP API with the standard library only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.error
@@ -57,7 +58,7 @@ class RemoteSearcher:
             label=body.get("query_label"),
             label_name=body.get("query_label_name"),
         )
-        return Result(query, [Hit(**h) for h in body["hits"]], bool(body.get("excluded_self")))
+        return Result(query, [_hit(h) for h in body["hits"]], bool(body.get("excluded_self")))
 
     def recommend(
         self,
@@ -78,7 +79,7 @@ class RemoteSearcher:
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
         )
-        return [Hit(**h) for h in self._send(request)["hits"]]
+        return [_hit(h) for h in self._send(request)["hits"]]
 
     def search_words(
         self, text: str, k: int, label: str | None = None, *, query: dict | None = None
@@ -88,7 +89,7 @@ class RemoteSearcher:
         body = self._post("search", fields, {})
         if body.get("note"):
             warnings.warn(body["note"], stacklevel=2)  # as a local search warns
-        return Result(Query.words(text), [Hit(**h) for h in body["hits"]])
+        return Result(Query.words(text), [_hit(h) for h in body["hits"]])
 
     def collection(self) -> str | None:
         """The collection the server searches (None if it does not answer)."""
@@ -101,9 +102,13 @@ class RemoteSearcher:
     def candidate_image(self, hit: Hit) -> Image.Image | None:
         return self._image(f"points/{hit.id}")
 
-    def _image(self, what: str) -> Image.Image | None:
+    def candidate_thumbnail(self, hit: Hit) -> Image.Image | None:
+        """The server's small copy (what a --grid draws), made once on its side."""
+        return self._image(f"points/{hit.id}", "thumbnail")
+
+    def _image(self, what: str, kind: str = "image") -> Image.Image | None:
         try:
-            with urllib.request.urlopen(f"{self.url}{what}/image", timeout=self.timeout) as r:
+            with urllib.request.urlopen(f"{self.url}{what}/{kind}", timeout=self.timeout) as r:
                 return open_image(r.read())
         except (urllib.error.URLError, OSError, BadImage):
             return None
@@ -159,3 +164,11 @@ def _detail(error: urllib.error.HTTPError) -> str:
     except (ValueError, OSError, AttributeError):
         detail = None
     return detail if isinstance(detail, str) else f"HTTP {error.code}"
+
+
+HIT_FIELDS = {f.name for f in dataclasses.fields(Hit)}
+
+
+def _hit(d: dict) -> Hit:
+    """A hit as a server sends it, without what only the web needs (its image URLs)."""
+    return Hit(**{k: v for k, v in d.items() if k in HIT_FIELDS})

@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,7 +28,7 @@ from lookalike.index import SearchSettings, effective
 from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
 from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
 from lookalike.search.builder import QueryBuilder, is_point_id
-from lookalike.search.queries import split_own
+from lookalike.search.queries import own_left_out, split_own
 from lookalike.source import Source, load_source
 from lookalike.source.fingerprint import read_file
 from lookalike.store import Store, connect
@@ -66,15 +67,16 @@ class Gallery:
             ).relabel(self.meta.label_names)
         return self._sources[split]
 
-    def image(self, point: StoredPoint) -> Image.Image | None:
-        """A stored point's own image, or None when it is gone or has changed since."""
+    def image(self, point: StoredPoint, min_side: int | None = None) -> Image.Image | None:
+        """A stored point's own image, or None when it is gone or has changed since; with
+        `min_side`, a file may be decoded smaller (see open_image: a thumbnail's original)."""
         if point.sha256 is None:
             return self._by_row_or_path(point)
         file = self._under_root(point)
         if file is not None:
             try:
                 data, _, sha = read_file(file)
-                return open_image(data) if sha == point.sha256 else None
+                return open_image(data, min_side=min_side) if sha == point.sha256 else None
             except (OSError, BadImage):
                 return None
         return self._by_row(point)
@@ -153,6 +155,7 @@ class Searcher:
             if canonical_model_id(model) != self.meta.model:
                 # Refuse before loading: another model can only give meaningless neighbours.
                 meta = _as_meta(self.meta, canonical_model_id(model))
+                meta = replace(meta, pooling=self.settings.pooling)  # "auto": known once loaded
                 check_compatible(self.info, meta, ingest=False)
         elif embedder is None:
             self.settings.check(self.meta.model)
@@ -328,10 +331,17 @@ class Searcher:
         label_id = self.label_id(label)
         vectors = self.embedder.embed([q.image for q in queries])
         asked = min(k + 1, MAX_K + 1)
-        found = self.search_vectors(vectors, k=asked, label=label_id, options=options)
+        asking = [own_left_out(q, options, include_self) for q in queries]
+        if all(o == options for o in asking):
+            found = self.search_vectors(vectors, k=asked, label=label_id, options=options)
+        else:  # grouped stored points: each leaves itself out
+            found = [
+                self.search_vectors(v[None], k=asked, label=label_id, options=o)[0]
+                for v, o in zip(vectors, asking)
+            ]
         return [
-            split_own(q, hits, k, self.gallery.file, include_self)
-            for q, hits in zip(queries, found)
+            split_own(q, hits, k, self.gallery.file, include_self, o != options)
+            for q, hits, o in zip(queries, found, asking)
         ]
 
     @property

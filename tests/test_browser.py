@@ -4,6 +4,7 @@ what to do, an upload and its k captioned results, k changed as it is typed, a r
 replaces old results, and a phone-wide window. Leaves screenshots in test-artifacts/."""
 
 import os
+import re
 import shutil
 import time
 import urllib.request
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 from lookalike.cli.web import create_app
 from lookalike.search import Searcher
@@ -77,13 +79,23 @@ def loaded_results(browser, first_src=None):
     try:
         figures = browser.find_elements(By.CSS_SELECTOR, "#results figure")
         images = [f.find_element(By.TAG_NAME, "img") for f in figures]
-        natural = "return arguments[0].naturalWidth"
+        # Pictures below the window load as they are scrolled to (loading=lazy).
+        natural = (
+            "const i = arguments[0];"
+            "return i.naturalWidth > 0 || i.getBoundingClientRect().top > window.innerHeight"
+        )
         done = images and all(browser.execute_script(natural, i) for i in images)
         if done and first_src and images[0].get_attribute("src") != first_src:
             return None
         return figures if done else None
     except StaleElementReferenceException:  # the page replaced them while we looked
         return None
+
+
+def searched(browser):
+    """The results of a search (not the collection browsed before it) once loaded."""
+    status = browser.find_element(By.ID, "status")
+    return wait_for(lambda: "most similar" in status.text and loaded_results(browser))
 
 
 def shot(browser, name: str) -> None:
@@ -101,15 +113,43 @@ def captions(figures):
     return [f.find_element(By.TAG_NAME, "figcaption").text for f in figures]
 
 
-def test_empty_page_says_what_to_do_and_shows_no_broken_image(browser, server):
-    url, _ = server
+def test_the_page_opens_on_the_collection_paged_and_a_picture_click_searches(browser, server):
+    url, searcher = server
+    n = searcher.info.points
     open_page(browser, url)
-    assert "Pick or drop an image" in browser.find_element(By.ID, "empty").text
+    figures = wait_for(lambda: loaded_results(browser))
+    assert len(figures) == 24  # a page of the collection, before any query
+    status = browser.find_element(By.ID, "status").text
+    assert status.startswith(f"images 1–24 of {n}, by file name")
+    assert browser.find_element(By.ID, "page").text == f"1–24 of {n}"
     assert not browser.find_element(By.ID, "preview").is_displayed()  # no empty <img> icon
+    srcs = [f.find_element(By.TAG_NAME, "img").get_attribute("src") for f in figures]
+    assert all("/thumbnail" in s for s in srcs)  # never the originals
     icon = browser.execute_script("return document.querySelector('link[rel=icon]').href")
     with urllib.request.urlopen(icon) as response:
         assert response.headers["content-type"] == "image/svg+xml"
-    shot(browser, "empty-page")
+    shot(browser, "browse-page")
+    browser.find_element(By.ID, "next").click()
+    wait_for(lambda: browser.find_element(By.ID, "page").text == f"25–48 of {n}")
+    # The label filter works without a query.
+    Select(browser.find_element(By.ID, "label")).select_by_visible_text("bean_rust")
+    wait_for(lambda: browser.find_element(By.ID, "page").text.startswith("1–24 of "))
+    figures = wait_for(lambda: loaded_results(browser))
+    assert all(c.split("\n")[0] == "bean_rust" for c in captions(figures))
+    name = figures[3].find_element(By.CLASS_NAME, "file").text
+    figures[3].find_element(By.CLASS_NAME, "search-with").click()
+    wait_for(lambda: "left out" in browser.find_element(By.ID, "query-detail").text)
+    assert browser.find_element(By.ID, "query-title").text == name
+    assert browser.find_element(By.ID, "pager").is_displayed() is False
+    browser.find_element(By.ID, "browse").click()  # back to the collection
+    wait_for(lambda: browser.find_element(By.ID, "page").text.startswith("1–24 of "))
+    assert not browser.find_element(By.ID, "query-view").is_displayed()
+
+    # /docs needs no CDN: the endpoints are drawn from openapi.json by the page itself.
+    browser.get(url + "docs")
+    endpoints = browser.find_element(By.ID, "endpoints")
+    wait_for(lambda: "/points/{point_id}/thumbnail" in endpoints.text)
+    shot(browser, "api-docs")
 
 
 def test_upload_shows_k_captioned_results_and_k_applies_at_once(browser, server, tmp_path):
@@ -118,13 +158,13 @@ def test_upload_shows_k_captioned_results_and_k_applies_at_once(browser, server,
     searcher.source("test").record(50).image.save(query)  # a bean_rust leaf
     open_page(browser, url)
     browser.find_element(By.ID, "file").send_keys(str(query))
-    figures = wait_for(lambda: loaded_results(browser))
+    figures = searched(browser)
     texts = captions(figures)
-    assert len(figures) == 5
+    assert len(figures) == 12
     assert texts[0].startswith("#1 ") and all("score 0." in c for c in texts)
     labels = {"angular_leaf_spot", "bean_rust", "healthy"}
     assert all(c.split("\n")[0].split(" ", 1)[1] in labels for c in texts)
-    assert sum("bean_rust" in c for c in texts) >= 3
+    assert sum("bean_rust" in c for c in texts[:5]) >= 3
     assert all(".jpg" in c for c in texts)  # each result names its file
     assert browser.find_element(By.ID, "query-title").text == "rust-leaf.png"
     shot(browser, "search-page")
@@ -142,7 +182,7 @@ def test_a_clicked_result_is_the_new_query_and_does_not_find_itself(browser, ser
     searcher.source("test").record(3).image.save(query)
     open_page(browser, url)
     browser.find_element(By.ID, "file").send_keys(str(query))
-    figures = wait_for(lambda: loaded_results(browser))
+    figures = searched(browser)
     clicked = figures[1].find_element(By.TAG_NAME, "img").get_attribute("src")
     name = figures[1].find_element(By.CLASS_NAME, "file").text
     label = captions(figures)[1].split("\n")[0].split(" ", 1)[1]
@@ -153,7 +193,7 @@ def test_a_clicked_result_is_the_new_query_and_does_not_find_itself(browser, ser
     assert browser.find_element(By.ID, "query-title").text == name
     assert f"label {label}" in browser.find_element(By.ID, "query-detail").text
     srcs = [f.find_element(By.TAG_NAME, "img").get_attribute("src") for f in figures]
-    assert clicked not in srcs and len(figures) == 5
+    assert clicked not in srcs and len(figures) == 12
 
 
 def test_view_opens_the_full_size_image(browser, server, tmp_path):
@@ -162,7 +202,9 @@ def test_view_opens_the_full_size_image(browser, server, tmp_path):
     searcher.source("test").record(7).image.save(query)
     open_page(browser, url)
     browser.find_element(By.ID, "file").send_keys(str(query))
-    figures = wait_for(lambda: loaded_results(browser))
+    figures = searched(browser)
+    loaded = "return performance.getEntriesByType('resource').map((e) => e.name)"
+    assert not [u for u in browser.execute_script(loaded) if u.endswith("/image")]  # thumbnails
     figures[0].find_element(By.CSS_SELECTOR, ".actions button").click()
     viewer = browser.find_element(By.ID, "viewer")
     wait_for(lambda: viewer.is_displayed())
@@ -181,7 +223,7 @@ def test_an_error_replaces_the_old_results(browser, server, tmp_path):
     bad.write_text("not an image")
     open_page(browser, url)
     browser.find_element(By.ID, "file").send_keys(str(good))
-    wait_for(lambda: loaded_results(browser))
+    searched(browser)
     browser.find_element(By.ID, "file").send_keys(str(bad))
     status = browser.find_element(By.ID, "status")
     wait_for(lambda: "Error" in status.text)
@@ -197,7 +239,7 @@ def test_a_phone_wide_window_does_not_scroll_sideways(browser, server, tmp_path)
     searcher.source("test").record(11).image.save(query)
     open_page(browser, url, width=400)
     browser.find_element(By.ID, "file").send_keys(str(query))
-    wait_for(lambda: loaded_results(browser))
+    searched(browser)
     inner = browser.execute_script("return window.innerWidth")
     assert inner <= 400
     wide = "return document.documentElement.scrollWidth"
@@ -217,18 +259,23 @@ def test_filter_box_and_more_or_less_like_this(browser, server, tmp_path):
     # Tab: the filter is set (its change event fired) before the image is chosen.
     browser.find_element(By.ID, "where").send_keys("label_name=healthy\t")
     browser.find_element(By.ID, "file").send_keys(str(query))
-    figures = wait_for(lambda: loaded_results(browser))
+    figures = searched(browser)
     assert all("healthy" in c.split("\n")[0] for c in captions(figures))
+    assert browser.find_element(By.ID, "query-view").is_displayed()
 
     # More like the second result, less like the third: a recommend query, still filtered.
     liked = figures[1].find_element(By.TAG_NAME, "img").get_attribute("src")
     disliked = figures[2].find_element(By.TAG_NAME, "img").get_attribute("src")
-    less = ".//button[normalize-space()='Less like this']"
-    more = ".//button[normalize-space()='More like this']"
-    figures[2].find_element(By.XPATH, less).click()
+    less, more = "button[data-side=negative]", "button[data-side=positive]"
+    figures[2].find_element(By.CSS_SELECTOR, less).click()
     assert "choose an image you want more like" in browser.find_element(By.ID, "status").text
-    figures[1].find_element(By.XPATH, more).click()
-    wait_for(lambda: "more like 1, less like 1" in browser.find_element(By.ID, "examples").text)
+    figures[1].find_element(By.CSS_SELECTOR, more).click()
+    title = browser.find_element(By.ID, "examples-title")
+    wait_for(lambda: title.text == "More like 1, less like 1")
+    # The panel shows the examples, not the upload searched before them.
+    assert not browser.find_element(By.ID, "query-view").is_displayed()
+    shown = browser.find_elements(By.CSS_SELECTOR, "#examples-view .example img")
+    assert [i.get_attribute("src") for i in shown] == [liked, disliked]
 
     def recommended():  # the new results: neither example is among them
         from selenium.common.exceptions import StaleElementReferenceException
@@ -243,3 +290,129 @@ def test_filter_box_and_more_or_less_like_this(browser, server, tmp_path):
     figures = wait_for(recommended)
     assert all("healthy" in c.split("\n")[0] for c in captions(figures))
     shot(browser, "more-like-this")
+
+    # × takes one example back; "Clear examples" returns to the image searched before.
+    browser.find_element(By.CSS_SELECTOR, "#negative-row .example button").click()
+    wait_for(lambda: title.text == "More like 1, less like 0")
+    browser.find_element(By.ID, "clear-examples").click()
+    wait_for(lambda: browser.find_element(By.ID, "query-view").is_displayed())
+    assert not browser.find_element(By.ID, "examples-view").is_displayed()
+    assert browser.find_element(By.ID, "query-title").text == "query.png"
+    searched(browser)
+
+
+# A plain folder of photos (class sub-folders, no split ones) with your own fields.
+PLACES = ("Alps", "coast", "city")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory, beans_photos, tiny_vit):
+    import json
+
+    from lookalike.embed.embedder import Embedder
+    from lookalike.ingest import ingest
+    from lookalike.source import load_source
+    from lookalike.thumbnails import Thumbnails
+
+    root = tmp_path_factory.mktemp("library")
+    folder = root / "photos"
+    shutil.copytree(beans_photos / "photos", folder)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.jpg"))
+    lines = []
+    for i, name in enumerate(files):
+        fields = {"file_name": name, "place": PLACES[i % 3], "camera": f"Pixel {6 + i % 2}"}
+        if i % 4:  # some photos carry no date: they come last
+            fields["taken"] = f"2024-{1 + i % 12:02d}-{1 + i:02d}T09:30:00"
+        lines.append(json.dumps(fields))
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    store = connect(StoreConfig(path=str(root / "store")))
+    emb = Embedder(tiny_vit, device="cpu", precision="fp32")
+    ingest(load_source(str(folder)), emb, store, "library")
+    searcher = Searcher("library", store=store, embedder=emb)
+    with serving(create_app(searcher, thumbnails=Thumbnails(str(root / "thumbs")))) as url:
+        yield url, searcher, lines
+    store.close()
+
+
+def newest(lines):
+    import json
+
+    dated = [json.loads(line) for line in lines if "taken" in line]
+    return max(dated, key=lambda f: f["taken"])["file_name"].split("/")[-1]
+
+
+def test_your_fields_show_on_each_card_and_in_the_full_view(browser, library):
+    url, _, lines = library
+    open_page(browser, url)
+    figures = wait_for(lambda: loaded_results(browser))
+    status = browser.find_element(By.ID, "status").text
+    assert status.startswith(f"images 1–{len(lines)} of {len(lines)}, newest first")
+    assert figures[0].find_element(By.CLASS_NAME, "file").text == newest(lines)
+    for caption in captions(figures):
+        assert "place" in caption and "camera" in caption and "Pixel" in caption
+    # A plain folder has no split worth naming: no "train" anywhere on the page.
+    # (Beans' file names hold "_train.": a split would show as a word of its own.)
+    assert not re.search(r"\btrain\b", browser.find_element(By.ID, "results").text)
+    shot(browser, "fields-on-cards")
+
+    figures[0].find_element(By.CSS_SELECTOR, ".actions button").click()
+    viewer = browser.find_element(By.ID, "viewer")
+    wait_for(lambda: viewer.is_displayed())
+    fields = browser.find_element(By.ID, "viewer-fields").text
+    assert "place" in fields and "taken" in fields and "2024-" in fields
+    assert not re.search(r"\btrain\b", browser.find_element(By.ID, "viewer-caption").text)
+    image = browser.find_element(By.ID, "viewer-image")
+    wait_for(lambda: browser.execute_script("return arguments[0].naturalWidth", image))
+    assert image.get_attribute("src").endswith("/image")  # the original, on request
+    shot(browser, "fields-full-size")
+    browser.find_element(By.ID, "viewer-close").click()
+
+    # Filters work without a query.
+    browser.find_element(By.ID, "where").send_keys("place=Alps\t")
+    wait_for(
+        lambda: (
+            "newest first" in browser.find_element(By.ID, "status").text
+            and len(loaded_results(browser) or []) == 5
+        )
+    )
+    assert all("Alps" in c for c in captions(loaded_results(browser)))
+
+
+def test_group_by_and_min_score(browser, library):
+    url, _, _ = library
+    open_page(browser, url)
+    figures = wait_for(lambda: loaded_results(browser))
+    figures[0].find_element(By.CLASS_NAME, "search-with").click()
+    figures = searched(browser)
+    assert len(figures) == 12
+    Select(browser.find_element(By.ID, "group-by")).select_by_visible_text("place")
+    wait_for(lambda: "one per place" in browser.find_element(By.ID, "status").text)
+    figures = searched(browser)
+    places = [c.split("place\n")[1].split("\n")[0] for c in captions(figures)]
+    assert sorted(places) == sorted(PLACES)  # one result per place
+    Select(browser.find_element(By.ID, "group-by")).select_by_visible_text("none")
+    figures = wait_for(lambda: len(loaded_results(browser) or []) == 12 and loaded_results(browser))
+    scores = [float(re.search(r"score ([-\d.]+\d)", c)[1]) for c in captions(figures)]
+    floor = scores[4]
+    box = browser.find_element(By.ID, "min-score")
+    box.send_keys(f"{floor:.3f}\t")
+    wait_for(lambda: len(loaded_results(browser) or []) < 12)
+    figures = loaded_results(browser)
+    kept = [float(re.search(r"score ([-\d.]+\d)", c)[1]) for c in captions(figures)]
+    assert kept and min(kept) >= floor - 0.001 and len(kept) <= 6
+
+
+def test_a_phone_shows_the_fields_too(browser, library):
+    url, _, _ = library
+    open_page(browser, url, width=400)
+    figures = wait_for(lambda: loaded_results(browser))
+    inner = browser.execute_script("return window.innerWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= inner
+    browser.execute_script("arguments[0].scrollIntoView()", figures[0])
+    assert "place" in figures[0].text and figures[0].find_element(By.TAG_NAME, "dl").is_displayed()
+    shot(browser, "phone-fields")
+    figures[0].find_element(By.CSS_SELECTOR, ".actions button").click()
+    wait_for(lambda: browser.find_element(By.ID, "viewer").is_displayed())
+    assert "camera" in browser.find_element(By.ID, "viewer-fields").text
+    shot(browser, "phone-full-size")
+    browser.find_element(By.ID, "viewer-close").click()

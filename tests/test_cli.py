@@ -66,7 +66,7 @@ def test_search_table_for_people(built):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "query: train:4 (label green)"
-    assert lines[1].split() == ["rank", "score", "label", "split:row", "path"]
+    assert lines[1].split() == ["rank", "score", "label", "path", "id"]  # a plain folder
     rows = [ln for ln in lines[3:] if ln.strip() and not ln.startswith("(")]
     assert len(rows) == 3  # 4 green candidates, the query itself left out
     assert all(" green " in ln for ln in rows)

@@ -54,7 +54,7 @@ def test_search_returns_hits_like_the_cli(client, searcher):
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert set(hits[0]) == {
         *("rank", "id", "score", "label", "label_name", "split", "row", "path"),
-        *("sha256", "metadata"),
+        *("sha256", "metadata", "image", "thumbnail"),
     }
     assert hits[0]["label_name"] == "blue"
     expected = searcher.search(Image.open(io.BytesIO(png())), k=3)

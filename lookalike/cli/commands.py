@@ -16,20 +16,27 @@ from tqdm import tqdm
 from lookalike.cli.console import bar as _bar
 from lookalike.cli.console import quiet_transformers, warn, wrote
 from lookalike.cli.environment import sleep_idle_threads
-from lookalike.cli.grid import pair_row, render_grid, save_grid, thumbnail
+from lookalike.cli.grid import pair_images, pair_row, render_grid, save_grid, thumbnails_of
 from lookalike.cli.output import plural
-from lookalike.cli.stores import check_inputs, open_store
+from lookalike.cli.stores import (
+    check_inputs,
+    collection_model,
+    open_store,
+    recorded_dataset,
+    recorded_model,
+)
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
-from lookalike.errors import BadQuery, ModelMismatch
+from lookalike.errors import BadQuery, CollectionNotFound, DatasetLoadError, ModelMismatch
 from lookalike.index import SearchSettings
-from lookalike.records import CollectionInfo, EvalReport
+from lookalike.records import CollectionInfo, CollectionMeta, EvalReport
 from lookalike.search.duplicates import DuplicateReport, find_duplicates
 from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
 from lookalike.search.searcher import Gallery, Searcher
 from lookalike.search.text_queries import evaluate_text, read_text_queries
 from lookalike.source import load_source
 from lookalike.store import StoreConfig
+from lookalike.thumbnails import Thumbnails, cache_folder
 from lookalike.tune import TuneReport, TuneSettings, check_output
 
 
@@ -47,6 +54,7 @@ def run_eval(
     params: SearchSettings | None = None,
 ) -> EvalReport:
     with open_store(store_config, "eval", collection) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         source = searcher.source(split)  # a split the dataset lacks: said before the model
         if source.label_column is None:
@@ -93,6 +101,7 @@ def run_text_eval(
     """precision@k of the text queries in the file at `path` (read before the model loads)."""
     queries = read_text_queries(path)
     with open_store(store_config, "eval", collection) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         quiet_transformers()
         return evaluate_text(searcher, queries, k=k)
@@ -108,20 +117,23 @@ def run_tune(
     splits: tuple[str, str, str | None],
     settings: TuneSettings,
     overwrite: bool = False,
+    dataset_variable: str | None = None,
 ) -> TuneReport:
     """Tune the settings' model (default: the collection's) on `dataset` (default: the
-    collection's)."""
+    collection's). A model or dataset from an environment variable (`dataset_variable`) gives
+    way to the collection's own, with a line saying so; typed ones are used as given."""
     check_output(output, overwrite)  # before anything loads
-    if model_settings.model is None or dataset is None:
-        with open_store(store_config, "tune", collection) as (store, collection):
-            meta = store.info(collection).meta
-        if meta is None:
-            raise ModelMismatch(collection, "foreign")
-        model_settings = replace(model_settings, model=model_settings.model or meta.model)
-        dataset = dataset or meta.dataset
-    train, val, test = check_inputs(
-        lambda: [load_source(dataset, s) if s else None for s in splits], model_settings
-    )
+    typed_model = model_settings.model and not model_settings.model_variable
+    typed_dataset = dataset and not dataset_variable
+    if not (typed_model and typed_dataset):
+        meta = _tuned_collection(store_config, collection, model_settings.model and dataset)
+        if meta is not None:
+            name = meta[0]
+            model_settings = recorded_model(meta[1], model_settings, name)
+            model_settings = replace(model_settings, model=model_settings.model or meta[1].model)
+            if not typed_dataset:
+                dataset = recorded_dataset(meta[1], dataset, dataset_variable, name)
+    train, val, test = check_inputs(lambda: _tune_splits(dataset, splits), model_settings)
     quiet_transformers()
     from lookalike.tune import tune  # torch loads here
 
@@ -147,6 +159,47 @@ def run_tune(
         )
 
 
+TUNE_SPLITS = ("--split", "--val-split", "--test-split")
+
+
+def _tune_splits(dataset: str, splits: tuple[str, str, str | None]) -> list:
+    """The train, validation and test splits; one the dataset lacks is said with the option
+    that chose it."""
+    loaded = []
+    for option, split in zip(TUNE_SPLITS, splits):
+        try:
+            loaded.append(load_source(dataset, split) if split else None)
+        except DatasetLoadError as e:
+            if e.kind != "no_split":
+                raise
+            none = " ('' for none)" if option == "--test-split" else ""
+            raise DatasetLoadError(
+                e.dataset,
+                f"{e.reason}: choose one with {option}{none}",
+                kind="tune_split",
+                split=split,
+                available=e.available,
+            ) from e
+    return loaded
+
+
+def _tuned_collection(
+    store_config: StoreConfig, collection: str | None, optional: bool
+) -> tuple[str, CollectionMeta] | None:
+    """The collection tune reads its model and dataset from, with its name; None when
+    `optional` (both came from the environment) and the store holds no such collection."""
+    try:
+        with open_store(store_config, "tune", collection) as (store, collection):
+            meta = store.info(collection).meta
+    except CollectionNotFound:
+        if optional:
+            return None
+        raise
+    if meta is None:
+        raise ModelMismatch(collection, "foreign")
+    return collection, meta
+
+
 def run_duplicates(
     store_config: StoreConfig,
     collection: str | None,
@@ -161,11 +214,10 @@ def run_duplicates(
         report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
         meta = store.info(collection).meta
     if grid and report.pairs and meta:
-        gallery = Gallery(meta)
         pairs = report.pairs[:grid_pairs]
-        rows = [
-            pair_row(p, thumbnail(gallery.image(p.a)), thumbnail(gallery.image(p.b))) for p in pairs
-        ]
+        kept = Thumbnails(cache_folder(store_config.path, store_config.url))
+        image = thumbnails_of(Gallery(meta), kept)
+        rows = [pair_row(p, *pair_images(p, image)) for p in pairs]
         save_grid(render_grid(rows), grid)
         wrote(grid, f"the best {len(pairs)} of {plural(len(report.pairs), 'pair')}")
     return report

@@ -4,13 +4,16 @@ score, like the tutorial's figure; and of near-duplicate pairs, each image named
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import click
 from PIL import Image, ImageDraw, ImageFont
 
-from lookalike.records import Result
+from lookalike.cli.console import warn
+from lookalike.errors import shown
+from lookalike.records import Hit, Result, StoredPoint, shown_split
+from lookalike.thumbnails import Thumbnails
 
 TILE = 192
 LINE = 18
@@ -27,7 +30,7 @@ class Tile:
     query: bool = False
 
 
-def result_row(result: Result, hit_images: Sequence[Image.Image | None]) -> list[Tile]:
+def result_row(result: Result, images: Sequence[Image.Image | None]) -> list[Tile]:
     """A query (with its label, when known) and its hits, in rank order."""
     q = result.query
     title = f"query: {q.label_name}" if q.label_name is not None else "query"
@@ -35,11 +38,52 @@ def result_row(result: Result, hit_images: Sequence[Image.Image | None]) -> list
         row = [Tile(words_tile(q.text), ["text query"], query=True)]
     else:
         row = [Tile(q.image, [title, os.path.basename(q.text)], query=True)]
-    for hit, image in zip(result.hits, hit_images):
+    for hit, image in zip(result.hits, images):
         label = hit.label_name if hit.label_name is not None else "-"
         name = os.path.basename(hit.path) if hit.path else ""
         row.append(Tile(image, [f"#{hit.rank} {label}", f"score {hit.score:.3f}", name]))
     return row
+
+
+def thumbnails_of(source, thumbnails: Thumbnails) -> Callable[[StoredPoint], Image.Image | None]:
+    """Each stored image as a grid draws it: its cached thumbnail, made from the original the
+    first time. `source`: a Searcher or its Gallery; a server searched through (RemoteSearcher)
+    makes and keeps its own."""
+    remote = getattr(source, "candidate_thumbnail", None)
+    if remote is not None:
+        return remote
+
+    def image(point: StoredPoint) -> Image.Image | None:
+        gallery = getattr(source, "gallery", source)  # a Searcher's, as it is now
+        return thumbnails.image(point.sha256, lambda side: gallery.image(point, side))
+
+    return image
+
+
+def hit_images(
+    hits: Sequence[Hit], image_of: Callable[[StoredPoint], Image.Image | None]
+) -> list[Image.Image | None]:
+    """The hits' pictures for a grid; a hit whose original is gone or changed is said, on
+    stderr, rather than left a blank tile without a word."""
+    images = []
+    for hit in hits:
+        image = image_of(hit)
+        if image is None:
+            missing(hit)
+        images.append(thumbnail(image))
+    return images
+
+
+def pair_images(pair, image_of) -> tuple[Image.Image | None, Image.Image | None]:
+    """Both images of a near-duplicate pair, each missing one said."""
+    return tuple(hit_images([pair.a, pair.b], image_of))
+
+
+def missing(point: StoredPoint) -> None:
+    warn(
+        f"--grid: no image for {shown(point.where())}: the file is gone or has changed since "
+        "it was stored (a sync brings the collection up to date); its tile is left blank"
+    )
 
 
 def pair_row(pair, image_a: Image.Image | None, image_b: Image.Image | None) -> list[Tile]:
@@ -49,7 +93,7 @@ def pair_row(pair, image_a: Image.Image | None, image_b: Image.Image | None) -> 
     def lines(point) -> list[str]:
         label = point.label_name if point.label_name is not None else "-"
         name = os.path.basename(point.path) if point.path else ""
-        where = f"{point.split}:{point.row}" if point.row is not None else point.split or ""
+        where = f"{point.split}:{point.row}" if point.row is not None else shown_split(point)
         return [f"{where} {label}".strip(), name]
 
     a, b = lines(pair.a), lines(pair.b)

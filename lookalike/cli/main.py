@@ -35,6 +35,8 @@ from lookalike.cli.options import (
     query_options,
     search_options,
     store_options,
+    typed,
+    variable_of,
     workers_option,
 )
 from lookalike.cli.output import (
@@ -123,6 +125,11 @@ def dataset_options(f):
                 help="Keep the points of images that are gone (a folder mounted only part of "
                 "the time).",
             ),
+            flag(
+                "--allow-empty",
+                help="Sync an image folder that holds no images: remove every point (without "
+                "it, an empty folder is an error, as an unmounted disk looks empty).",
+            ),
         ],
     )
 
@@ -137,7 +144,8 @@ def _dataset_settings(options: dict):
     from lookalike.cli.sync import DatasetSettings
 
     names = DatasetSettings.__dataclass_fields__
-    return DatasetSettings(**{f: options.pop(f) for f in names if f in options})
+    given = {"dataset_typed": typed("dataset"), "dataset_variable": variable_of("dataset")}
+    return DatasetSettings(**{f: options.pop(f) for f in names if f in options}, **given)
 
 
 @cli.command()
@@ -158,6 +166,16 @@ def _dataset_settings(options: dict):
 )
 @json_option
 @workers_option
+@opt(
+    "--ray",
+    is_flag=False,
+    flag_value="auto",
+    default=None,
+    metavar="[ADDRESS]",
+    allow_from_autoenv=False,
+    help="Embed on Ray Data, one actor per GPU (pip install 'lookalike[ray]'): on the Ray "
+    "cluster at ADDRESS, else at $RAY_ADDRESS, else on a Ray started for this run.",
+)
 @model_options(default=None, new=NEW_MODEL_HELP, pooling=True)
 @store_options
 @index_options
@@ -403,13 +421,7 @@ def info(store_config, collection, as_json):
 
 
 @cli.command()
-@opt(
-    "--threshold",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=None,
-    help="Cosine similarity that makes a pair [default: the collection's own, measured at "
-    "ingest on edited copies of its photos; 0.97 if it has none].",
-)
+@opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
 @opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
 @picture_option("Draw the best pairs into this picture (PNG, or as named).")
 @flag("--json", "as_json", help="JSON lines: pairs, then a summary.")
@@ -420,8 +432,7 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
 
     \b
     Example:
-      lookalike duplicates --grid pairs.png
-      lookalike duplicates --threshold 0.9 --json
+      lookalike duplicates --threshold 0.97 --grid pairs.png
     """
     from lookalike.cli.commands import run_duplicates
 
@@ -479,6 +490,7 @@ def tune_(store_config, collection, model_settings, output, dataset, overwrite, 
         splits=(options.pop("split"), options.pop("val_split"), options.pop("test_split") or None),
         settings=TuneSettings(**options),
         overwrite=overwrite,
+        dataset_variable=variable_of("dataset"),
     )
     if as_json:
         echo_json(report.to_dict())
@@ -538,6 +550,7 @@ def serve(
       lookalike serve --watch ~/photos --collection photos
     """
     from lookalike.cli.web import create_app, run_app
+    from lookalike.thumbnails import Thumbnails, cache_folder
 
     sleep_idle_threads()  # the model shares the cores with the decoding of uploads
     reuse_freed_memory()  # a batch of queries' activations: kept for the next, not re-mapped
@@ -549,6 +562,7 @@ def serve(
             searcher,
             max_upload=max_upload_mb * 1024 * 1024,
             allowed_hosts=(host, *allowed_hosts),
+            thumbnails=Thumbnails(cache_folder(store_config.path, store_config.url)),
         )
         # uvicorn re-raises SIGTERM once it has shut down; as SystemExit it lets the store
         # close and this process's holder record go, as Ctrl-C does.

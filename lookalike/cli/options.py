@@ -14,6 +14,7 @@ import functools
 import os
 
 import click
+from click.core import ParameterSource
 
 from lookalike.defaults import (
     DEFAULT_PATH,
@@ -44,6 +45,28 @@ def opt(*decls: str, shared: bool = False, **kwargs):
 def flag(*decls: str, help: str):
     """An on/off flag read from the command line only: never from the environment."""
     return opt(*decls, is_flag=True, default=False, allow_from_autoenv=False, help=help)
+
+
+def variable_of(name: str) -> str | None:
+    """The environment variable the current command's option `name` took its value from, or
+    None when it was typed (or is its default): a value from the environment must not
+    redirect work on an existing collection, so commands learn where each came from."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.get_parameter_source(name) is not ParameterSource.ENVIRONMENT:
+        return None
+    param = next(p for p in ctx.command.params if p.name == name)
+    if isinstance(param.envvar, str):
+        return param.envvar
+    if param.envvar:  # several: the first one set
+        return next((v for v in param.envvar if os.environ.get(v)), param.envvar[0])
+    command = (ctx.info_name or "").upper().replace("-", "_")
+    return f"{PREFIX}_{command}_{name.upper()}"
+
+
+def typed(name: str) -> bool:
+    """Whether the current command's option `name` was typed on the command line."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
 
 
 def apply(f, decorators):
@@ -215,6 +238,7 @@ def model_options(
                 pooling=kw.pop("pooling", d.pooling),
                 compile=kw.pop("compile", d.compile),
                 trust_remote_code=trust_remote_code,
+                model_variable=variable_of("model") if model else None,
             )
             return f(model_settings=settings, **kw)
 

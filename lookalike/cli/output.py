@@ -8,7 +8,14 @@ import json
 
 from lookalike.cli.errors import skip_message
 from lookalike.errors import shown
-from lookalike.records import Change, CollectionInfo, EvalReport, IngestReport, Result
+from lookalike.records import (
+    Change,
+    CollectionInfo,
+    EvalReport,
+    IngestReport,
+    Result,
+    shown_split,
+)
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -35,28 +42,34 @@ def place(split: str | None, row: int | None) -> str:
 
 
 def fields(metadata: dict) -> str:
-    text = " ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in metadata.items())
+    # A field name with a newline or NUL must not forge a line: shown escaped.
+    text = " ".join(f"{shown(k)}={json.dumps(v, ensure_ascii=False)}" for k, v in metadata.items())
     return text if len(text) <= FIELDS_WIDTH else text[: FIELDS_WIDTH - 1] + "…"
 
 
 def hits_table(result: Result) -> str:
-    """The query (with its label, when known), then rank, score, label, place and path of each
-    hit, with the dataset's own fields when any hit has them (all of them in --json), and
-    whether the query's own image was left out."""
+    """The query (with its label, when known), then rank, score, label, place, path and id of
+    each hit (the id is what --id and --like take), with the dataset's own fields when any hit
+    has them (all of them in --json), and whether the query's own image was left out. A plain
+    folder's images have no split worth naming: the place column is left out."""
     query, hits = result.query, result.hits
     extra = any(h.metadata for h in hits)
+    places = [place(h.split, h.row) if h.row is not None else shown_split(h) for h in hits]
+    where = any(places)
     rows = [
         [
             str(h.rank),
             f"{h.score:.4f}",
             "" if h.label_name is None else shown(h.label_name),
-            place(h.split, h.row),
+            *([p] if where else []),
             shown(h.path or ""),
+            h.id,
             *([fields(h.metadata)] if extra else []),
         ]
-        for h in hits
+        for h, p in zip(hits, places)
     ]
-    headers = ["rank", "score", "label", "split:row", "path", *(["fields"] if extra else [])]
+    headers = ["rank", "score", "label", *(["split:row"] if where else []), "path", "id"]
+    headers += ["fields"] if extra else []
     body = _table(headers, rows) if hits else "(no hits)"
     head = f"{'text' if query.kind == 'text' else 'query'}: {shown(query.text)}"
     if query.label_name is not None:
@@ -123,7 +136,7 @@ def ingest_summary(report: IngestReport) -> str:
     if report.migrated:
         lines.append(f"  migrated {report.migrated} points of an older lookalike")
     if report.payload_columns:
-        lines.append(f"  payload fields: {', '.join(report.payload_columns)}")
+        lines.append(f"  payload fields: {', '.join(map(shown, report.payload_columns))}")
     lines += [
         f"  skipped {shown(s.where())}: " + skip_message(s.reason, s.kind) for s in report.skipped
     ]
@@ -177,8 +190,8 @@ def duplicates_table(report) -> str:
     rows = [
         [
             f"{p.score:.4f}",
-            place(p.a.split, p.a.row),
-            place(p.b.split, p.b.row),
+            place(p.a.split, p.a.row) if p.a.row is not None else shown_split(p.a),
+            place(p.b.split, p.b.row) if p.b.row is not None else shown_split(p.b),
             "yes" if p.cross_split else "",
             f"{shown(p.a.path or '')} | {shown(p.b.path or '')}",
         ]
@@ -250,3 +263,12 @@ def info_table(info: CollectionInfo) -> str:
         indexed = ", ".join(f"{shown(f)} ({t})" for f, t in sorted(info.fields.items()))
         rows.append(["indexed fields", indexed])
     return _table(["collection", info.name], rows)
+
+
+def capitals_note(item: str, others: list[str]) -> str:
+    """What a FIELD=VALUE filter that matched nothing would match with other capitals."""
+    field = item.split("=", 1)[0].strip()
+    if not others:
+        return f"no image has {shown(item)}, in these or other capitals"
+    held = ", ".join(f"{field}={shown(v)}" for v in others)
+    return f"no image has {shown(item)}, but some have {held}: values match exactly, capitals too"

@@ -9,8 +9,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
-from lookalike.cli.grid import render_grid, result_row, save_grid, thumbnail
-from lookalike.cli.stores import open_store
+from lookalike.cli.grid import (
+    hit_images,
+    render_grid,
+    result_row,
+    save_grid,
+    thumbnail,
+    thumbnails_of,
+)
+from lookalike.cli.output import capitals_note
+from lookalike.cli.stores import collection_model, open_store
 from lookalike.embed import ModelSettings
 from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
 from lookalike.index import SearchSettings
@@ -18,8 +26,10 @@ from lookalike.records import Query, Result
 from lookalike.search.builder import is_point_id
 from lookalike.search.remote import RemoteSearcher
 from lookalike.search.searcher import Searcher, check_k, check_text
+from lookalike.search.spellings import other_capitalisations
 from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
+from lookalike.thumbnails import Thumbnails, cache_folder
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
 # decoded and several times that while the model prepares it.
@@ -48,13 +58,23 @@ def run_search(
     with a progress bar; one that cannot be read is reported and skipped. `query`:
     Searcher.options' arguments (where, filter, min_score, group_by)."""
     check_k(k)
-    out = _Out(show, _Drawing(grid))
+    for words in texts:  # a shell passes bytes that are not UTF-8 as surrogate escapes
+        try:
+            words.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadQuery(
+                f"--text {shown(words)} holds bytes that are not UTF-8 text", field="text"
+            ) from None
+    thumbnails = Thumbnails(cache_folder(store_config.path, store_config.url))
+    out = _Out(show, _Drawing(grid, thumbnails))
     queries, listed = _expand(queries)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
+            model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
-            for text in queries:  # no such file, row or split: now
-                searcher.check_query(text)
+            for text in queries:  # no such file, row or split: now (a folder's: skipped later)
+                if text not in listed:
+                    searcher.check_query(text)
             for words in texts:
                 check_text(words)
             searcher.label_id(label)
@@ -62,12 +82,16 @@ def run_search(
             quiet_transformers()
             if texts:  # an image-only collection refuses words before any image is read
                 searcher.text_encoder  # noqa: B018
+            if queries:  # loaded first: a query is decoded at the model's size, as ingest does
+                searcher.embedder  # noqa: B018
             ask = dict(k=k, label=label, options=options)
             results = _searched_here(searcher, queries, listed, out, include_self, ask)
             for start in range(0, len(texts), QUERIES_AT_ONCE):
                 chunk = texts[start : start + QUERIES_AT_ONCE]
                 hits = searcher.search_texts(chunk, **ask)
                 results += out([Result(Query.words(t), h) for t, h in zip(chunk, hits)], searcher)
+            if any(not r.hits for r in results):
+                _say_capitals(searcher, (query or {}).get("where") or ())
             out.draw.save()
             return results
     except StoreLocked as e:
@@ -75,7 +99,8 @@ def run_search(
         if remote is None or (collection and remote.collection() != collection):
             raise
         say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
-        if model_settings.model or (params and not params.is_default):
+        typed_model = model_settings.model and not model_settings.model_variable
+        if typed_model or (params and not params.is_default):
             warn("the server searches with its own model and search options")
         results = []
         for text in queries:
@@ -137,10 +162,13 @@ def run_recommend(
     check_k(k)
     try:
         with open_store(store_config, "search", collection) as (store, collection):
+            model_settings = collection_model(store, collection, model_settings)
             searcher = Searcher(collection, store=store, settings=model_settings, params=params)
             searcher.label_id(label)
             options = searcher.options(**(query or {}))
             quiet_transformers()
+            if not all(is_point_id(x) for x in (*like, *unlike)):  # images: at the model's size
+                searcher.embedder  # noqa: B018
             hits = searcher.recommend(
                 like, unlike, k=k, strategy=strategy, label=label, options=options
             )
@@ -176,17 +204,28 @@ def _expand(queries: Sequence[str]) -> tuple[list[str], set[str]]:
 def _asked(searcher: Searcher, text: str, skippable: bool) -> Query | None:
     """A query with its image; a folder's unreadable file is reported and skipped (None),
     while a file the user named is an error."""
+    if skippable and not os.path.isfile(text):  # deleted since listed, or a dangling link
+        warn(f"skipped {shown(text)}: the file is gone (deleted, or a link to nothing)")
+        return None
     try:
         return searcher.query(text)
-    except BadImage as e:
+    except (BadImage, OSError) as e:
         if not skippable:
             raise
-        warn(f"skipped {shown(text)}: {e.reason}")
+        warn(f"skipped {shown(text)}: {getattr(e, 'reason', None) or e}")
         return None
 
 
 def _progress(total: int):
     return bar(total, "search") if total else contextlib.nullcontext(_NoBar())
+
+
+def _say_capitals(searcher: Searcher, where) -> None:
+    """A filter that matched nothing may differ from the stored values only in capitals."""
+    types = searcher.queries.types()
+    found = other_capitalisations(searcher.store, searcher.collection, where, types)
+    for item, others in found:
+        warn(capitals_note(item, others))
 
 
 class _NoBar:
@@ -205,21 +244,22 @@ class _Out:
         if self.show:
             self.show(found)
         kept = [replace(r, query=replace(r.query, image=thumbnail(r.query.image))) for r in found]
-        self.draw.add(kept, searcher.candidate_image)
+        self.draw.add(kept, searcher)
         return kept
 
 
 class _Drawing:
     """The rows of a --grid, each image kept as a thumbnail until the picture is saved."""
 
-    def __init__(self, path: str | None) -> None:
-        self.path, self.rows = path, []
+    def __init__(self, path: str | None, thumbnails: Thumbnails) -> None:
+        self.path, self.rows, self.thumbnails = path, [], thumbnails
 
-    def add(self, results: list[Result], image_of) -> None:
+    def add(self, results: list[Result], searcher) -> None:
         if not self.path:
             return
+        image_of = thumbnails_of(searcher, self.thumbnails)  # kept beside the store
         for r in results:
-            self.rows.append(result_row(r, [thumbnail(image_of(h)) for h in r.hits]))
+            self.rows.append(result_row(r, hit_images(r.hits, image_of)))
 
     def save(self) -> None:
         if not self.path:
@@ -241,6 +281,7 @@ def open_searcher(
     """A Searcher with its model loaded, on an open store, closed on exit (for servers); the
     store records `url`, so a `search` finding the store held comes here instead."""
     with open_store(store_config, "serve", collection, url=url) as (store, collection):
+        model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         quiet_transformers()
         searcher.embedder  # noqa: B018 - loaded at start-up, not on the first request

@@ -8,10 +8,20 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
+from lookalike.cli.console import warn
 from lookalike.defaults import DEFAULT_COLLECTION
 from lookalike.embed import ModelSettings
-from lookalike.errors import CollectionNotFound, DatasetLoadError, LoadErrors, ModelLoadError
+from lookalike.embed.settings import canonical_model_id
+from lookalike.errors import (
+    CollectionNotFound,
+    DatasetLoadError,
+    LoadErrors,
+    ModelLoadError,
+    StoreDamaged,
+)
+from lookalike.records import CollectionMeta
 from lookalike.store import Store, StoreConfig, connect
 from lookalike.store.holders import holding
 
@@ -76,3 +86,54 @@ def check_inputs(load_dataset, model: ModelSettings | None):
     if problems:
         raise problems[0]
     return loaded
+
+
+def recorded_meta(store: Store, collection: str) -> CollectionMeta | None:
+    """What `collection` was built with, or None for a new (or unreadable) one."""
+    try:
+        return store.info(collection).meta if store.exists(collection) else None
+    except (CollectionNotFound, StoreDamaged):
+        return None
+
+
+def recorded_model(
+    meta: CollectionMeta | None, settings: ModelSettings, collection: str
+) -> ModelSettings:
+    """The model to use on an existing collection: a typed --model as given (one that differs
+    from the collection's is refused below, in words), but one from an environment variable
+    gives way to the collection's own, with a line naming the variable."""
+    asked, variable = settings.model, settings.model_variable
+    if meta is None or not asked or not variable or canonical_model_id(asked) == meta.model:
+        return settings
+    warn(
+        f"{variable}={asked} is not the model collection {collection!r} was built with: "
+        f"using its own, {meta.model} (type --model to choose one)"
+    )
+    return replace(settings, model=None, model_variable=None)
+
+
+def collection_model(store: Store, collection: str, settings: ModelSettings) -> ModelSettings:
+    """`recorded_model` for `collection` in `store`."""
+    return recorded_model(recorded_meta(store, collection), settings, collection)
+
+
+def recorded_dataset(
+    meta: CollectionMeta | None, dataset: str, variable: str | None, collection: str
+) -> str:
+    """The dataset to use on an existing collection when none was typed: its own. One from an
+    environment variable (`variable`) that differs is said, naming the variable."""
+    if meta is None or not meta.dataset or _same_dataset(dataset, meta.dataset):
+        return dataset
+    if variable:
+        warn(
+            f"{variable}={dataset} is not the dataset of collection {collection!r}: using "
+            f"its own, {meta.dataset} (type --dataset to choose one)"
+        )
+    return meta.dataset
+
+
+def _same_dataset(dataset: str | None, recorded: str) -> bool:
+    if dataset is None:
+        return False
+    local = os.path.abspath(dataset) if os.path.isdir(dataset) else dataset
+    return local == recorded

@@ -21,7 +21,13 @@ from lookalike.cli.console import bar, quiet_transformers, say, warn
 from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
-from lookalike.cli.stores import check_inputs, collection_for
+from lookalike.cli.stores import (
+    check_inputs,
+    collection_for,
+    recorded_dataset,
+    recorded_meta,
+    recorded_model,
+)
 from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, default_model
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
@@ -34,7 +40,7 @@ from lookalike.errors import (
 )
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
-from lookalike.ingest.plan import Plan
+from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
 from lookalike.ingest.watch import FolderWatch
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
@@ -59,6 +65,19 @@ class DatasetSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     payload_columns: tuple[str, ...] | None = None  # None: every plain column
     exif: bool = True  # an image folder's EXIF fields (taken, camera, location...)
+    # Where `dataset` came from: typed, or else the environment variable that set it (None:
+    # the default). An existing collection's own dataset wins over one not typed.
+    allow_empty: bool = False  # an image folder with no images: sync down to nothing
+    dataset_typed: bool = True
+    dataset_variable: str | None = None
+
+    def for_collection(self, store: Store, collection: str) -> DatasetSettings:
+        """These settings, with the collection's recorded dataset unless one was typed."""
+        if self.dataset_typed:
+            return self
+        meta = recorded_meta(store, collection)
+        dataset = recorded_dataset(meta, self.dataset, self.dataset_variable, collection)
+        return replace(self, dataset=dataset, dataset_typed=True)
 
     def load(self) -> Source:
         return load_source(
@@ -70,8 +89,52 @@ class DatasetSettings:
             seed=self.seed,
             max_pixels=self.max_pixels,
             payload_columns=self.payload_columns,
+            allow_empty=self.allow_empty,
             exif=self.exif,
         )
+
+
+def plan_notes(plan: Plan) -> tuple[str, ...]:
+    """What a user should hear about a sync's plan: renamed images that kept the fields of
+    metadata rows still naming their old paths, fields left without a payload index."""
+    notes = []
+    if plan.kept_fields:
+        moves = ", ".join(f"{shown(a)} -> {shown(b)}" for a, b in plan.kept_fields[:3])
+        more = len(plan.kept_fields) - 3
+        notes.append(
+            f"{len(plan.kept_fields)} renamed images keep the fields of metadata rows that "
+            f"still name their old paths ({moves}{f' and {more} more' if more > 0 else ''}): "
+            "update file_name in the metadata file"
+        )
+    odd = [c for c in plan.unindexed if not PLAIN_KEY.match(c)]
+    if odd:
+        notes.append(
+            f"fields {', '.join(shown(c) for c in odd[:5])}{' ...' if len(odd) > 5 else ''} "
+            "have names with spaces or punctuation, which get no payload index: filters on "
+            "them read every payload"
+        )
+    capped = len(plan.unindexed) - len(odd)
+    if capped:
+        notes.append(
+            f"{len(plan.payload_columns)} payload fields: the first {MAX_INDEXED_FIELDS} get a "
+            f"payload index, the other {capped} none (filters on them read every payload); "
+            "choose the fields to keep with --payload-columns"
+        )
+    return tuple(notes)
+
+
+class _Notes:
+    """Notes on stderr: each sync's, and under `watch` only when they change, not at every
+    look."""
+
+    def __init__(self) -> None:
+        self.said: tuple[str, ...] = ()
+
+    def __call__(self, notes: tuple[str, ...]) -> None:
+        if notes != self.said:
+            for note in notes:
+                warn(note)
+            self.said = notes
 
 
 def migration_note(collection: str, plan: Plan) -> None:
@@ -119,6 +182,7 @@ class _Progress:
         self.bar = None
 
     def plan(self, plan: Plan) -> None:
+        _Notes()(plan_notes(plan))
         if self.dry_run:
             return
         migration_note(self.collection, plan)
@@ -126,7 +190,7 @@ class _Progress:
             quiet_transformers()  # before the model loads
 
     def embedding(self, n: int) -> None:
-        self.bar = self.stack.enter_context(bar(n, f"ingest {self.split}"))
+        self.bar = self.stack.enter_context(bar(n, f"ingest {self.split}".strip()))
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -151,24 +215,36 @@ def run_ingest(
     dry_run: bool = False,
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
+    ray: str | None = None,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
     for (default: the collection's, or default_model's for a new one). Where the dataset and the
-    model are is checked, both at once, before anything is read or loaded."""
+    model are is checked, both at once, before anything is read or loaded. `ray`: embed on
+    the Ray cluster at this address ("auto": $RAY_ADDRESS, else a Ray for this run)."""
     collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(connect(store_config))
+        if not recreate:
+            data = data.for_collection(store, collection)
         model_settings = _model_for(store, collection, model_settings, recreate, data.dataset)
         if dry_run and (recreate or not store.exists(collection)):
             say(f"would create collection {collection!r} with model {model_settings.model}")
         source = check_inputs(data.load, model_settings)
+        _Notes()(source.notes)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
         sleep_idle_threads()  # and leave the cores to the decoding threads between ops
         stack.enter_context(_holding(store_config, "ingest", collection))
         log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
         if log:  # closed quietly: a log that could not be written has already been reported
             stack.callback(_close_quietly, log)
-        progress = _Progress(stack, collection, data.split, dry_run)
+        # A plain folder (no split sub-folders) has no split worth naming on its bar.
+        plain = os.path.isdir(data.dataset) and not os.path.isdir(
+            os.path.join(data.dataset, data.split)
+        )
+        progress = _Progress(stack, collection, "" if plain else data.split, dry_run)
+        stage = _ray_stage(stack, ray, store_config, model_settings, batch_size) if ray else None
+        if stage is not None:  # the driver's copy only sizes the collection: the actors embed
+            model_settings = replace(model_settings, device="cpu", compile=False)
         report = ingest(
             source,
             model_settings,
@@ -179,6 +255,7 @@ def run_ingest(
             recreate=recreate,
             resume=resume,
             keep_missing=keep_missing,
+            allow_empty=data.allow_empty,
             dry_run=dry_run,
             index=index,
             on_plan=progress.plan,
@@ -186,10 +263,22 @@ def run_ingest(
             on_progress=progress.update,
             on_skip=_Log(log),
             on_indexing=progress.indexing,
+            embed_stage=stage,
         )
         if not dry_run and store.engine == "local":
             _warn_if_large(store, collection)
         return report
+
+
+def _ray_stage(stack: contextlib.ExitStack, address: str, store_config, model_settings, batch):
+    """The Ray embedding stage (lookalike.distributed); a Ray it starts stops with the run."""
+    from lookalike.distributed import RayStage
+
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or "local"
+    stage = RayStage(model_settings, store_config, address, batch_size=batch)
+    stack.callback(stage.close)
+    return stage
 
 
 def _model_for(
@@ -203,6 +292,8 @@ def _model_for(
     except StoreDamaged:
         if not recreate:
             raise
+    if not recreate:
+        settings = recorded_model(meta, settings, collection)
     if settings.model:
         return settings
     return replace(settings, model=meta.model if meta else default_model(dataset))
@@ -239,15 +330,24 @@ def _check_folder(data: DatasetSettings) -> None:
 def _syncer(store, collection, data, model, settings: WatchSettings, stop, after=None, **kw):
     """One sync of the folder, with each change on stderr."""
 
+    said, planned_said = _Notes(), _Notes()
+
+    def planned(plan: Plan) -> None:
+        migration_note(collection, plan)
+        planned_said(plan_notes(plan))
+
     def sync() -> IngestReport:
+        source = data.load()
+        said(source.notes)
         report = ingest(
-            data.load(),
+            source,
             model,
             store,
             collection,
             keep_missing=settings.keep_missing,
+            allow_empty=data.allow_empty,
             settle=settings.settle,
-            on_plan=lambda plan: migration_note(collection, plan),
+            on_plan=planned,
             on_change=lambda change: say(change_line(change)),
             on_skip=_Log(None),
             stop=stop,
@@ -273,13 +373,14 @@ def run_watch(
 ) -> None:
     """Sync `collection` with the folder now and at each change, until Ctrl-C (or SIGTERM).
     A first sync that fails is an error; a later one is reported and tried again."""
-    _check_folder(data)
     collection = collection or collection_for(data.dataset)
     sleep_idle_threads()
     quiet_transformers()
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with connect(store_config) as store, _holding(store_config, "watch", collection):
+            data = data.for_collection(store, collection)
+            _check_folder(data)
             sync = _syncer(
                 store,
                 collection,
@@ -335,6 +436,8 @@ def serving_watched(
     stop = threading.Event()
     with connect(store_config) as opened, _holding(store_config, "serve", collection, url):
         store = SharedStore(opened)
+        meta = recorded_meta(store, collection)
+        model_settings = recorded_model(meta, model_settings, collection)
         if not store.exists(collection):
             model = model_settings.model or default_model(data.dataset)
             model = replace(model_settings, model=model)
@@ -373,9 +476,14 @@ def _holding(store_config: StoreConfig, command: str, collection: str, url: str 
     return holding(store_config.path, command, collection, url)
 
 
+SERVE_FLAGS = {"--watch", "--collection", "--qdrant-path", "--model", "--device"}
+
+
 def _warn_unless_stopping(stop: threading.Event):
     def on_error(error: LookalikeError) -> None:
         if not stop.is_set():
-            warn(f"{explain(error, 'serve')}; trying again at the folder's next change")
+            # advice naming a flag `serve` lacks (--dataset) would send the user nowhere
+            said = explain(error, "serve", SERVE_FLAGS)
+            warn(f"{said}; trying again at the folder's next change")
 
     return on_error

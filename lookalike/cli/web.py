@@ -14,12 +14,14 @@ from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
+from lookalike.cli.browse import Pictures, browse_router
 from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
 from lookalike.errors import BadImage, BadQuery, TextTruncated
 from lookalike.query import DEFAULT_STRATEGY, PointId, QueryOptions
-from lookalike.records import Hit, Query, Result
+from lookalike.records import Query, Result
 from lookalike.search.batcher import DEFAULT_MAX_BATCH, QueryBatcher
 from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
+from lookalike.thumbnails import Thumbnails
 
 DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024  # bytes
 DEFAULT_MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP photo is large; more is an attack or a mistake
@@ -44,7 +46,7 @@ class SearchOut(BaseModel):
     query_label: int | None = None
     query_label_name: str | None = None
     excluded_self: bool = False  # the query is a stored image, left out of its own hits
-    hits: list[Hit]
+    hits: Pictures  # each with its image's and thumbnail's URLs
     note: str | None = None  # a text query longer than the model reads: what was left out
 
 
@@ -92,12 +94,14 @@ def create_app(
     queue: int = DEFAULT_QUEUE,
     wait_s: float = DEFAULT_WAIT_S,
     max_batch: int = DEFAULT_MAX_BATCH,
+    thumbnails: Thumbnails | None = None,
 ) -> FastAPI:
     """The API over one open Searcher. FastAPI runs the handlers in its thread pool; they
     decode queries in the admission's threads and hand them to one inference thread, which
     embeds those that wait together (up to `max_batch`) and makes every store call (embedded
     Qdrant is not thread-safe). Host names other than localhost and IP addresses must be in
-    `allowed_hosts`."""
+    `allowed_hosts`. `thumbnails`: where the page's small copies are kept (default: made
+    each time)."""
     admission = Admission(decoding, queue, wait_s)
     batcher = QueryBatcher(searcher, max_batch=max_batch)
     static = resources.files("lookalike.cli").joinpath("static")
@@ -111,7 +115,12 @@ def create_app(
         batcher.close()  # the requests are answered by now: uvicorn waits for them
 
     app = FastAPI(
-        title="lookalike", description="Search images by looks.", version="1", lifespan=lifespan
+        title="lookalike",
+        description="Search images by looks.",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,  # Swagger UI comes from a CDN, blank offline: browse.py serves /docs
+        redoc_url=None,
     )
     app.state.admission, app.state.batcher = admission, batcher
     # Added last, runs first: a foreign Host is refused before its body is even read.
@@ -273,6 +282,10 @@ def create_app(
     def _point_jpeg(point) -> bytes | None:
         image = searcher.candidate_image(point)
         return None if image is None else _jpeg(image)
+
+    # Thumbnails and browsing: GET /points/{id}/thumbnail, GET /points.
+    pictures = thumbnails or Thumbnails(None)
+    app.include_router(browse_router(searcher, pictures, batcher.call, admitted))
 
     return app
 

@@ -4,6 +4,7 @@ normalisation. This is the only module that runs transformers/torch inference.""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Sequence
 
@@ -22,6 +23,19 @@ from lookalike.errors import ModelLoadError
 from lookalike.images import reduce_to, to_rgb
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _UnusedHead(logging.Filter):
+    """transformers reports, as a warning table on every load, a classifier checkpoint's head
+    that AutoModel leaves unused (UNEXPECTED keys): expected here, where the embedding is the
+    backbone's. A report of weights missing or of the wrong shape still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        return "LOAD REPORT" not in text or "MISSING" in text or "MISMATCH" in text
+
+
+_QUIET_HEAD = _UnusedHead()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -122,6 +136,7 @@ class Embedder:
         if hub.cache_only(model):
             kwargs["local_files_only"] = True
         self.load_kwargs = kwargs  # the text tower's tokenizer loads with the same (embed/text.py)
+        logging.getLogger("transformers.modeling_utils").addFilter(_QUIET_HEAD)  # once
         try:
             config = AutoConfig.from_pretrained(model, **kwargs)
             self.processor = AutoImageProcessor.from_pretrained(model, **kwargs)

@@ -30,6 +30,9 @@ class ModelSettings:
     pooling: str = "auto"
     compile: bool = False
     trust_remote_code: bool = False
+    # The environment variable `model` came from (None: typed, or none given): a collection's
+    # recorded model wins over it, where a typed one that differs is an error.
+    model_variable: str | None = None
 
     def load(
         self, model: str | None = None, pooling: str | None = None, *, fold: bool = True

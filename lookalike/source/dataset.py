@@ -11,9 +11,16 @@ import numpy as np
 
 from lookalike import hub
 from lookalike.defaults import DEFAULT_MAX_PIXELS
-from lookalike.errors import DatasetLoadError
+from lookalike.errors import DatasetLoadError, shown
+from lookalike.records import OWN_FIELDS
 from lookalike.source import metadata
-from lookalike.source.folder import is_image_folder, load_image_folder
+from lookalike.source.folder import (
+    DATA_EXTENSIONS,
+    empty_split,
+    is_image_folder,
+    load_image_folder,
+)
+from lookalike.source.metadata import FolderMetadata
 from lookalike.source.split import Source, image_files, path_point_id, point_id
 
 PATH_COLUMNS = ("image_file_path", "file_path", "filepath", "path", "filename", "file_name")
@@ -26,7 +33,7 @@ def canonical_dataset_id(dataset: str) -> str:
 
 def _load_dict(
     dataset: str, exif: bool = True
-) -> tuple[datasets.DatasetDict, dict[str, dict] | None]:
+) -> tuple[datasets.DatasetDict, metadata.FolderMetadata | None]:
     """The dataset's splits, and an image folder's metadata fields by file name (with
     `exif`, its photos' EXIF fields too)."""
     hub.check_dataset(dataset)  # a missing folder or no network: said at once
@@ -44,6 +51,8 @@ def _load_dict(
             return load_image_folder(dataset, exif=exif)
         else:
             loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
+    except DatasetLoadError:  # ours (a metadata file's line, say): already in words
+        raise
     except Exception as e:  # datasets raises many types; all mean "could not load"
         raise _load_error(dataset, e) from e
     if isinstance(loaded, datasets.Dataset):
@@ -92,14 +101,21 @@ def load_source(
     seed: int = 42,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     payload_columns: Sequence[str] | None = None,
+    allow_empty: bool = False,
     exif: bool = True,
 ) -> Source:
     """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does.
 
     `payload_columns`: the dataset's columns (an image folder's metadata fields) stored with
-    each point; None: every column of plain values. `exif`: an image folder's photos also
-    carry what their EXIF says (taken, camera, lens, size, location: source/exif.py)."""
-    splits, folder_metadata = _load_dict(dataset, exif)
+    each point; None: every column of plain values. `allow_empty`: a folder with no images
+    is a split with no rows (a sync then removes every point), not an error (the guard
+    against a folder whose disk is not mounted). `exif`: an image folder's photos also carry
+    what their EXIF says (taken, camera, lens, size, location: source/exif.py)."""
+    if allow_empty and os.path.isdir(dataset) and not is_image_folder(dataset):
+        splits, folder = _empty_folder(dataset, split)
+    else:
+        splits, folder = _load_dict(dataset, exif)
+    folder_metadata = folder.rows if folder else None
     if split not in splits:
         raise DatasetLoadError(
             dataset,
@@ -133,7 +149,9 @@ def load_source(
         data = data.cast_column(image_col, datasets.Image(decode=False))
     path_col = next((c for c in PATH_COLUMNS if c in feats and c != image_col), None)
     used = (image_col, label_col, path_col)
-    columns = _payload_columns(dataset, data, folder_metadata, used, payload_columns)
+    every = {**folder.orphans, **folder.rows} if folder else None  # a renamed image's too
+    columns = _payload_columns(dataset, data, every, used, payload_columns)
+    notes = [*(folder.notes if folder else ()), *_dropped(folder_metadata, payload_columns)]
     paths, files = image_files(data, image_col)
     if path_col:
         paths = [None if p is None else str(p) for p in data[path_col]]
@@ -158,8 +176,19 @@ def load_source(
         path_ids=path_ids,
         payload_columns=columns,
         folder_metadata=folder_metadata,
+        orphan_rows=folder.orphans if folder else {},
+        unreadable=tuple(folder.unreadable) if folder else (),
+        notes=tuple(notes),
         sampled=len(rows) < len(splits[split]),
     )
+
+
+def _empty_folder(dataset: str, split: str) -> tuple[datasets.DatasetDict, FolderMetadata]:
+    if any(f.lower().endswith(tuple(DATA_EXTENSIONS)) for _, _, fs in os.walk(dataset) for f in fs):
+        raise DatasetLoadError(
+            dataset, f"{dataset!r} holds data files, not images", kind="unreadable"
+        )
+    return datasets.DatasetDict({split: empty_split()}), FolderMetadata()
 
 
 def _payload_columns(
@@ -175,6 +204,21 @@ def _payload_columns(
     available = [c for c in data.features if c not in used]
     plain = {c for c in available if metadata.plain(data.features[c])}
     return metadata.choose(dataset, available, wanted, plain)
+
+
+def _dropped(folder_metadata: dict[str, dict] | None, wanted) -> list[str]:
+    """A note on metadata fields named as lookalike's own (label, path...), which are not
+    stored: they would overwrite what lookalike keeps there."""
+    if folder_metadata is None or wanted is not None:
+        return []
+    names = dict.fromkeys(k for fields in folder_metadata.values() for k in fields)
+    own = [shown(n) for n in names if n in OWN_FIELDS]
+    if not own:
+        return []
+    return [
+        f"metadata fields {', '.join(own)} are names lookalike keeps its own fields under, "
+        "and are not stored: rename them to keep them"
+    ]
 
 
 def _label_names(data: datasets.Dataset, column: str | None) -> tuple[str, ...]:

@@ -14,38 +14,106 @@ names.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
+from lookalike.errors import shown
 from lookalike.images import IMAGE_EXTENSIONS
 from lookalike.source.exif import with_exif
-from lookalike.source.metadata import METADATA_FILES, read_folder_metadata
+from lookalike.source.metadata import (
+    METADATA_FILES,
+    FolderMetadata,
+    _listed,
+    read_folder_metadata,
+)
 
 DATA_EXTENSIONS = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".tsv"}
 SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev"}
 
 
-def _walk_images(root: Path) -> list[str]:
-    """Image files under root as paths relative to it, `/`-separated, in name order;
-    symlinked folders followed once each (loops cut). Strings, not Paths: a sync walks
-    every file of the folder each time, and pathlib costs ten times more."""
-    found, seen, top = [], set(), str(root)
-    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-        real = os.path.realpath(dirpath)
+@dataclass
+class Walk:
+    """An image folder's files, and what could not be walked: `unreadable`, sub-folders that
+    could not be listed (relative, `/`-ended: their images are not gone, so a sync keeps
+    their points); `notes`, each problem in words."""
+
+    paths: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def walk(root: Path | str) -> Walk:
+    """Image files under root as paths relative to it, `/`-separated, in name order. Symlinked
+    folders inside it are followed once each (loops cut); links that leave it are not (a link
+    to / would walk the whole disk, and a link to a file elsewhere would serve that file).
+    A name that is not UTF-8 is skipped and named. Strings, not Paths: a sync walks every
+    file of the folder each time, and pathlib costs ten times more."""
+    top = str(root)
+    real_top = os.path.realpath(top)
+    out, seen, outside, undecodable = Walk(), set(), [], []
+    stack = [("", top)]
+    while stack:
+        prefix, folder = stack.pop()
+        real = os.path.realpath(folder)
         if real in seen:
-            dirnames[:] = []  # a symlink loop, or a folder reached twice
-            continue
+            continue  # a symlink loop, or a folder reached twice
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        prefix = os.path.relpath(dirpath, top).replace(os.sep, "/") + "/"
-        prefix = "" if prefix == "./" else prefix
-        found += [
-            prefix + f
-            for f in sorted(filenames)
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
-        ]
-    return found
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as e:
+            if prefix:  # the top folder's own errors are the loader's to say
+                out.unreadable.append(prefix)
+                out.notes.append(
+                    f"cannot read the folder {shown(prefix)} ({e.strerror or e}): its images "
+                    "are kept as they were, not removed"
+                )
+            continue
+        folders = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if not _utf8(name):
+                undecodable.append(prefix + name)
+                continue
+            link = entry.is_symlink()
+            if link and not _inside(os.path.realpath(entry.path), real_top):
+                outside.append(prefix + name)
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                folders.append((prefix + name + "/", entry.path))
+            elif os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                out.paths.append(prefix + name)
+        stack += reversed(folders)
+    if outside:
+        out.notes.append(f"symlinks that lead out of the folder, not followed: {_listed(outside)}")
+    if undecodable:
+        named = [repr(os.fsencode(n))[2:-1] for n in undecodable]  # the bytes, escaped
+        out.notes.append(f"file names that are not UTF-8, skipped (rename them): {_listed(named)}")
+    return out
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir's surrogate escapes of bytes that are not UTF-8
+        return False
+    return True
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
+def _walk_images(root: Path) -> list[str]:
+    return walk(root).paths
 
 
 def image_files(folder: str) -> list[str]:
@@ -84,22 +152,39 @@ def _split(root: Path, prefix: str, paths: list[str], classes: list[str]) -> dat
     return datasets.Dataset.from_dict(data, features=datasets.Features(features))
 
 
-def load_image_folder(path: str, exif: bool = True) -> tuple[datasets.DatasetDict, dict[str, dict]]:
-    """The folder's splits, and its metadata fields by `file_name` (with `exif`, each
-    photo's EXIF fields under them: see source/exif.py)."""
+def empty_split() -> datasets.Dataset:
+    """A folder's split with no images."""
+    return _split(Path("."), "", [], [])
+
+
+def load_image_folder(path: str, exif: bool = True) -> tuple[datasets.DatasetDict, FolderMetadata]:
+    """The folder's splits, and its metadata fields by `file_name` (with what could not be
+    walked: unreadable sub-folders, links out of it, names that are not UTF-8; with `exif`,
+    each photo's EXIF fields under its own: see source/exif.py)."""
     root = Path(path)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and all(d.name.lower() in SPLIT_NAMES for d in subdirs):
-        walked = {d.name: _walk_images(d) for d in sorted(subdirs)}
+        walks = {d.name: walk(d) for d in sorted(subdirs)}
+        walked = {n: w.paths for n, w in walks.items()}
         # One label list for every split, so a label id means the same class in each.
         classes = sorted(set().union(*(_classes(paths) for paths in walked.values())))
         splits = {n: _split(root, n + "/", paths, classes) for n, paths in walked.items()}
-        fields = read_folder_metadata(root, [root, *subdirs])
-        files = [f"{n}/{p}" for n, paths in walked.items() for p in paths]
-        return datasets.DatasetDict(splits), with_exif(root, files, fields) if exif else fields
-    paths = _walk_images(root)
-    split = _split(root, "", paths, sorted(_classes(paths)))
-    fields = read_folder_metadata(root, [root])
-    return datasets.DatasetDict({"train": split}), with_exif(
-        root, paths, fields
-    ) if exif else fields
+        every = [f"{n}/{p}" for n, paths in walked.items() for p in paths]
+        fields = read_folder_metadata(root, [root, *subdirs], every)
+        for n, w in walks.items():
+            _add_walk(fields, w, n + "/")
+        if exif:
+            fields.rows = with_exif(root, every, fields.rows)
+        return datasets.DatasetDict(splits), fields
+    w = walk(root)
+    split = _split(root, "", w.paths, sorted(_classes(w.paths)))
+    fields = read_folder_metadata(root, [root], w.paths)
+    if exif:
+        fields.rows = with_exif(root, w.paths, fields.rows)
+    return datasets.DatasetDict({"train": split}), _add_walk(fields, w, "")
+
+
+def _add_walk(fields: FolderMetadata, w: Walk, prefix: str) -> FolderMetadata:
+    fields.unreadable += [prefix + u for u in w.unreadable]
+    fields.notes[:0] = w.notes
+    return fields

@@ -3,6 +3,7 @@ label, metadata, a file's stat), fingerprinted, or decoded into an `ImageRecord`
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,10 +57,17 @@ class Source:
     payload_columns: tuple[str, ...] = ()
     folder_metadata: dict[str, dict] | None = field(default=None, repr=False)
     sampled: bool = False
+    # An image folder's metadata rows that name no image, by the path they name (a renamed
+    # image's old row), and what a user should hear about the dataset (unmatched rows...).
+    orphan_rows: dict[str, dict] = field(default_factory=dict, repr=False)
+    notes: tuple[str, ...] = ()
+    # Sub-folders (relative, `/`-ended) that could not be listed: their images are not gone.
+    unreadable: tuple[str, ...] = ()
     own_names: tuple[str, ...] = ()  # the dataset's label names, when relabelled
     _info: dict[str, list] | None = field(default=None, repr=False)
     _positions: dict | None = field(default=None, repr=False)
     _ids: dict | None = field(default=None, repr=False)
+    _orphans: set[str] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -116,6 +124,25 @@ class Source:
             columns = self._columns()
             values = {c: columns[c][position] for c in self.payload_columns}
         return {c: checked(self.name, c, v, where) for c, v in values.items()}
+
+    def orphan_fields(self, path: str | None) -> dict[str, Any]:
+        """The payload fields of the metadata row that names `path`, a file no longer there
+        (an image renamed since keeps them), or {}."""
+        row = self.orphan_rows.get(path or "")
+        if not row:
+            return {}
+        where = f"the metadata row of {path}"
+        return {c: checked(self.name, c, row[c], where) for c in self.payload_columns if c in row}
+
+    def kept_fields(self, path: str | None, stored: dict[str, Any]) -> dict[str, Any] | None:
+        """`stored`, the fields a point holds, when the image at `path` has no metadata row
+        and they are those of a row naming a file no longer there (taken at a rename); else
+        None."""
+        if not stored or self.folder_metadata is None or (path or "") in self.folder_metadata:
+            return None
+        if self._orphans is None:
+            self._orphans = {_key(self.orphan_fields(p)) for p in self.orphan_rows}
+        return stored if _key(stored) in self._orphans else None
 
     def describe(self, position: int) -> ImageRecord:
         """The record at `position` without its image: id, label, path, metadata, and a
@@ -229,6 +256,10 @@ class Source:
             where = result.path or f"{self.split}:{result.row}"
             raise BadImage(where, result.reason, kind=result.kind)
         return result
+
+
+def _key(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True)
 
 
 def image_files(data: datasets.Dataset, column: str) -> tuple[list, list]:

@@ -180,6 +180,11 @@ class Store(ABC):
     def indexed_fields(self, name: str) -> dict[str, str]:
         """The payload fields with an index, and its type (keyword, integer, float, bool)."""
 
+    def unfinished(self, name: str) -> bool:
+        """Whether an ingest wrote to the collection and did not finish (killed before its
+        indexes were built): the next sync finishes it, even with nothing to write."""
+        return False
+
     def index_fields(self, name: str, types: dict[str, str]) -> None:
         """Index these payload fields (by their values' types) unless they are indexed."""
         have = self.indexed_fields(name)

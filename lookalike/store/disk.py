@@ -21,7 +21,7 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-from lookalike.errors import DiskFull
+from lookalike.errors import DiskFull, StoreUnavailable
 
 # What a write costs on disk, per float of vector: the vector in the write-ahead log, in its
 # segment, and again when the search index copies it (plus the index itself).
@@ -103,6 +103,25 @@ def ensure_free(folder: str, needed: int, reserve: int, *, location: str, action
         raise DiskFull(location, action, folder, free, needed + reserve)
 
 
+def full(location: str, action: str, folder: str) -> DiskFull:
+    """The DiskFull for a disk the engine found full mid-write: how much it needed is not
+    known, and a disk out of inodes (files) is said as such, whatever bytes are free."""
+    return DiskFull(
+        location, action, folder, free_bytes(folder), None, inodes=out_of_inodes(folder)
+    )
+
+
+def out_of_inodes(folder: str) -> bool:
+    folder = os.path.abspath(folder)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows)
+        return False
+    return st.f_files > 0 and st.f_favail == 0  # f_files 0: no inode limit (btrfs)
+
+
 def is_disk_full(error: BaseException) -> bool:
     """An engine error that says the disk is full (the engines raise plain exceptions)."""
     if isinstance(error, OSError) and error.errno == 28:
@@ -174,7 +193,7 @@ class CollectionLocks:
     @contextlib.contextmanager
     def creating(self, name: str):
         os.makedirs(self.root, exist_ok=True)
-        lock = try_lock(os.path.join(self.root, f".{name}.create"), self.wait_s)
+        lock = self._try(os.path.join(self.root, f".{name}.create"), self.wait_s)
         if lock is None:
             raise self.locked(name)
         with lock:
@@ -182,10 +201,22 @@ class CollectionLocks:
 
     def hold(self, name: str) -> None:
         if name not in self._held:
-            lock = try_lock(os.path.join(self.root, f".{name}.open"))
+            lock = self._try(os.path.join(self.root, f".{name}.open"), 0)
             if lock is None:
                 raise self.locked(name)
             self._held[name] = lock
+
+    def _try(self, path: str, wait_s: float) -> IO | None:
+        try:
+            return try_lock(path, wait_s)
+        except OSError as e:  # a read-only mount, or a folder of another user's
+            raise StoreUnavailable(
+                f"the embedded store {os.path.dirname(self.root)}",
+                "open its lock file",
+                f"{e.strerror or e}: the store must be writable, even to search it (the engine "
+                "writes its own files as it reads); copy it to a folder you can write, or "
+                "search it through a running `lookalike serve` that can",
+            ) from e
 
     def release(self, name: str) -> None:
         lock = self._held.pop(name, None)

@@ -12,13 +12,14 @@ import contextlib
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 import qdrant_edge as qe
 
-from lookalike.errors import BadQuery, DiskFull, LookalikeError, StoreDamaged, StoreUnavailable
+from lookalike.errors import BadQuery, LookalikeError, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.query import MIXED, Examples, QueryOptions
 from lookalike.records import (
@@ -110,8 +111,7 @@ class EdgeStore(Store):
             if "WouldBlock" in str(e):
                 raise locked(self.config.path, name) from e
             if disk.is_disk_full(e):
-                folder = self.config.path
-                raise DiskFull(self._where, what, folder, disk.free_bytes(folder), 0) from e
+                raise disk.full(self._where, what, self.config.path) from e
             if _is_panic(e):
                 raise self._damaged(name, f"crashed the engine ({e})") from e
             if "Service runtime error" in str(e):  # storage, not a request lookalike made
@@ -198,7 +198,11 @@ class EdgeStore(Store):
     def close(self) -> None:
         shards, self._shards = self._shards, {}
         for name, shard in shards.items():
-            shard.flush()
+            try:
+                shard.flush()
+            except Exception as e:  # noqa: BLE001 - a full disk, said already: close anyway
+                # What is not flushed is in the engine's write-ahead log, replayed on open.
+                warnings.warn(f"could not flush collection {name!r} on closing: {e}", stacklevel=2)
             shard.close()
             self._locks.release(name)
 
@@ -293,6 +297,12 @@ class EdgeStore(Store):
             self._ensure_free(disk.points_bytes(len(points), vectors.shape[-1]), what, name)
             with self._engine(name, what):
                 shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def unfinished(self, name: str) -> bool:
+        folder = self._dir(name)
+        return os.path.isdir(folder) and not os.path.exists(
+            os.path.join(folder, integrity.CHECK_FILE)
+        )
 
     def finish(self, name: str) -> None:
         """Build the HNSW graph (and quantized vectors) over what ingest wrote; until then a

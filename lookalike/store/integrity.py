@@ -79,7 +79,7 @@ def verify(folder: str, shard: str) -> tuple[int | None, str | None]:
         points, files = int(data["points"]), dict(data["files"])
     except FileNotFoundError:
         return None, None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # deep JSON too
         return None, f"has an unreadable {CHECK_FILE} ({type(e).__name__})"
     refreshed = False
     for rel, (size, mtime, crc) in files.items():

@@ -67,7 +67,24 @@ def test_hits_table_shows_the_datasets_own_fields():
     point = StoredPoint("i", None, None, "train", None, "shoes/1.jpg", metadata={"sku": "A-1"})
     table = hits_table(Result(Query("q.jpg", None), [Hit.found(point, rank=1, score=0.5)]))
     assert table.splitlines()[1].split()[-1] == "fields"
-    assert 'sku="A-1"' in table and " train " in table and "None" not in table
+    assert 'sku="A-1"' in table and "None" not in table
+    # A plain folder's files (no split sub-folder in their path): no split worth a column.
+    assert " train " not in table and "split:row" not in table
+
+
+def test_hits_table_shows_each_hits_id_for_id_and_like():
+    point_id = "0b6e3c1e-8f4e-5a51-9d7b-2c1f5a9e4d10"
+    hit = Hit.found(StoredPoint(point_id, 0, "cat", "train", None, "train/cats/3.jpg"), 1, 0.9)
+    table = hits_table(Result(Query("q.jpg", None), [hit]))
+    assert table.splitlines()[1].split() == ["rank", "score", "label", "split:row", "path", "id"]
+    assert table.splitlines()[3].split()[-1] == point_id and " train " in table
+
+
+def test_hit_scores_are_rounded_in_json():
+    hit = Hit.found(
+        StoredPoint("i", 0, "cat", "train", 3, "a.jpg"), rank=1, score=1.0000001192092896
+    )
+    assert hit.to_dict()["score"] == 1.0
 
 
 def test_ingest_summary_counts_the_sync_and_names_each_skip_with_its_fix():
