@@ -421,7 +421,13 @@ def info(store_config, collection, as_json):
 
 
 @cli.command()
-@opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
+@opt(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Cosine similarity that makes a pair [default: the collection's own, measured at "
+    "ingest on edited copies of its photos; 0.97 if it has none].",
+)
 @opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
 @picture_option("Draw the best pairs into this picture (PNG, or as named).")
 @flag("--json", "as_json", help="JSON lines: pairs, then a summary.")
@@ -432,7 +438,8 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
 
     \b
     Example:
-      lookalike duplicates --threshold 0.97 --grid pairs.png
+      lookalike duplicates --grid pairs.png
+      lookalike duplicates --threshold 0.9 --json
     """
     from lookalike.cli.commands import run_duplicates
 
