@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def read_cached(path: str) -> dict[str, Any]:
         st = os.stat(path)
     except OSError:
         return {}  # gone or unreadable: decoding will say why
+    if not stat.S_ISREG(st.st_mode):
+        return {}  # a pipe or device would block or never end: decoding refuses it
     key = (path, st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
         if len(_CACHE) >= CACHE_LIMIT:
