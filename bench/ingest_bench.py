@@ -114,7 +114,7 @@ def run_tutorial(args, emb: Embedder, device) -> dict:
 
 
 def run_lookalike(args, store_path: str) -> dict:
-    emb = Embedder(args.model, device=args.device, precision=args.precision)
+    emb = Embedder(args.model, device=args.device, precision=args.precision, runtime=args.runtime)
     source = load_source(args.dataset, args.split, limit=args.limit, seed=42)
     with connect(StoreConfig(path=store_path)) as store, GpuSampler() as gpu:
         t0 = time.perf_counter()
@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="gallery rows (default: all)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--precision", default="auto")
+    ap.add_argument("--runtime", default="auto", help="lookalike's: auto, torch or openvino")
     ap.add_argument("--batch-size", type=int, default=None, help="lookalike's (default: auto)")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--json", dest="json_path", default=None, help="also write results here")

@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from lookalike import Embedder, Searcher, StoreConfig, connect, load_source
+from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
 from lookalike.ingest import ingest
 
@@ -182,6 +183,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="passes over the queries")
     parser.add_argument("--seconds", type=float, default=6, help="per concurrency level")
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--runtime", default="auto", help="auto, torch or openvino (both sides)")
     parser.add_argument(
         "--server-python",
         action="append",
@@ -189,6 +191,7 @@ def main() -> None:
         "versions in one run; repeatable; default: this one)",
     )
     a = parser.parse_args()
+    os.environ["LOOKALIKE_RUNTIME"] = a.runtime  # read by the `serve` started below
 
     reuse_freed_memory()  # as `serve` does: in process and served on equal terms
     data = queries(a.dataset, a.queries)
@@ -205,7 +208,7 @@ def main() -> None:
             stack.enter_context(serving(python, path, port))
             urls[name] = f"http://127.0.0.1:{port}"
         store = stack.enter_context(connect(StoreConfig(path=built)))
-        searcher = Searcher("bench", store=store)
+        searcher = Searcher("bench", store=store, settings=ModelSettings(runtime=a.runtime))
         seq = sequential(searcher, urls, data, a.rounds)
         best = ceiling(searcher, data, a.rounds)
         loads: dict[str, dict] = {name: {} for name in urls}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from lookalike.embed import ModelSettings
 from lookalike.embed.settings import canonical_model_id
+from lookalike.identity import model_hash, same_model
 from lookalike.records import CollectionMeta
 from lookalike.source import Source
 
@@ -25,6 +26,10 @@ def collection_meta(source: Source, embedder: Embedder) -> CollectionMeta:
         label_column=source.label_column,
         label_names=source.label_names,
         text=embedder.text_tower,
+        model_hash=model_hash(embedder.model_id),
+        dataset_id=source.id_name,
+        runtime=embedder.runtime.name,
+        precision=embedder.runtime.precision,
     )
 
 
@@ -45,13 +50,15 @@ class LazyModel:
         settings = self.given
         model = canonical_model_id(settings.model) if settings.model else have.model
         pooling = settings.pooling
-        if pooling == "auto" and model == have.model:  # another model's is known once it loads
+        same = same_model(have.model, have.model_hash, model)  # the same files moved: the same
+        if pooling == "auto" and same:  # another model's is known once it loads
             pooling = have.pooling
         return replace(
             have,
             model=model,
             pooling=pooling,
             dataset=source.name,
+            dataset_id=source.id_name,
             label_names=source.label_names,
         )
 

@@ -15,6 +15,22 @@ from collections.abc import Callable
 from lookalike.errors import LookalikeError
 from lookalike.records import IngestReport
 
+# Once it handles SIGTERM, a process is gone within this many seconds, whatever it is doing:
+# it stops cleanly long before, unless a query or a C call does not let go. (Python handles a
+# signal between two of its steps: a batch being embedded finishes first.)
+STOP_WITHIN_S = 5.0
+
+
+def exit_within(seconds: float = STOP_WITHIN_S, code: int = 143) -> threading.Timer:
+    """Leave the process `seconds` from now if it has not left by then: a stop that waits on
+    something that will not end (a query stuck in the engine, a sync's last batch) must not
+    keep the process alive. Abrupt, as a kill is; what was written is kept (stores are made
+    to survive a kill), and the holder record of a dead process is recognised as stale."""
+    timer = threading.Timer(seconds, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
 
 def snapshot(root: str) -> dict[str, tuple]:
     """Every visible file under `root` with its stat, symlinked folders followed once."""

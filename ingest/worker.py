@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ from lookalike.embed import ModelSettings
 from lookalike.errors import DatasetLoadError, IngestInterrupted, ModelMismatch, StoreUnavailable
 from lookalike.index import IndexSettings
 from lookalike.ingest.model import LazyModel, collection_meta
+from lookalike.ingest.moved import check_moved, moved_from
 from lookalike.ingest.plan import Plan, plan_sync, unindexed_fields
 from lookalike.ingest.writer import BackgroundWriter
 from lookalike.query import merge_types
@@ -191,6 +193,7 @@ def ingest(
     on_plan: Callable[[Plan], None] | None = None,
     on_embedding: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    relocate: bool = False,
     embed_stage: EmbedStage | None = None,
 ) -> IngestReport:
     """Sync `collection`'s points of `source.split` with `source`'s images.
@@ -207,6 +210,9 @@ def ingest(
     `embedder` may be ModelSettings: the model then loads only if something needs embedding.
     `embed_stage` embeds and writes the planned positions instead of this process's pipeline
     (`lookalike.distributed`: on Ray); everything else, plan and removals included, stays here.
+    A dataset folder that moved (or another name of it) whose images all match the stored ones
+    is the same dataset: the sync changes nothing and records its new place; where only some
+    match, `relocate` consents (else DatasetMoved).
     """
     info = store.info(collection) if not recreate and store.exists(collection) else None
     if len(source) == 0 and not (allow_empty and info):
@@ -220,6 +226,9 @@ def ingest(
     started, model = time.perf_counter(), LazyModel(embedder)
     if info and info.meta:  # label ids as the collection numbers them
         source = source.relabel(info.meta.label_names)
+    moved = info is not None and moved_from(info.meta, source)
+    if moved:  # ids as the collection made them; whether the images match is seen below
+        source = replace(source, id_name=info.meta.identity)
     if info:  # refuse another model or dataset before reading anything
         check_compatible(info, model.target(source, info.meta), ingest=True)
     stored = store.tracked(collection, source.split) if info else []
@@ -229,6 +238,8 @@ def ingest(
         # full sync, not by one that keeps what it does not see.
         raise ModelMismatch(collection, "legacy")
     plan = plan_sync(source, stored, keep_missing=keeping, reembed=not resume, settle=settle)
+    if moved:
+        check_moved(collection, info.meta, source, plan, relocate)
     plan.unindexed = unindexed_fields(source.payload_columns)
     if hooks.plan:
         hooks.plan(plan)
@@ -257,6 +268,7 @@ def ingest(
         store.finish(collection)
     if plan.embed and not (info and info.meta and info.meta.duplicates):
         _calibrate(source, model.load(have), store, collection)
+    store.mark_synced(collection, datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
     return replace(report, embed_seconds=run.embed_seconds)
 

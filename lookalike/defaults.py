@@ -7,8 +7,10 @@ DEFAULT_COLLECTION = "beans"
 DEFAULT_MODEL = "nateraw/vit-base-beans"
 DEFAULT_PATH = "./lookalike-data"
 POOLINGS = ("auto", "cls", "pooler", "mean", "image_features")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# What runs the network: auto is OpenVINO on a CPU where it is installed, else torch.
+RUNTIMES = ("auto", "torch", "openvino")
 # PIL's own threshold for a decompression bomb warning (89.5 MP): a real photo is far below.
 DEFAULT_MAX_PIXELS = 89_478_485
 QUANTIZATIONS = ("none", "int8", "binary")

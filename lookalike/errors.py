@@ -106,6 +106,26 @@ def _mismatch(collection: str, what: str, have: str, want: str) -> str:
     return f"collection {collection!r} holds images of dataset {have!r}, not {want!r}"
 
 
+class DatasetMoved(ModelMismatch):
+    """The collection's images seem to have moved to `want`, but only `matched` of its
+    `stored` images are there unchanged, and `differ` are new, changed or gone: adopting the
+    new place needs the user's word."""
+
+    def __init__(
+        self, collection: str, have: str, want: str, matched: int, stored: int, differ: int
+    ) -> None:
+        ModelMismatch.__init__(self, collection, "moved", have, want)
+        self.matched, self.stored, self.differ = matched, stored, differ
+        self.args = (
+            f"collection {collection!r} holds images of dataset {have!r}; {matched} of its "
+            f"{stored} images are in {want!r} with the same content, and {differ} there are new, "
+            "changed or gone",
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class StoreLocked(LookalikeError):
     """The embedded store's folder (or one collection in it) is open in another process;
     `pid`, `command` and `url` say which, when that process recorded itself."""
@@ -211,6 +231,14 @@ class BadQuery(LookalikeError):
     def __init__(self, reason: str, *, field: str | None = None) -> None:
         self.reason, self.field = reason, field
         super().__init__(reason)
+
+
+class QueryTimeout(LookalikeError):
+    """A query ran past its time budget and was stopped (`seconds`: the budget)."""
+
+    def __init__(self, seconds: float, what: str = "the query") -> None:
+        self.seconds, self.what = seconds, what
+        super().__init__(f"{what} ran past its time budget of {seconds:g} s and was stopped")
 
 
 class NoTextTower(BadQuery):

@@ -23,6 +23,7 @@ class IndexSettings:
     quantization: str = "none"  # none | int8 | binary
     shards: int = 1  # server only: split over the nodes of a cluster
     replicas: int = 1  # server only: copies of each shard on different nodes
+    write_consistency: int = 1  # server only: replicas that confirm a write before it returns
 
     def __post_init__(self) -> None:
         if self.quantization not in ("none", "int8", "binary"):
@@ -34,6 +35,13 @@ class IndexSettings:
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value < 1:
                 raise BadQuery(f"{f.name} must be at least 1, not {value}", field=f.name)
+
+        if self.write_consistency > self.replicas:
+            raise BadQuery(
+                f"write consistency {self.write_consistency} needs as many replicas, not "
+                f"{self.replicas}",
+                field="write_consistency",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,16 +5,19 @@ API; filters are Qdrant's own JSON filter syntax, checked here against the colle
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from lookalike.errors import BadQuery
+from lookalike.errors import BadQuery, QueryTimeout
 
 # Payload field types, as Qdrant names its payload indexes.
 KEYWORD, INTEGER, FLOAT, BOOL = "keyword", "integer", "float", "bool"
@@ -74,10 +77,79 @@ class Examples:
         return tuple(e for e in (*self.positive, *self.negative) if isinstance(e, str))
 
 
+def is_nearest_example(examples: Examples) -> bool:
+    """best_score with positive examples only: a candidate's score is its cosine similarity to
+    the nearest example (the engines' sigmoid scaling of it is undone: `cosine_score`)."""
+    return examples.strategy == "best_score" and not examples.negative
+
+
+def check_min_score(examples: Examples, min_score: float | None) -> None:
+    """BadQuery for a score cut-off on a scale that is not cosine similarity: best_score with
+    negative examples (Qdrant's sigmoid-scaled, signed score) and sum_scores of several
+    examples (a sum of similarities)."""
+    if min_score is None:
+        return
+    if examples.strategy == "best_score" and examples.negative:
+        raise BadQuery(
+            "a minimum score compares cosine similarities, but with negative examples "
+            "best_score gives Qdrant's sigmoid-scaled score (see docs/queries.md); leave the "
+            "minimum score out, or use the average_vector strategy",
+            field="min_score",
+        )
+    if examples.strategy == "sum_scores" and len(examples.positive) + len(examples.negative) > 1:
+        raise BadQuery(
+            "a minimum score compares cosine similarities, but sum_scores adds up the "
+            "similarities to every example; leave the minimum score out, or use the "
+            "best_score or average_vector strategy",
+            field="min_score",
+        )
+
+
+def engine_min_score(examples: Examples, min_score: float | None) -> float | None:
+    """The cut-off to ask an engine for, on the scale the engine scores with."""
+    if min_score is None or not is_nearest_example(examples):
+        return min_score
+    return 0.5 * (min_score / (1 + abs(min_score)) + 1)  # Qdrant's scaled fast sigmoid
+
+
+def cosine_score(examples: Examples, score: float) -> float:
+    """A recommend score as lookalike gives it: for positive examples only with best_score,
+    the engines' sigmoid scaling 0.5 * (s / (1 + |s|) + 1) undone, so it is the cosine
+    similarity to the nearest example, the number a plain search gives."""
+    if not is_nearest_example(examples):
+        return score
+    y = 2.0 * score - 1.0
+    return y / (1.0 - abs(y)) if abs(y) < 1 else float(np.sign(y))
+
+
 def average_vector(positive: Sequence[np.ndarray], negative: Sequence[np.ndarray]) -> np.ndarray:
     """Qdrant's average_vector strategy: avg(positive) + avg(positive) - avg(negative)."""
     pos = np.mean(positive, axis=0)
     return pos + (pos - np.mean(negative, axis=0)) if len(negative) else pos
+
+
+_budget = threading.local()  # the deadline of the query this thread is answering
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None, budget: float | None = None) -> Iterator[None]:
+    """Queries run in this block (on this thread) stop with QueryTimeout once `seconds` have
+    passed (what is left of a `budget` given when the query arrived): every loop that asks
+    an engine again and again checks it (`check_budget`)."""
+    before = getattr(_budget, "deadline", None)
+    total = seconds if budget is None else budget
+    _budget.deadline = None if seconds is None else (time.monotonic() + seconds, total)
+    try:
+        yield
+    finally:
+        _budget.deadline = before
+
+
+def check_budget(what: str = "the query") -> None:
+    """QueryTimeout if this thread's query has run past its time budget."""
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline[0]:
+        raise QueryTimeout(deadline[1], what)
 
 
 def and_filters(*filters: dict | None) -> dict | None:
@@ -236,6 +308,36 @@ def field_type(name: str, types: Mapping[str, str]) -> str:
     raise BadQuery(f"no point has a field {name!r}; fields: {known}", field="where")
 
 
+# A filter's size: a person's filter is a few conditions a few levels deep; more is a mistake
+# or an attack (a filter 260 deep broke Python's recursion, one of 230k conditions took GBs).
+MAX_FILTER_DEPTH = 32
+MAX_FILTER_PARTS = 5_000
+
+
+def check_filter_size(f: Any) -> None:
+    """BadQuery for a filter nested deeper than MAX_FILTER_DEPTH or with more than
+    MAX_FILTER_PARTS objects, lists and values; walks it without recursion (a deep one must
+    not fail on the walk itself)."""
+    stack, parts = [(f, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        parts += 1
+        if depth > MAX_FILTER_DEPTH:
+            raise BadQuery(
+                f"the filter nests more than {MAX_FILTER_DEPTH} levels deep", field="filter"
+            )
+        if parts > MAX_FILTER_PARTS:
+            raise BadQuery(
+                f"the filter has more than {MAX_FILTER_PARTS} parts; match many values with "
+                'one condition ({"match": {"any": [...]}})',
+                field="filter",
+            )
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((c, depth + 1) for c in children)
+
+
 CONDITION_KEYS = {"key", "match", "range", "values_count", "is_empty", "is_null", "has_id"}
 CONDITION_KEYS |= {"nested", "filter", "must", "should", "must_not", "min_should"}
 CONDITION_KEYS |= {"geo_radius", "geo_bounding_box", "geo_polygon"}
@@ -307,12 +409,16 @@ class _Checker:
             raise BadQuery(
                 f"{where}: {key} holds {_kind(kind)}: a range needs numbers", field="filter"
             )
-        ok = isinstance(bounds, dict) and set(bounds) <= set(RANGE_KEYS.values())
-        numbers = ok and all(value_type(v) in NUMBERS or v is None for v in bounds.values())
+        ok = isinstance(bounds, dict) and set(bounds) <= set(RANGE_KEYS.values()) and bounds
+        numbers = ok and all(value_type(v) in NUMBERS for v in bounds.values())
         if not numbers:
             raise BadQuery(
                 f"{where}: a range is an object of numbers gt, gte, lt, lte; not {bounds!r}",
                 field="filter",
+            )
+        if not all(math.isfinite(v) for v in bounds.values()):
+            raise BadQuery(
+                f"{where}: a range's bounds are finite numbers; not {bounds!r}", field="filter"
             )
 
     def _match(self, match: Any, key: str, kind: str, where: str) -> None:

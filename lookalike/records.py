@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from lookalike.errors import ModelMismatch
+from lookalike.identity import same_folder, same_model
 from lookalike.index import IndexSettings
 
 
@@ -208,12 +209,31 @@ class CollectionMeta:
     # The near-duplicate threshold measured on the collection's own photos, and how
     # (ingest/calibrate.py); None until a sync has calibrated it.
     duplicates: dict[str, Any] | None = None
+    # The model folder's files (config, weights) as a hash, so the same model found at another
+    # path is known for what it is; None: recorded before lookalike kept one.
+    model_hash: str | None = None
+    # The dataset the point ids were made from, when the images have since moved (`dataset`
+    # is where they are now); None: where they always were.
+    dataset_id: str | None = None
+    synced: str | None = None  # when a sync last completed (UTC, ISO 8601)
+    # What ran the model when the collection was built (torch or openvino, and precision), for
+    # information only: any runtime answers its queries, so these never make two metas differ.
+    runtime: str | None = field(default=None, compare=False)
+    precision: str | None = field(default=None, compare=False)
+
+    @property
+    def identity(self) -> str:
+        """The dataset as the point ids name it."""
+        return self.dataset_id or self.dataset
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["label_names"] = list(self.label_names)
         if self.duplicates is None:
             del d["duplicates"]
+        for key in ("model_hash", "dataset_id", "synced"):  # records as older lookalikes wrote them
+            if d[key] is None:
+                del d[key]
         return d
 
     @classmethod
@@ -228,6 +248,11 @@ class CollectionMeta:
             label_names=tuple(d.get("label_names") or ()),
             text=d.get("text"),
             duplicates=d.get("duplicates"),
+            model_hash=d.get("model_hash"),
+            dataset_id=d.get("dataset_id"),
+            synced=d.get("synced"),
+            runtime=d.get("runtime"),
+            precision=d.get("precision"),
         )
 
 
@@ -356,7 +381,7 @@ def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool
         raise ModelMismatch(info.name, "foreign")
     if info.dim != meta.dim:
         raise ModelMismatch(info.name, "dim", f"{info.dim}-d", f"{meta.dim}-d")
-    if (have.model, have.pooling) != (meta.model, meta.pooling):
+    if have.pooling != meta.pooling or not same_model(have.model, have.model_hash, meta.model):
         raise ModelMismatch(
             info.name,
             "model",
@@ -364,5 +389,5 @@ def check_compatible(info: CollectionInfo, meta: CollectionMeta, *, ingest: bool
             # "auto": the asked model's pooling is known only once it loads; none is claimed
             f"{meta.model!r}" + (f" ({meta.pooling} pooling)" if meta.pooling != "auto" else ""),
         )
-    if ingest and have.dataset != meta.dataset:
+    if ingest and have.identity != meta.identity and not same_folder(have.dataset, meta.dataset):
         raise ModelMismatch(info.name, "dataset", have.dataset, meta.dataset)

@@ -11,25 +11,34 @@ one image.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
+from lookalike.errors import QueryTimeout
 from lookalike.index import SearchSettings
-from lookalike.query import QueryOptions
+from lookalike.query import QueryOptions, time_budget
 from lookalike.records import Hit, Query, Result
-from lookalike.search.queries import own_left_out, split_own
+from lookalike.search.queries import grouped_options, needs_own, own_result, split_own
 from lookalike.search.searcher import MAX_K, Searcher, check_k
 
 DEFAULT_MAX_BATCH = 32  # queries in one forward pass: past this a CPU gains nothing
 DEFAULT_MAX_WAIT_S = 0.005  # how long a batch waits for queries still being decoded
+# A query's time on the inference thread, waiting included: past it the caller gets
+# QueryTimeout, and loops that ask the engine again and again stop (`check_budget`). A plain
+# query takes milliseconds; seconds are a pathological one, which must not hold up the rest.
+DEFAULT_BUDGET_S = 10.0
+# How much longer than its budget a caller waits for a query stuck in one engine call.
+GRACE_S = 2.0
 T = TypeVar("T")
 
 
@@ -42,6 +51,7 @@ class _Job:
     params: SearchSettings | None = None
     options: QueryOptions | None = None
     call: Callable[[], Any] | None = None
+    deadline: float = float("inf")  # time.monotonic() past which it is not worth answering
 
 
 class QueryBatcher:
@@ -60,8 +70,11 @@ class QueryBatcher:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        budget_s: float = DEFAULT_BUDGET_S,
     ) -> None:
         self.searcher = searcher
+        self.budget_s = budget_s
+        self.busy_since: float | None = None  # when the batch being answered started
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_s
         self._jobs: deque[_Job] = deque()
@@ -83,7 +96,7 @@ class QueryBatcher:
         """The top-k hits for a decoded image, as `Searcher.search` finds them."""
         check_k(k)  # a bad k or label is the caller's alone: refused here, not in a batch
         job = _Job(k=k, label=self.searcher.label_id(label), params=params, options=options)
-        return self._enqueue(image, job).result()
+        return self._wait(self._enqueue(image, job))
 
     def search_queries(
         self,
@@ -98,18 +111,21 @@ class QueryBatcher:
         one of the collection's own images does not find itself unless `include_self`."""
         check_k(k)
         label_id = self.searcher.label_id(label)
+        if needs_own(options, include_self):  # left out before grouping, not after
+            return [self._grouped(q, k, label_id, options) for q in queries]
         asked = min(k + 1, MAX_K + 1)
-        asking = [own_left_out(q, options, include_self) for q in queries]
         futures = [
-            self._enqueue(q.image, _Job(k=asked, label=label_id, options=o))
-            for q, o in zip(queries, asking)
+            self._enqueue(q.image, _Job(k=asked, label=label_id, options=options)) for q in queries
         ]
-        found = [f.result() for f in futures]
+        found = [self._wait(f) for f in futures]
         file = self.searcher.gallery.file
-        return [
-            split_own(q, hits, k, file, include_self, o != options)
-            for q, hits, o in zip(queries, found, asking)
-        ]
+        return [split_own(q, hits, k, file, include_self) for q, hits in zip(queries, found)]
+
+    def _grouped(self, query: Query, k: int, label: int | None, options: QueryOptions) -> Result:
+        own = self.call(self.searcher.own_point, query)
+        chosen = grouped_options(query, options, own and own.id)
+        hits = self._wait(self._enqueue(query.image, _Job(k=k, label=label, options=chosen)))
+        return own_result(query, hits, k, own)
 
     def _enqueue(self, image, job: _Job) -> Future:
         with self._ready:
@@ -134,13 +150,19 @@ class QueryBatcher:
         check_k(k)
         label_id = self.searcher.label_id(label)
         jobs = [_Job(k=k, label=label_id, options=options) for _ in images]
-        return [f.result() for f in [self._enqueue(i, j) for i, j in zip(images, jobs)]]
+        return [self._wait(f) for f in [self._enqueue(i, j) for i, j in zip(images, jobs)]]
 
     def call(self, fn: Callable[..., T], *args) -> T:
-        """fn(*args) on the batcher's thread (store access), between batches."""
-        return self._submit(_Job(call=lambda: fn(*args))).result()
+        """fn(*args) on the batcher's thread (store access), between batches, within the
+        time budget."""
+        return self._wait(self.post(fn, *args))
+
+    def post(self, fn: Callable[..., T], *args) -> Future:
+        """fn(*args) on the batcher's thread, not waited for: its Future."""
+        return self._submit(_Job(call=lambda: fn(*args)))
 
     def _submit(self, job: _Job) -> Future:
+        job.deadline = job.future.deadline = time.monotonic() + self.budget_s
         with self._ready:
             if self._closed:
                 raise RuntimeError("the query batcher is closed")
@@ -148,12 +170,29 @@ class QueryBatcher:
             self._ready.notify_all()
         return job.future
 
-    def close(self) -> None:
-        """Answer what was already handed over, then stop the thread."""
+    def _wait(self, future: Future) -> Any:
+        """A job's answer; QueryTimeout once it is past its budget (and the grace a query
+        stuck in one engine call is given): a caller never waits without end."""
+        left = future.deadline + GRACE_S - time.monotonic()
+        try:
+            return future.result(timeout=max(left, 0.0))
+        except FutureTimeout:
+            future.cancel()
+            raise QueryTimeout(self.budget_s) from None
+
+    def overrun_s(self) -> float:
+        """How long the batch now on the inference thread has run past the budget (0: none)."""
+        since = self.busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since - self.budget_s)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Answer what was already handed over, then stop the thread; with `timeout`, wait
+        no longer for a query that will not end (the thread is a daemon). Whether it ended."""
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def __enter__(self) -> QueryBatcher:
         return self
@@ -163,13 +202,17 @@ class QueryBatcher:
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
+            self.busy_since = time.monotonic()
+            batch = [job for job in batch if _in_time(job, self.budget_s)]
             queries = [job for job in batch if job.call is None]
             for job in batch:
                 if job.call is not None:
-                    _settle(job.future, job.call)
+                    with time_budget(job.deadline - time.monotonic(), self.budget_s):
+                        _settle(job.future, job.call)
             if queries:
                 self.batches.append(len(queries))
                 self._answer(queries)
+            self.busy_since = None
 
     def _next_batch(self) -> list[_Job] | None:
         """What waits, up to max_batch, after waiting up to max_wait_s for queries that are
@@ -198,7 +241,7 @@ class QueryBatcher:
                 embedded = self.searcher.embedder.embed_pixels(pixels)
             except Exception as e:  # the model failed: these callers get its error
                 for i in group:
-                    jobs[i].future.set_exception(e)
+                    _set(jobs[i].future, error=e)
                 continue
             for row, i in enumerate(group):
                 vectors[i] = embedded[row]
@@ -209,7 +252,19 @@ class QueryBatcher:
             stacked = np.stack([vectors[ready[i]] for i in group])
             first = members[0]
             args = (stacked, first.k, first.label, first.params, first.options)
-            _settle_many([m.future for m in members], self.searcher.search_vectors, *args)
+            with time_budget(min(m.deadline for m in members) - time.monotonic(), self.budget_s):
+                _settle_many([m.future for m in members], self.searcher.search_vectors, *args)
+
+
+def _in_time(job: _Job, budget_s: float) -> bool:
+    """Whether a job is still worth answering: one whose caller stopped waiting, or whose
+    budget passed while it waited, is not run (QueryTimeout, if anyone still listens)."""
+    if job.future.cancelled():
+        return False
+    if time.monotonic() > job.deadline:
+        _set(job.future, error=QueryTimeout(budget_s))
+        return False
+    return True
 
 
 def _groups(jobs: list[_Job], key) -> list[list[int]]:
@@ -230,16 +285,31 @@ def _groups(jobs: list[_Job], key) -> list[list[int]]:
 
 
 def _cat(tensors: list):
+    if len(tensors) == 1:
+        return tensors[0]
+    if isinstance(tensors[0], np.ndarray):  # a cached OpenVINO model's, prepared without torch
+        return np.concatenate(tensors)
     import torch  # loaded with the model already; not before
 
-    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+    return torch.cat(tensors)
+
+
+def _set(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Answer a future, unless its caller gave up waiting (cancelled it)."""
+    with contextlib.suppress(InvalidStateError):
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
 
 def _settle(future: Future, fn: Callable[[], Any]) -> None:
     try:
-        future.set_result(fn())
+        result = fn()
     except Exception as e:  # the caller's error, raised in the caller's thread
-        future.set_exception(e)
+        _set(future, error=e)
+        return
+    _set(future, result)
 
 
 def _settle_many(futures: list[Future], fn: Callable[..., list], *args) -> None:
@@ -247,7 +317,7 @@ def _settle_many(futures: list[Future], fn: Callable[..., list], *args) -> None:
         results = fn(*args)
     except Exception as e:
         for future in futures:
-            future.set_exception(e)
+            _set(future, error=e)
         return
     for future, result in zip(futures, results):
-        future.set_result(result)
+        _set(future, result)

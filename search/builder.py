@@ -16,10 +16,12 @@ from lookalike.query import (
     INTEGER,
     KEYWORD,
     LOCATION,
+    MAX_FILTER_DEPTH,
     MIXED,
     WHERE,
     QueryOptions,
     check_filter,
+    check_filter_size,
     field_type,
     near_condition,
     parse_where,
@@ -127,8 +129,13 @@ def _parsed(filter: str | Mapping | None) -> dict | None:
             filter = json.loads(filter)
         except json.JSONDecodeError as e:
             raise BadQuery(f"the filter is not JSON: {e}", field="filter") from None
+        except RecursionError:
+            raise BadQuery(
+                f"the filter nests more than {MAX_FILTER_DEPTH} levels deep", field="filter"
+            ) from None
     if not isinstance(filter, Mapping):
         raise BadQuery(f"a filter is a JSON object, not {filter!r}", field="filter")
+    check_filter_size(filter)
     return dict(filter)
 
 

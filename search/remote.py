@@ -81,6 +81,19 @@ class RemoteSearcher:
         )
         return [_hit(h) for h in self._send(request)["hits"]]
 
+    def stored_id(self, file: str) -> str | None:
+        """The id of the stored point that is this image file (same bytes), if the server's
+        collection holds it: so a file can be a recommend example, which the server takes
+        by id only."""
+        from lookalike.source.fingerprint import sha256_file
+
+        try:
+            digest = sha256_file(file)
+        except OSError:
+            return None
+        [best, *_] = self.search(file, 1, include_self=True).hits or [None]
+        return best.id if best is not None and best.sha256 == digest else None
+
     def search_words(
         self, text: str, k: int, label: str | None = None, *, query: dict | None = None
     ) -> Result:

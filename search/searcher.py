@@ -28,14 +28,21 @@ from lookalike.index import SearchSettings, effective
 from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
 from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
 from lookalike.search.builder import QueryBuilder, is_point_id
-from lookalike.search.queries import own_left_out, split_own
-from lookalike.source import Source, load_source
+from lookalike.search.moved import where_now
+from lookalike.search.queries import (
+    grouped_options,
+    needs_own,
+    own_point,
+    own_result,
+    split_own,
+)
 from lookalike.source.fingerprint import read_file
 from lookalike.store import Store, connect
 
 if TYPE_CHECKING:
     from lookalike.embed.embedder import Embedder
     from lookalike.embed.text import Prompt, TextEncoder
+    from lookalike.source import Source
 
 SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
 MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
@@ -58,6 +65,8 @@ class Gallery:
     def source(self, split: str) -> Source:
         """The split of the collection's dataset, loaded once, with the collection's label ids."""
         if split not in self._sources:
+            from lookalike.source import load_source  # datasets loads here, not on import
+
             self._sources[split] = load_source(
                 self.meta.dataset,
                 split,
@@ -65,6 +74,8 @@ class Gallery:
                 label_column=self.meta.label_column,
                 exif=False,  # queries need the pictures, not their fields
             ).relabel(self.meta.label_names)
+            if self.meta.dataset_id:  # moved since: ids as the collection made them
+                self._sources[split] = replace(self._sources[split], id_name=self.meta.dataset_id)
         return self._sources[split]
 
     def image(self, point: StoredPoint, min_side: int | None = None) -> Image.Image | None:
@@ -148,7 +159,7 @@ class Searcher:
         self.info = self.store.info(collection)
         if self.info.meta is None:
             raise ModelMismatch(collection, "foreign")
-        self.meta: CollectionMeta = self.info.meta
+        self.meta: CollectionMeta = where_now(self.info.meta, self.store, collection)
         model = self.settings.model
         if model:
             self.settings.check(model)  # a folder that does not exist is said as such
@@ -183,6 +194,7 @@ class Searcher:
     def refresh(self) -> None:
         """Read the collection's metadata again (label names it gained since, by a sync)."""
         meta = self.store.info(self.collection).meta
+        meta = meta and where_now(meta, self.store, self.collection)
         if meta is not None and meta != self.meta:
             self.meta = meta
             self.gallery = Gallery(meta)
@@ -330,19 +342,31 @@ class Searcher:
         check_k(k)
         label_id = self.label_id(label)
         vectors = self.embedder.embed([q.image for q in queries])
-        asked = min(k + 1, MAX_K + 1)
-        asking = [own_left_out(q, options, include_self) for q in queries]
-        if all(o == options for o in asking):
-            found = self.search_vectors(vectors, k=asked, label=label_id, options=options)
-        else:  # grouped stored points: each leaves itself out
-            found = [
-                self.search_vectors(v[None], k=asked, label=label_id, options=o)[0]
-                for v, o in zip(vectors, asking)
+        if needs_own(options, include_self):  # left out before grouping, not after
+            return [
+                self.grouped_query(q, v[None], k, label_id, options)
+                for q, v in zip(queries, vectors)
             ]
+        asked = min(k + 1, MAX_K + 1)
+        found = self.search_vectors(vectors, k=asked, label=label_id, options=options)
         return [
-            split_own(q, hits, k, self.gallery.file, include_self, o != options)
-            for q, hits, o in zip(queries, found, asking)
+            split_own(q, hits, k, self.gallery.file, include_self)
+            for q, hits in zip(queries, found)
         ]
+
+    def own_point(self, query: Query) -> StoredPoint | None:
+        """The query's own stored point (it is one of the collection's images), or None."""
+        own = own_point(query, self.store, self.collection, self.gallery.file, self.meta.dataset)
+        return None if own is None else self.point(own)
+
+    def grouped_query(
+        self, query: Query, vector: np.ndarray, k: int, label: int | None, options: QueryOptions
+    ) -> Result:
+        """A grouped query without its own point, which is left out before grouping."""
+        own = self.own_point(query)
+        chosen = grouped_options(query, options, own and own.id)
+        hits = self.search_vectors(vector, k=k, label=label, options=chosen)[0]
+        return own_result(query, hits, k, own)
 
     @property
     def text_queries(self) -> bool:
@@ -425,10 +449,14 @@ class Searcher:
         check_k(k)
         examples = [*like, *unlike]
         stored = [_is_id(e) for e in examples]
-        images = [self._example(e) for e, is_id in zip(examples, stored) if not is_id]
-        vectors = iter(self.embedder.embed(images) if images else [])
+        queries = [self._example(e) for e, is_id in zip(examples, stored) if not is_id]
+        vectors = iter(self.embedder.embed([q.image for q in queries]) if queries else [])
         resolved = [e if is_id else next(vectors) for e, is_id in zip(examples, stored)]
         options = (options or QueryOptions()).with_label(self.label_id(label))
+        # An example that is one of the collection's images (a file, SPLIT:ROW) is left out
+        # of its own results, as an example given by id is.
+        own = [p.id for p in map(self.own_point, queries) if p is not None]
+        options = replace(options, exclude=(*options.exclude, *own))
         chosen = Examples(tuple(resolved[: len(like)]), tuple(resolved[len(like) :]), strategy)
         return self.store.recommend(self.collection, chosen, k, params=self.params, options=options)
 
@@ -438,8 +466,10 @@ class Searcher:
         """The candidates most like a stored point, without its image; never the point itself."""
         return self.recommend([point_id], k=k, strategy="average_vector", options=options)
 
-    def _example(self, example: ImageSource) -> Image.Image:
-        return self.load_query(example) if isinstance(example, str) else self.open_image(example)
+    def _example(self, example: ImageSource) -> Query:
+        if isinstance(example, str):
+            return self.query(example)
+        return Query("example", self.open_image(example))
 
 
 def _is_id(example: object) -> bool:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from lookalike.cli.main import cli
 from lookalike.search.remote import RemoteSearcher
+from tests.conftest import make_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,6 +181,22 @@ def test_queries_go_to_the_serve_with_their_options(serving, image_folder, tmp_p
     rows = run("search", folder, "--k", 1, "--csv", *store)
     assert rows.exit_code == 0 and "skipped" in rows.stderr and "broken.jpg" in rows.stderr
     assert len(rows.stdout.splitlines()) == 2  # the header and q.jpg's row
+
+
+def test_more_like_a_stored_file_asks_the_serve_too(serving, image_folder, tmp_path):
+    """serve takes stored ids as examples: a file it holds goes as its point's id (and is not
+    its own result); any other image file is refused in words that fit the command."""
+    store, _, _ = serving
+    example = image_folder / "red" / "red_1.jpg"
+    result = run("search", "--like", example, "--k", 3, "--json", *store)
+    assert result.exit_code == 0 and "asking it at" in result.stderr, result.output
+    hits = json.loads(result.stdout)["hits"]
+    assert len(hits) == 3 and "red/red_1.jpg" not in [h["path"] for h in hits]
+    other = tmp_path / "new.png"
+    make_image((1, 2, 3), seed=99).save(other)
+    refused = run("search", "--like", other, *store)
+    assert refused.exit_code != 0 and "is not in the collection" in refused.stderr
+    assert "Traceback" not in refused.output
 
 
 def test_other_commands_say_which_process_holds_the_store(serving):

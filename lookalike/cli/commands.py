@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -30,14 +31,12 @@ from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import BadQuery, CollectionNotFound, DatasetLoadError, ModelMismatch
 from lookalike.index import SearchSettings
 from lookalike.records import CollectionInfo, CollectionMeta, EvalReport
-from lookalike.search.duplicates import DuplicateReport, find_duplicates
-from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
-from lookalike.search.searcher import Gallery, Searcher
-from lookalike.search.text_queries import evaluate_text, read_text_queries
-from lookalike.source import load_source
 from lookalike.store import StoreConfig
 from lookalike.thumbnails import Thumbnails, cache_folder
 from lookalike.tune import TuneReport, TuneSettings, check_output
+
+if TYPE_CHECKING:  # search and source import datasets and pandas: only where a command runs
+    from lookalike.search.duplicates import DuplicateReport
 
 
 def run_eval(
@@ -53,6 +52,9 @@ def run_eval(
     recall: bool = False,
     params: SearchSettings | None = None,
 ) -> EvalReport:
+    from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
+    from lookalike.search.searcher import Searcher
+
     with open_store(store_config, "eval", collection) as (store, collection):
         model_settings = collection_model(store, collection, model_settings)
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
@@ -99,6 +101,9 @@ def run_text_eval(
     params: SearchSettings | None = None,
 ) -> EvalReport:
     """precision@k of the text queries in the file at `path` (read before the model loads)."""
+    from lookalike.search.searcher import Searcher
+    from lookalike.search.text_queries import evaluate_text, read_text_queries
+
     queries = read_text_queries(path)
     with open_store(store_config, "eval", collection) as (store, collection):
         model_settings = collection_model(store, collection, model_settings)
@@ -165,6 +170,8 @@ TUNE_SPLITS = ("--split", "--val-split", "--test-split")
 def _tune_splits(dataset: str, splits: tuple[str, str, str | None]) -> list:
     """The train, validation and test splits; one the dataset lacks is said with the option
     that chose it."""
+    from lookalike.source import load_source
+
     loaded = []
     for option, split in zip(TUNE_SPLITS, splits):
         try:
@@ -210,6 +217,9 @@ def run_duplicates(
     grid_pairs: int = 12,
 ) -> DuplicateReport:
     """Near-duplicate pairs and groups; with `grid`, a picture of the best pairs."""
+    from lookalike.search.duplicates import find_duplicates
+    from lookalike.search.searcher import Gallery
+
     with open_store(store_config, "duplicates", collection) as (store, collection):
         report = find_duplicates(store, collection, threshold=threshold, neighbours=neighbours)
         meta = store.info(collection).meta
@@ -225,4 +235,8 @@ def run_duplicates(
 
 def collection_info(store_config: StoreConfig, collection: str | None) -> CollectionInfo:
     with open_store(store_config, "info", collection) as (store, collection):
-        return store.info(collection)
+        info = store.info(collection)
+        if info.meta and info.meta.label_names:  # only labels some image still has
+            kept = store.labels_in_use(collection, info.meta.label_names)
+            info = replace(info, meta=replace(info.meta, label_names=kept))
+        return info

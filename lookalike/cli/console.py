@@ -13,11 +13,15 @@ from tqdm import tqdm
 def quiet_transformers() -> None:
     """Loading a classifier checkpoint into AutoModel reports the unused head at WARNING level;
     it is expected here and would bury our own messages. Called where a model is about to
-    load, so that commands which need none never import transformers."""
-    from transformers.utils import logging
+    load; imports nothing, so that a command whose model comes from the OpenVINO cache never
+    imports transformers (it reads these variables when it is imported)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported: tell its logger instead
+        from transformers.utils import logging
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
 
 
 def warn(message: str) -> None:

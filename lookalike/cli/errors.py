@@ -14,6 +14,7 @@ from lookalike.errors import (
     BadImage,
     CollectionNotFound,
     DatasetLoadError,
+    DatasetMoved,
     DiskFull,
     IngestInterrupted,
     LoadErrors,
@@ -56,9 +57,20 @@ def mismatch_hint(command: str) -> str:
     return "search with the model it was built with (leave --model out), or re-ingest"
 
 
-def locked_hint(error: StoreLocked) -> str:
+# What a running serve does for a command that finds the store held, in that command's words.
+ASK_SERVE = {
+    "search": "; while it runs, it answers a search by an image file or SPLIT:ROW, and "
+    "--like, --unlike and --id with stored ids (the `id` of a hit), not with image files",
+    "ingest": "; to sync a folder while serving, run `lookalike serve --watch FOLDER`",
+    "watch": "; to sync a folder while serving, run `lookalike serve --watch FOLDER`",
+}
+
+
+def locked_hint(error: StoreLocked, command: str = "") -> str:
     stop = f"stop it (Ctrl-C where it runs, or kill {error.pid})" if error.pid else "stop it"
-    ask = "; `lookalike search` asks a running serve itself" if error.url else ""
+    ask = ASK_SERVE.get(command, "") if error.url else ""
+    if error.url and command == "info":
+        ask = f"; while it runs, {error.url.rstrip('/')}/health shows its points and fields"
     return f"wait for it to finish or {stop}, or {SERVER_HINT}{ask}"
 
 
@@ -84,12 +96,22 @@ def hint(error: LookalikeError, command: str) -> str | None:
         )
     if isinstance(error, CollectionNotFound):
         return collection_hint(error)
+    if isinstance(error, DatasetMoved):
+        relocate = (
+            "pass --relocate"
+            if command == "ingest"
+            else f"run `lookalike ingest --dataset {shlex.quote(error.want)} --relocate` once"
+        )
+        return (
+            f"{relocate} to make {error.want} its dataset (its {error.matched} matching "
+            "images keep their vectors; the others are synced), or use another --collection"
+        )
     if isinstance(error, ModelMismatch) and error.what == "legacy":
         return "run it without --keep-missing and --limit to migrate it, or pass --recreate"
     if isinstance(error, ModelMismatch):
         return mismatch_hint(command)
     if isinstance(error, StoreLocked):
-        return locked_hint(error)
+        return locked_hint(error, command)
     if isinstance(error, DiskFull):
         if error.action == "build the search index":  # after the last image was stored
             return f"{DISK_HINT}; every image is stored: run the same command again to build it"

@@ -154,6 +154,11 @@ def _dataset_settings(options: dict):
 @opt("--seed", type=int, default=42, help="Seed for --limit sampling.")
 @batch_size_option
 @flag("--recreate", help="Delete and rebuild the collection.")
+@flag(
+    "--relocate",
+    help="Make --dataset the collection's images where only some of its stored ones are "
+    "there (a moved folder whose images all match needs no flag).",
+)
 @opt(
     "--resume/--no-resume",
     default=True,
@@ -588,6 +593,12 @@ def _searcher(store_config, collection, model_settings, params, url, watch, watc
     data = DatasetSettings(dataset=watch, split=watch_split)
     settings = WatchSettings()
     return serving_watched(store_config, collection, model_settings, params, data, settings, url)
+
+
+from lookalike.cli.transfer import COMMANDS as _TRANSFER  # noqa: E402 (after cli exists)
+
+for _command in _TRANSFER:  # collections, drop, export, import, copy
+    cli.add_command(_command)
 
 
 def main() -> None:

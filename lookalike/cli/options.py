@@ -23,8 +23,10 @@ from lookalike.defaults import (
     POOLINGS,
     PRECISIONS,
     QUANTIZATIONS,
+    RUNTIMES,
 )
 from lookalike.embed.settings import ModelSettings
+from lookalike.errors import BadQuery
 from lookalike.index import IndexSettings
 from lookalike.store.config import StoreConfig
 
@@ -212,6 +214,13 @@ def model_options(
                 "--trust-remote-code",
                 help="Allow a model to run its own Python code from its folder or hub repo.",
             ),
+            opt(
+                "--runtime",
+                shared=True,
+                default=d.runtime,
+                type=click.Choice(RUNTIMES),
+                help="What runs the model: auto picks OpenVINO on a CPU where it is installed.",
+            ),
         ]
         if compile:
             decorators.append(
@@ -229,7 +238,7 @@ def model_options(
         f = apply(f, decorators)
 
         @functools.wraps(f)
-        def wrapper(model, revision, device, precision, trust_remote_code, **kw):
+        def wrapper(model, revision, device, precision, trust_remote_code, runtime, **kw):
             settings = ModelSettings(
                 model=model,
                 revision=revision,
@@ -238,6 +247,7 @@ def model_options(
                 pooling=kw.pop("pooling", d.pooling),
                 compile=kw.pop("compile", d.compile),
                 trust_remote_code=trust_remote_code,
+                runtime=runtime,
                 model_variable=variable_of("model") if model else None,
             )
             return f(model_settings=settings, **kw)
@@ -290,6 +300,12 @@ def index_options(f):
                 help="Server: copies of each shard, on different nodes.",
             ),
             opt(
+                "--write-consistency",
+                type=click.IntRange(1),
+                default=d.write_consistency,
+                help="Server: replicas that must confirm each write (at most --replicas).",
+            ),
+            opt(
                 "--upload-parallel",
                 type=click.IntRange(1),
                 default=_DEFAULT_STORE.upload_parallel,
@@ -307,7 +323,10 @@ def index_options(f):
     @functools.wraps(f)
     def wrapper(store_config, upload_parallel, upsert_batch, **kw):
         names = [f.name for f in dataclasses.fields(IndexSettings)]
-        index = IndexSettings(**{name: kw.pop(name) for name in names})
+        try:
+            index = IndexSettings(**{name: kw.pop(name) for name in names})
+        except BadQuery as e:  # options that contradict each other (consistency > replicas)
+            raise click.UsageError(str(e)) from None
         config = dataclasses.replace(
             store_config, upload_parallel=upload_parallel, upsert_batch=upsert_batch
         )

@@ -174,16 +174,33 @@ def run_recommend(
             )
     except StoreLocked as e:  # a running serve takes stored ids (it reads no file of ours)
         remote = RemoteSearcher(e.url, timeout=store_config.timeout) if e.url else None
-        ids = all(is_point_id(x) for x in (*like, *unlike))
-        if remote is None or not ids or (collection and remote.collection() != collection):
+        if remote is None or (collection and remote.collection() != collection):
             raise
         say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
+        # serve takes stored ids only (it reads no file of ours): a file is its stored point
+        ids = [_stored_example(remote, x) for x in (*like, *unlike)]
         args = dict(strategy=strategy, label=label, query=query)
-        hits = remote.recommend(list(like), list(unlike), k, **args)
+        hits = remote.recommend(ids[: len(like)], ids[len(like) :], k, **args)
     name = "like " + ", ".join(like) + (f"; unlike {', '.join(unlike)}" if unlike else "")
     if len(like) == 1 and not unlike and is_point_id(like[0]):
         name = f"id {like[0]}"
     return Result(Query(name, None), hits)
+
+
+def _stored_example(remote, example: str) -> str:
+    """A recommend example as the running serve takes it: a stored point's id; an image file
+    the collection holds (the same bytes) becomes its point's id."""
+    if is_point_id(example):
+        return example
+    found = remote.stored_id(example) if os.path.isfile(example) else None
+    if found is None:
+        raise BadQuery(
+            f"{example!r} is not in the collection, and lookalike serve holds the store: "
+            "while it runs, examples are stored images (a file it holds, or the `id` of a "
+            "hit); stop it to use other images as examples",
+            field="like",
+        )
+    return found
 
 
 def _expand(queries: Sequence[str]) -> tuple[list[str], set[str]]:

@@ -38,10 +38,11 @@ from lookalike.errors import (
     StoreDamaged,
     shown,
 )
+from lookalike.identity import locate_model
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
-from lookalike.ingest.watch import FolderWatch
+from lookalike.ingest.watch import FolderWatch, exit_within
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
 from lookalike.store import Store, StoreConfig, connect
@@ -215,6 +216,7 @@ def run_ingest(
     dry_run: bool = False,
     skipped_log: str | None = None,
     index: IndexSettings | None = None,
+    relocate: bool = False,
     ray: str | None = None,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
@@ -263,6 +265,7 @@ def run_ingest(
             on_progress=progress.update,
             on_skip=_Log(log),
             on_indexing=progress.indexing,
+            relocate=relocate,
             embed_stage=stage,
         )
         if not dry_run and store.engine == "local":
@@ -296,7 +299,10 @@ def _model_for(
         settings = recorded_model(meta, settings, collection)
     if settings.model:
         return settings
-    return replace(settings, model=meta.model if meta else default_model(dataset))
+    if meta is None:
+        return replace(settings, model=default_model(dataset))
+    where = None if store.config.url else store.config.path  # a moved model is looked for
+    return replace(settings, model=locate_model(meta.model, meta.model_hash, where))
 
 
 def _warn_if_large(store: Store, collection: str) -> None:
@@ -405,6 +411,7 @@ def run_watch(
 
 
 def _interrupt(*_) -> None:
+    exit_within()  # stops cleanly first; never later than this, whatever is running
     raise KeyboardInterrupt
 
 

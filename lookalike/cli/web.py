@@ -5,21 +5,32 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, HTTPException, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from lookalike.cli.browse import Pictures, browse_router
-from lookalike.cli.guards import Admission, BodyLimit, Busy, HostCheck
-from lookalike.errors import BadImage, BadQuery, TextTruncated
+from lookalike.cli.guards import (
+    Admission,
+    BodyLimit,
+    Busy,
+    HostCheck,
+    JsonLimit,
+    SameOrigin,
+    header_timeout_protocol,
+)
+from lookalike.errors import BadImage, BadQuery, QueryTimeout, TextTruncated
+from lookalike.ingest.watch import exit_within
 from lookalike.query import DEFAULT_STRATEGY, PointId, QueryOptions
 from lookalike.records import Query, Result
-from lookalike.search.batcher import DEFAULT_MAX_BATCH, QueryBatcher
+from lookalike.search.batcher import DEFAULT_BUDGET_S, DEFAULT_MAX_BATCH, QueryBatcher
 from lookalike.search.searcher import MAX_K, SPLIT_ROW, Searcher
 from lookalike.thumbnails import Thumbnails
 
@@ -36,6 +47,8 @@ BUSY = "busy with other images; try again in a few seconds"
 RETRY_AFTER_S = 2
 MAX_EXAMPLES = 64  # examples in one recommend request
 MAX_TEXT = 1000  # characters of a text query: CLIP reads 77 tokens, SigLIP 64
+HEALTH_EVERY_S = 1.0  # how stale /health's point count and fields may be
+TOO_LONG = "; ask for fewer results (a smaller k) or narrow it with a filter"
 
 
 class SearchOut(BaseModel):
@@ -51,7 +64,7 @@ class SearchOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str
+    status: str  # "ok", or "busy" while a query runs past its time budget
     collection: str
     points: int
     model: str
@@ -80,7 +93,12 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-ERRORS = {400: {"model": ErrorOut}, 413: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+ERRORS = {
+    400: {"model": ErrorOut},
+    413: {"model": ErrorOut},
+    503: {"model": ErrorOut},
+    504: {"model": ErrorOut},
+}
 IMAGE = {200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}, 503: {"model": ErrorOut}}
 
 
@@ -95,15 +113,17 @@ def create_app(
     wait_s: float = DEFAULT_WAIT_S,
     max_batch: int = DEFAULT_MAX_BATCH,
     thumbnails: Thumbnails | None = None,
+    budget_s: float = DEFAULT_BUDGET_S,
 ) -> FastAPI:
     """The API over one open Searcher. FastAPI runs the handlers in its thread pool; they
     decode queries in the admission's threads and hand them to one inference thread, which
     embeds those that wait together (up to `max_batch`) and makes every store call (embedded
     Qdrant is not thread-safe). Host names other than localhost and IP addresses must be in
     `allowed_hosts`. `thumbnails`: where the page's small copies are kept (default: made
-    each time)."""
+    each time). A query gets `budget_s` on the inference thread; past it, HTTP 504."""
     admission = Admission(decoding, queue, wait_s)
-    batcher = QueryBatcher(searcher, max_batch=max_batch)
+    batcher = QueryBatcher(searcher, max_batch=max_batch, budget_s=budget_s)
+    state = HealthState(searcher, batcher)
     static = resources.files("lookalike.cli").joinpath("static")
     page = static.joinpath("index.html").read_text()
     icon = static.joinpath("favicon.svg").read_bytes()
@@ -112,7 +132,9 @@ def create_app(
     async def lifespan(app: FastAPI):
         yield
         admission.close()
-        batcher.close()  # the requests are answered by now: uvicorn waits for them
+        # uvicorn has waited (a bounded time) for the requests; a query that will not end
+        # is not waited for: the inference thread is a daemon.
+        batcher.close(timeout=GRACE_CLOSE_S)
 
     app = FastAPI(
         title="lookalike",
@@ -123,8 +145,15 @@ def create_app(
         redoc_url=None,
     )
     app.state.admission, app.state.batcher = admission, batcher
+
+    @app.exception_handler(QueryTimeout)
+    def _timeout(request, error: QueryTimeout) -> JSONResponse:
+        return JSONResponse({"detail": f"{error}{TOO_LONG}"}, 504)
+
     # Added last, runs first: a foreign Host is refused before its body is even read.
+    app.add_middleware(JsonLimit)
     app.add_middleware(BodyLimit, limit=max_upload + MULTIPART_SLACK, detail=_too_large(max_upload))
+    app.add_middleware(SameOrigin)
     app.add_middleware(HostCheck, names=tuple(allowed_hosts))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -132,16 +161,15 @@ def create_app(
         return page
 
     @app.get("/health", response_model=HealthOut)
-    def health() -> HealthOut:
-        points, fields = batcher.call(
-            lambda: (searcher.store.info(searcher.collection).points, searcher.queries.types())
-        )
+    async def health() -> HealthOut:  # on the event loop: no thread to wait for, no store
+        """Answered from what the inference thread last recorded: never waits behind a query."""
+        points, fields = state.read()
         meta = searcher.meta
         return HealthOut(
-            status="ok",
+            status="busy" if batcher.overrun_s() > 0 else "ok",
             collection=searcher.collection,
             points=points,
-            model=meta.model,
+            model=shown_model(meta.model),
             labels=list(meta.label_names),
             fields=fields,
             text=searcher.text_queries,
@@ -212,15 +240,18 @@ def create_app(
             [PointId(i) for i in body.negative],
         )
         try:
-            hits = batcher.call(
-                lambda: searcher.recommend(
-                    *examples,
-                    k=body.k,
-                    strategy=body.strategy,
-                    label=body.label or None,
-                    options=searcher.options(**options),
+            with admission.place():  # the same bound on waiting work as /search
+                hits = batcher.call(
+                    lambda: searcher.recommend(
+                        *examples,
+                        k=body.k,
+                        strategy=body.strategy,
+                        label=body.label or None,
+                        options=searcher.options(**options),
+                    )
                 )
-            )
+        except Busy:
+            raise _busy() from None
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
         return SearchOut(query="recommend", hits=hits)
@@ -290,6 +321,47 @@ def create_app(
     return app
 
 
+GRACE_CLOSE_S = 2.0  # how long shutting down waits for the inference thread
+STOP_REQUESTS_S = 3  # how long shutting down waits for requests being answered
+
+
+class HealthState:
+    """What /health tells, kept off the inference thread: the point count and fields as the
+    inference thread last read them, refreshed there (not waited for) when older than
+    HEALTH_EVERY_S."""
+
+    def __init__(self, searcher: Searcher, batcher: QueryBatcher) -> None:
+        self.searcher, self.batcher = searcher, batcher
+        self._lock = threading.Lock()
+        self._value = batcher.call(self._measure)  # at start-up, before any request
+        self._stamp, self._pending = time.monotonic(), False
+
+    def _measure(self) -> tuple[int, dict[str, str]]:
+        s = self.searcher
+        return s.store.info(s.collection).points, s.queries.types()
+
+    def read(self) -> tuple[int, dict[str, str]]:
+        with self._lock:
+            stale = time.monotonic() - self._stamp > HEALTH_EVERY_S
+            if stale and not self._pending:
+                self._pending = True
+                with contextlib.suppress(RuntimeError):  # closing: nothing to refresh
+                    self.batcher.post(self._measure).add_done_callback(self._measured)
+            return self._value
+
+    def _measured(self, future) -> None:
+        with self._lock:
+            self._pending = False
+            if not future.cancelled() and future.exception() is None:
+                self._value, self._stamp = future.result(), time.monotonic()
+
+
+def shown_model(model: str) -> str:
+    """The model as /health names it: a hub id as it is, a local folder by its name only (the
+    server's paths are nobody else's business)."""
+    return os.path.basename(model.rstrip(os.sep)) if os.path.isabs(model) else model
+
+
 def run_app(app: FastAPI, host: str, port: int, on_listening: Callable[[], None]) -> None:
     """Serve `app` until stopped; `on_listening` once it listens (not before: a client waiting
     for the word, such as a `search` that finds the store held, is never refused)."""
@@ -301,7 +373,20 @@ def run_app(app: FastAPI, host: str, port: int, on_listening: Callable[[], None]
             if self.started:
                 on_listening()
 
-    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+        def handle_exit(self, sig, frame) -> None:
+            if not self.should_exit:  # the first SIGTERM or Ctrl-C
+                exit_within()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=STOP_REQUESTS_S,
+        http=header_timeout_protocol(),
+    )
+    Server(config).run()
 
 
 def _upload(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -18,7 +19,9 @@ from lookalike.defaults import POOLINGS, PRECISIONS
 from lookalike.embed import pooling as pooling_
 from lookalike.embed.optimize import fold_batchnorms, whole_map_pools
 from lookalike.embed.pixels import PixelChain, clamp_aspect, decode_side, resizes_shortest_edge
-from lookalike.embed.settings import canonical_model_id
+from lookalike.embed.runtime import Runtime, l2_normalize, resolve_runtime
+from lookalike.embed.runtime.torch_runtime import TorchRuntime
+from lookalike.embed.settings import INT8_REFUSED, canonical_model_id
 from lookalike.errors import ModelLoadError
 from lookalike.images import reduce_to, to_rgb
 
@@ -74,6 +77,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ModelLoadError(
             None, f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}", kind="precision"
         )
+    if precision == "int8":
+        raise ModelLoadError(None, INT8_REFUSED, kind="precision")
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -120,6 +125,7 @@ class Embedder:
         compile: bool = False,
         trust_remote_code: bool = False,
         fold: bool = True,
+        runtime: str = "auto",
     ) -> None:
         if pooling not in POOLINGS:
             raise ModelLoadError(
@@ -131,6 +137,7 @@ class Embedder:
         self.model_id = canonical_model_id(model)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
+        runtime = resolve_runtime(runtime, self.device.type, compile=compile)
         # Never run code shipped with a model unless the user asked for it.
         kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
         if hub.cache_only(model):
@@ -174,7 +181,25 @@ class Embedder:
         if compile:
             whole_map_pools(self.model)  # compiled, a whole-map pool is 17x slower (see there)
             self.model = torch.compile(self.model)
+        self.runtime: Runtime = TorchRuntime(self)
         self.dim = int(self.embed([Image.new("RGB", (64, 64))]).shape[1])
+        if runtime == "openvino" and fold:
+            self.runtime = self._openvino()
+
+    def _openvino(self) -> Runtime:
+        """The model converted for OpenVINO (or loaded from the cache); torch, with one line
+        saying why, where the family does not convert."""
+        from lookalike.embed.runtime.convert import ConversionFailed, openvino_runtime
+
+        try:
+            return openvino_runtime(self, self.precision)
+        except ConversionFailed as e:
+            warnings.warn(
+                f"{self.model_type} model {self.model_id} did not convert for OpenVINO ({e}): "
+                "running it with torch",
+                stacklevel=3,
+            )
+            return self.runtime
 
     @property
     def default_batch_size(self) -> int:
@@ -228,15 +253,11 @@ class Embedder:
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Model, pooling and L2 normalisation: float32 (batch, dim), each row unit length."""
         pixels = self._model_input(pixels.to(self.device, non_blocking=True))
-        if self.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
         try:
-            with torch.inference_mode(), self.autocast():
-                vectors = pooling_.pool(self.pooling, self.model, pixels, self.model_type)
+            vectors = self.runtime.run(pixels)
         except pooling_.PoolingError as e:
             raise ModelLoadError(self.model_id, str(e), kind="pooling") from e
-        vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
-        return vectors.cpu().numpy()
+        return l2_normalize(vectors)
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed images; returns float32 (len(images), dim), each row of unit length."""

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:  # torch only where the float work runs in torch: a cached OpenVINO model
+    import torch  # is fed by `normalize_array`, and its search never imports torch
 
 # Decode at least this much larger than the size the processor resizes to, so its own
 # resize still downsamples (and filters) rather than working from an image just its size.
@@ -179,7 +182,18 @@ class PixelChain:
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """(batch, height, width, 3) uint8, on any device -> the model's float32 input,
         (batch, 3, height, width) in channels-last memory (what convolutions prefer)."""
+        import torch
+
         std = torch.tensor(self.std, device=pixels.device)
         a = self.scale / std
         b = -torch.tensor(self.mean, device=pixels.device) / std
         return torch.addcmul(b, pixels.float(), a).permute(0, 3, 1, 2)
+
+    def normalize_array(self, pixels: np.ndarray) -> np.ndarray:
+        """`normalize` in numpy, for a runtime without torch: the same numbers (the same
+        float32 multiply-add), as a contiguous (batch, 3, height, width) float32 array."""
+        std = np.asarray(self.std, dtype=np.float32)
+        a = np.float32(self.scale) / std
+        b = -np.asarray(self.mean, dtype=np.float32) / std
+        out = pixels.astype(np.float32) * a + b
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

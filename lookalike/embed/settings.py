@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,15 @@ def canonical_model_id(model: str) -> str:
     return os.path.abspath(model) if os.path.isdir(model) else model
 
 
+# Measured (bench/runtime_bench.py --int8, docs/benchmarks.md) and refused: NNCF's int8
+# efficientnet-lite0, calibrated on 300 Beans images, gave vectors at cosine 0.90 (min) / 0.96
+# (mean) to fp32's, far from the 0.99 per image a collection built in fp32 needs.
+INT8_REFUSED = (
+    "precision int8 is not offered: quantized, efficientnet-lite0's vectors moved too far from "
+    "its fp32 ones (cosine down to 0.90 on Beans; see docs/benchmarks.md); use auto, fp32 or bf16"
+)
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """How to load and run a model; `model=None` means the one a collection was built with."""
@@ -30,6 +40,7 @@ class ModelSettings:
     pooling: str = "auto"
     compile: bool = False
     trust_remote_code: bool = False
+    runtime: str = "auto"  # what runs the network: torch, or openvino on the CPU
     # The environment variable `model` came from (None: typed, or none given): a collection's
     # recorded model wins over it, where a typed one that differs is an error.
     model_variable: str | None = None
@@ -43,6 +54,9 @@ class ModelSettings:
         if model is None:
             raise ModelLoadError(None, "no model given", kind="missing")
         self.check(model)  # before torch is imported: a missing folder is told in a moment
+        cached = self._cached(model, pooling or self.pooling) if fold else None
+        if cached is not None:
+            return cached  # type: ignore[return-value]  # the Embedder's interface
         from lookalike.embed.embedder import Embedder  # torch loads here, not on import
 
         return Embedder(
@@ -54,11 +68,32 @@ class ModelSettings:
             compile=self.compile and fold,
             trust_remote_code=self.trust_remote_code,
             fold=fold,
+            runtime=self.runtime,
         )
+
+    def _cached(self, model: str, pooling: str):
+        """The model as OpenVINO converted it in an earlier run, without torch or
+        transformers, where these settings would run it with OpenVINO anyway; else None."""
+        if self.compile or self.runtime == "torch" or self.device not in ("auto", "cpu"):
+            return None
+        # Where torch would pick a GPU (auto), the full path decides; no torch to ask here.
+        if self.device == "auto" and (
+            os.path.exists("/proc/driver/nvidia/version") or sys.platform == "darwin"
+        ):
+            return None
+        from lookalike.embed.runtime import openvino_installed
+
+        if not openvino_installed():
+            return None
+        from lookalike.embed.runtime.cached import load_cached
+
+        return load_cached(model, self.revision, pooling, self.precision)
 
     def check(self, model: str | None = None) -> None:
         """Raise ModelLoadError now if the model's folder does not exist, or it is a hub id
         that cannot be fetched (no network, or not cached in offline mode); loads nothing."""
+        if self.precision == "int8":
+            raise ModelLoadError(model or self.model, INT8_REFUSED, kind="precision")
         model = model or self.model
         if model is not None:
             hub.check_model(model, self.revision)

@@ -22,13 +22,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from lookalike.records import ImageRecord, Skipped
-from lookalike.source.dataset import Source
+
+if TYPE_CHECKING:  # annotations only: batches of a photo's query need no datasets
+    from lookalike.source.dataset import Source
 
 MAX_WORKERS = 16  # beyond this the GIL-bound parts of each image (records, arrow reads) win
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from lookalike.errors import shown
 from lookalike.images import IMAGE_EXTENSIONS
@@ -28,6 +27,9 @@ from lookalike.source.metadata import (
     _listed,
     read_folder_metadata,
 )
+
+if TYPE_CHECKING:  # imported where a folder becomes a dataset: listing files needs none
+    import datasets
 
 DATA_EXTENSIONS = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".tsv"}
 SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev"}
@@ -139,6 +141,8 @@ def _classes(paths: list[str]) -> set[str]:
 
 def _split(root: Path, prefix: str, paths: list[str], classes: list[str]) -> datasets.Dataset:
     """`paths` relative to the split's folder, `prefix` + path relative to the dataset's."""
+    import datasets
+
     data: dict[str, list] = {
         "image": [{"bytes": None, "path": os.path.join(root, prefix + p)} for p in paths],
         "file_name": [prefix + p for p in paths],
@@ -161,6 +165,8 @@ def load_image_folder(path: str, exif: bool = True) -> tuple[datasets.DatasetDic
     """The folder's splits, and its metadata fields by `file_name` (with what could not be
     walked: unreadable sub-folders, links out of it, names that are not UTF-8; with `exif`,
     each photo's EXIF fields under its own: see source/exif.py)."""
+    import datasets
+
     root = Path(path)
     subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
     if subdirs and all(d.name.lower() in SPLIT_NAMES for d in subdirs):

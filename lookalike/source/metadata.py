@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import datasets
-
 from lookalike.errors import DatasetLoadError, shown
 from lookalike.records import OWN_FIELDS
 
@@ -82,6 +80,8 @@ def checked(dataset: str, column: str, value: Any, where: str) -> Any:
 
 def plain(feature: Any) -> bool:
     """Whether a datasets feature holds plain JSON values (no images, audio or bytes)."""
+    import datasets  # loaded already where there are features; not by listing a folder
+
     if isinstance(feature, datasets.Value):
         return "binary" not in feature.dtype
     if isinstance(feature, datasets.ClassLabel):

@@ -64,6 +64,7 @@ class Source:
     # Sub-folders (relative, `/`-ended) that could not be listed: their images are not gone.
     unreadable: tuple[str, ...] = ()
     own_names: tuple[str, ...] = ()  # the dataset's label names, when relabelled
+    id_name: str | None = None  # the name ids are made from, when the images moved since
     _info: dict[str, list] | None = field(default=None, repr=False)
     _positions: dict | None = field(default=None, repr=False)
     _ids: dict | None = field(default=None, repr=False)
@@ -101,9 +102,10 @@ class Source:
         return self._ids.get(value), value
 
     def point_id(self, position: int) -> str:
+        name = self.id_name or self.name
         if self.path_ids:
-            return path_point_id(self.name, self.split, self.paths[position])
-        return point_id(self.name, self.split, int(self.rows[position]))
+            return path_point_id(name, self.split, self.paths[position])
+        return point_id(name, self.split, int(self.rows[position]))
 
     def _columns(self) -> dict[str, list]:
         """Every column but the images, read once (labels, paths, metadata)."""

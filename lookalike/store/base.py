@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from lookalike.errors import BadQuery, CollectionNotFound
+from lookalike.errors import BadQuery, CollectionNotFound, LookalikeError
 from lookalike.index import IndexSettings, SearchSettings
 from lookalike.query import INTEGER, KEYWORD, MIXED, Examples, QueryOptions, merge_types
 from lookalike.records import (
@@ -58,8 +58,14 @@ class Store(ABC):
                 return
         info = self.info(name)
         check_compatible(info, meta, ingest=True)
-        if info.meta and info.meta.label_names != meta.label_names:
-            self._set_meta(name, replace(info.meta, label_names=meta.label_names))
+        if info.meta:  # label names gained; the dataset's or model's new place, once moved
+            moved = dict(model=meta.model, dataset=meta.dataset, dataset_id=meta.dataset_id)
+            hashed = info.meta.model_hash or (
+                meta.model_hash if meta.model == info.meta.model else None
+            )
+            now = replace(info.meta, label_names=meta.label_names, model_hash=hashed, **moved)
+            if now != info.meta:
+                self._set_meta(name, now)
 
     def update_meta(self, name: str, meta: CollectionMeta) -> None:
         """Record what was learnt about the collection (its calibrated thresholds)."""
@@ -142,6 +148,43 @@ class Store(ABC):
         """A page of stored points in id order (those `where` keeps, a Qdrant filter): points,
         their vectors if asked, next offset."""
 
+    def drop(self, name: str) -> None:
+        """Delete the collection and its points; CollectionNotFound if there is none."""
+        check_name(name)
+        if not self.exists(name):
+            raise self.not_found(name)
+        with self._creating(name):
+            self._delete(name)
+
+    def labels_in_use(self, name: str, names: Sequence[str]) -> tuple[str, ...]:
+        """The label names some point still has (a class whose images are all gone keeps its
+        id in the record, so that the others keep theirs, but is no label of the collection)."""
+        if len(names) > MAX_LABEL_LOOKUPS:  # one request each: a dataset's own classes stay
+            return tuple(names)
+        where = [{"must": [{"key": "label", "match": {"value": i}}]} for i in range(len(names))]
+        return tuple(n for n, w in zip(names, where) if self.scroll(name, 1, where=w)[0])
+
+    def mark_synced(self, name: str, when: str) -> None:
+        """Record that a sync of the collection completed at `when` (what `collections` shows)."""
+        try:  # bookkeeping after the points are safely stored: never what fails a sync
+            meta = self.info(name).meta
+            if meta is not None:
+                self._set_meta(name, replace(meta, synced=when))
+        except LookalikeError:
+            pass
+
+    def read_points(
+        self, name: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], np.ndarray, str | None]:
+        """A page of points in id order with their whole payloads and vectors, and the next
+        offset (what an export streams)."""
+        raise NotImplementedError
+
+    def bulk_load(self, name: str) -> contextlib.AbstractContextManager:
+        """Held while many points are loaded at once: a server defers building its index
+        until the end (an embedded engine builds it in `finish`)."""
+        return contextlib.nullcontext()
+
     def sample(self, name: str, n: int) -> list[StoredPoint]:
         """Up to n stored points (in id order, which deterministic uuids make arbitrary)."""
         return self.scroll(name, n)[0]
@@ -211,6 +254,7 @@ class Store(ABC):
         return types
 
 
+MAX_LABEL_LOOKUPS = 1000
 # Points whose payloads are read to know the fields' types; a field missing from them is
 # looked up by name when a query names it.
 TYPE_SAMPLE = 256

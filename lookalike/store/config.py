@@ -30,6 +30,7 @@ class StoreConfig:
     retries: int = 4  # after the first try, for transient server errors only
     backoff: float = 0.5  # seconds before the first retry; doubles each time
     check_compatibility: bool = True
+    index_wait: int = 3600  # server only: seconds a bulk load waits for its index (green)
     min_free_mb: int = 32  # embedded only: free disk an ingest leaves, so the store stays readable
 
     @property

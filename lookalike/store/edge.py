@@ -21,7 +21,14 @@ import qdrant_edge as qe
 
 from lookalike.errors import BadQuery, LookalikeError, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.query import MIXED, Examples, QueryOptions
+from lookalike.query import (
+    MIXED,
+    Examples,
+    QueryOptions,
+    check_min_score,
+    cosine_score,
+    engine_min_score,
+)
 from lookalike.records import (
     CollectionInfo,
     CollectionMeta,
@@ -396,6 +403,16 @@ class EdgeStore(Store):
         vectors = np.asarray([p.vector for p in records], np.float32) if with_vectors else None
         return points, vectors, None if nxt is None else str(nxt)
 
+    def read_points(
+        self, name: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], np.ndarray, str | None]:
+        request = qe.ScrollRequest(offset=offset, limit=limit, with_payload=True, with_vector=True)
+        shard = self._shard(name)
+        with self._engine(name, "read points"):
+            records, nxt = shard.scroll(request)
+        points = [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+        return points, _matrix([p.vector for p in records]), None if nxt is None else str(nxt)
+
     def query(
         self,
         name: str,
@@ -432,18 +449,26 @@ class EdgeStore(Store):
             raise BadQuery(f"no point with id {missing[0]!r} in {name!r}", field="like")
         query = recommend_query(examples, stored)
         options = options or QueryOptions()
-        options = replace(options, exclude=(*options.exclude, *examples.ids))
+        check_min_score(examples, options.min_score)
+        options = replace(
+            options,
+            exclude=(*options.exclude, *examples.ids),
+            min_score=engine_min_score(examples, options.min_score),
+        )
         if options.group_by:
-            return self._groups(name, query, k, params, options)
-        with self._engine(name, "recommend"):
-            return hits(self._shard(name).query(request(query, k, params, options)))
+            found = self._groups(name, query, k, params, options)
+        else:
+            with self._engine(name, "recommend"):
+                found = hits(self._shard(name).query(request(query, k, params, options)))
+        return [replace(h, score=cosine_score(examples, h.score)) for h in found]
 
     def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
         shard = self._shard(name)
 
-        def search(limit: int, step: QueryOptions) -> list:
+        def search(limit: int, step: QueryOptions, exact: bool) -> list:
+            scan = replace(params or SearchSettings(), exact=True) if exact else params
             with self._engine(name, "search groups"):
-                return shard.query(request(query, limit, params, step))
+                return shard.query(request(query, limit, scan, step))
 
         return hits(grouped(search, k, options))
 
@@ -458,3 +483,7 @@ class EdgeStore(Store):
         shard = self._for_writing(name)
         with self._engine(name, f"index the field {field!r}"):
             shard.update(qe.UpdateOperation.create_field_index(field, schema))
+
+
+def _matrix(vectors: list) -> np.ndarray:
+    return np.asarray(vectors, np.float32) if vectors else np.zeros((0, 0), np.float32)

@@ -4,6 +4,7 @@ module that imports qdrant_edge."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,14 @@ import qdrant_edge as qe
 
 from lookalike.errors import BadQuery
 from lookalike.index import SearchSettings
-from lookalike.query import Examples, QueryOptions, and_filters, average_vector
+from lookalike.query import (
+    PLAIN_KEY,
+    Examples,
+    QueryOptions,
+    and_filters,
+    average_vector,
+    check_budget,
+)
 from lookalike.records import Hit
 from lookalike.store.base import hit
 
@@ -124,8 +132,10 @@ def _match(m: dict | None):
     raise BadQuery(f"the embedded engine cannot match with {sorted(m)}", field="filter")
 
 
-# A grouped search asks for this many points per group still missing, per round.
+# A grouped search asks for this many points per group still missing, per round, doubled
+# after each round that finds no new group, up to MAX_GROUP_LIMIT.
 GROUP_ROUND = 4
+MAX_GROUP_LIMIT = 10_000
 
 
 def search_params(params: SearchSettings | None) -> qe.SearchParams | None:
@@ -171,26 +181,94 @@ def recommend_query(examples: Examples, stored: dict[str, np.ndarray]) -> qe.Que
     return (qe.Query.RecommendBestScore if best else qe.Query.RecommendSumScores)(reco)
 
 
-def grouped(search: Callable[[int, QueryOptions], list], k: int, options: QueryOptions) -> list:
-    """One best point per value of options.group_by, as Qdrant groups on a server: search,
-    keep each new value's first (best) point, search again without the values found, until
-    there are k groups or no more points. Each round's points score at most the previous
-    round's, so the groups come out in order. `search(limit, options)` runs one round."""
-    field, found, best = options.group_by, set(), []
-    has_field = {"must_not": [{"is_empty": {"key": field}}]}
+def grouped(search: Callable[..., list], k: int, options: QueryOptions) -> list:
+    """Qdrant's grouping (one best point per value of options.group_by) for edge, which has
+    none: search, give each point to the group of each of its values (a list field: several),
+    search again without what is done, until there are k groups or no more points.
+
+    Every round leaves out every point it returned: one with a single value by that value
+    (its group is found), any other by its id. So each round brings points never seen, in
+    score order, and the loop ends; a round that finds no new group asks for twice as many.
+    A round that comes back short of its limit on the graph index (HNSW can miss points
+    behind a strict filter, e.g. many identical vectors) is asked again exactly before the
+    search counts as exhausted. `search(limit, options, exact)` runs one round; the query's
+    time budget is checked between rounds."""
+    field, found, best, seen = options.group_by, {}, [], []
+    key = _filter_key(field)
+    has_field = {"must_not": [{"is_empty": {"key": key}}]}
+    stale, exact = 0, False
     while len(found) < k:
-        flt = and_filters(options.filter, has_field, _not_in(field, found))
-        limit = GROUP_ROUND * (k - len(found))
-        points = search(limit, replace(options, filter=flt))
+        check_budget("a grouped search")
+        limit = min(GROUP_ROUND * (k - len(found)) * 2**stale, MAX_GROUP_LIMIT)
+        flt = and_filters(options.filter, has_field, _done(key, found), _not_ids(seen))
+        points = search(limit, replace(options, filter=flt), exact)
+        before = len(found)
         for p in points:
-            value = (p.payload or {}).get(field)
-            groupable = isinstance(value, (str, int)) and not isinstance(value, bool)
-            if groupable and value not in found and len(found) < k:
-                found.add(value)
+            values, single = group_values(p.payload, field)
+            if not single:
+                seen.append(str(p.id))
+            fresh = [v for v in values if _key(v) not in found][: k - len(found)]
+            for v in fresh:
+                found[_key(v)] = v
+            if fresh:
                 best.append(p)
         if len(points) < limit:
-            break
+            if exact:
+                break
+            exact = True  # short: the graph may have missed some; the scan cannot
+        stale = 0 if len(found) > before else stale + 1
     return best
+
+
+def group_values(payload: dict | None, field: str) -> tuple[list, bool]:
+    """The groups a point belongs to, as Qdrant forms them: each text or whole-number value
+    of the field (a list: each element); none at all if any value is of another type. And
+    whether the point holds exactly one value (a value filter can then leave it out)."""
+    value = _value(payload or {}, field)
+    if value is None:
+        return [], False
+    values = value if isinstance(value, list) else [value]
+    if not values or any(type(v) not in (str, int) for v in values):
+        return [], False
+    return list(dict.fromkeys(values)), len(values) == 1
+
+
+def _value(payload: dict, field: str):
+    """A payload's value at `field`, a dotted path into objects ("shop.sku")."""
+    if field in payload:
+        return payload[field]
+    value = payload
+    for part in field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _filter_key(field: str) -> str:
+    """The field in Qdrant's key syntax: a name that is not a plain word or a dotted path (a
+    spreadsheet header, "Product Name") is quoted."""
+    if PLAIN_KEY.match(field) or (re.fullmatch(r"[\w.\[\]]+", field) and "." in field):
+        return field
+    return f'"{field}"'
+
+
+def _key(value) -> tuple:
+    return (type(value), value)
+
+
+def _done(field: str, found: dict) -> dict | None:
+    """Leave out the points holding one value whose group is found (a point with several
+    values may still have a group to give; those are left out by id once seen)."""
+    is_found = _not_in(field, set(found.values()))
+    if is_found is None:
+        return None
+    any_found = {"should": is_found["must_not"]}
+    return {"must_not": [{"must": [any_found, {"key": field, "values_count": {"lt": 2}}]}]}
+
+
+def _not_ids(ids: list[str]) -> dict | None:
+    return {"must_not": [{"has_id": ids}]} if ids else None
 
 
 def _unit(vector) -> np.ndarray:

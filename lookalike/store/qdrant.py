@@ -6,6 +6,7 @@ parallel uploads are handled here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -22,7 +23,14 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from lookalike.errors import BadQuery, StoreDamaged, StoreUnavailable
 from lookalike.index import IndexSettings, SearchSettings
-from lookalike.query import Examples, QueryOptions, and_filters
+from lookalike.query import (
+    Examples,
+    QueryOptions,
+    and_filters,
+    check_min_score,
+    cosine_score,
+    engine_min_score,
+)
 from lookalike.records import (
     CollectionInfo,
     CollectionMeta,
@@ -31,7 +39,7 @@ from lookalike.records import (
     StoredPoint,
     Tracked,
 )
-from lookalike.store import disk
+from lookalike.store import bulk, disk
 from lookalike.store.base import Store, hit
 from lookalike.store.config import StoreConfig
 from lookalike.store.holders import locked
@@ -81,6 +89,7 @@ def _index_settings(config: models.CollectionConfig) -> IndexSettings:
         quantization=kind,
         shards=config.params.shard_number or 1,
         replicas=config.params.replication_factor or 1,
+        write_consistency=config.params.write_consistency_factor or 1,
     )
 
 
@@ -204,6 +213,7 @@ class QdrantStore(Store):
             quantization_config=_quantization(index),
             shard_number=index.shards,
             replication_factor=index.replicas,
+            write_consistency_factor=index.write_consistency,
             metadata=meta.to_dict(),
         )
         if self.config.url:  # local mode has no payload indexes (and says so in a warning)
@@ -261,6 +271,45 @@ class QdrantStore(Store):
             return
         with ThreadPoolExecutor(parallel, thread_name_prefix="lookalike-upload") as pool:
             list(pool.map(send, chunks))  # list() re-raises the first failure
+
+    def read_points(
+        self, name: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], np.ndarray, str | None]:
+        records, nxt = self._call(
+            "read points",
+            self.client.scroll,
+            name,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=True,
+        )
+        points = [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+        vectors = [p.vector for p in records]
+        matrix = np.asarray(vectors, np.float32) if vectors else np.zeros((0, 0), np.float32)
+        return points, matrix, None if nxt is None else str(nxt)
+
+    def bulk_load(self, name: str) -> contextlib.AbstractContextManager:
+        if not self.config.url:
+            return contextlib.nullcontext()  # local mode scans: there is no index to defer
+        return bulk.deferred_index(self, name)
+
+    def indexing_threshold(self, name: str) -> int | None:
+        """The collection's optimizer indexing threshold (KB of vectors per segment before a
+        graph is built); None: the server's default."""
+        desc = self._call(f"describe {name!r}", self.client.get_collection, name)
+        return getattr(desc.config.optimizer_config, "indexing_threshold", None)
+
+    def set_indexing_threshold(self, name: str, threshold: int | None) -> None:
+        """0 stops graph building; None or a size restores it."""
+        optimizers = models.OptimizersConfigDiff(indexing_threshold=threshold)
+        what = f"{'defer' if threshold == 0 else 'restore'} the index of {name!r}"
+        self._call(what, self.client.update_collection, name, optimizers_config=optimizers)
+
+    def status(self, name: str) -> str:
+        """green (ready), yellow (optimizing), grey (optimizations pending) or red."""
+        desc = self._call(f"describe {name!r}", self.client.get_collection, name)
+        return str(getattr(desc.status, "value", desc.status))
 
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -389,7 +438,12 @@ class QdrantStore(Store):
         if missing:
             raise BadQuery(f"no point with id {sorted(missing)[0]!r} in {name!r}", field="like")
         options = options or QueryOptions()
-        options = replace(options, exclude=(*options.exclude, *examples.ids))
+        check_min_score(examples, options.min_score)
+        options = replace(
+            options,
+            exclude=(*options.exclude, *examples.ids),
+            min_score=engine_min_score(examples, options.min_score),
+        )
         query = models.RecommendQuery(
             recommend=models.RecommendInput(
                 positive=[_example(e) for e in examples.positive],
@@ -398,19 +452,21 @@ class QdrantStore(Store):
             )
         )
         if options.group_by:
-            return self._groups(name, query, k, params, options)
-        response = self._ask(
-            "recommend",
-            self.client.query_points,
-            name,
-            query=query,
-            limit=k,
-            query_filter=self._filter(options),
-            score_threshold=options.min_score,
-            search_params=search_params(params),
-            with_payload=True,
-        )
-        return _hits(response.points)
+            found = self._groups(name, query, k, params, options)
+        else:
+            response = self._ask(
+                "recommend",
+                self.client.query_points,
+                name,
+                query=query,
+                limit=k,
+                query_filter=self._filter(options),
+                score_threshold=options.min_score,
+                search_params=search_params(params),
+                with_payload=True,
+            )
+            found = _hits(response.points)
+        return [replace(h, score=cosine_score(examples, h.score)) for h in found]
 
     def _groups(self, name: str, query, k: int, params, options: QueryOptions) -> list[Hit]:
         """Qdrant's grouping query, one hit per group; a point in several groups (a list

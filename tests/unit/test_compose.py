@@ -39,3 +39,31 @@ def test_every_node_runs_the_same_pinned_image_with_the_key_passed_through():
     assert len(images) == 1 and not images.pop().endswith(":latest")
     assert all("QDRANT__SERVICE__API_KEY" in s["environment"] for s in SERVICES.values())
     assert all("healthcheck" in s for s in SERVICES.values())
+
+
+def test_the_pinned_server_and_the_clients_allowed_range_are_within_one_minor():
+    """qdrant-client warns (and may fail) against a server more than one minor apart: every
+    client release pyproject.toml admits must be within one minor of the pinned image."""
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    (image,) = {s["image"] for s in SERVICES.values()}
+    server = Version(image.rpartition(":v")[2])
+    text = (Path(__file__).parents[2] / "pyproject.toml").read_text()  # tomllib: 3.11+
+    (line,) = re.findall(r'^\s*"(qdrant-client[^"]*)"', text, re.M)
+    client = Requirement(line)
+    admitted = [m for m in range(0, 100) if client.specifier.contains(f"1.{m}.0") or
+                client.specifier.contains(f"1.{m}.99")]  # fmt: skip
+    assert admitted, client
+    assert server.major == 1 and all(abs(m - server.minor) <= 1 for m in admitted), (
+        f"server {server} and qdrant-client {client.specifier} are more than a minor apart"
+    )
+
+
+def test_the_cluster_profile_creates_collections_spread_over_its_nodes():
+    """The cluster's commands in the file's comments use the server creation options."""
+    text = (Path(__file__).parents[2] / "docker-compose.yml").read_text()
+    assert "--shards 6 --replicas 2 --write-consistency 2" in text
+    assert "lookalike copy" in text

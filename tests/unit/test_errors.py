@@ -142,4 +142,17 @@ def test_missing_folders_are_reported_together():
 def test_a_locked_store_names_its_holder():
     error = StoreLocked("./s", "c", pid=42, command="serve", url="http://127.0.0.1:8000/")
     assert "(pid 42, lookalike serve serving http://127.0.0.1:8000/)" in str(error)
-    assert "asks a running serve itself" in explain(error, "eval")
+    assert "kill 42" in explain(error, "eval") and "search" not in explain(error, "eval")
+    # Each command is told what the running serve does for it, in its own words.
+    assert "not with image files" in explain(error, "search")
+    assert "serve --watch FOLDER" in explain(error, "ingest")
+    assert "http://127.0.0.1:8000/health shows" in explain(error, "info")
+
+
+def test_a_partly_moved_dataset_names_relocate_for_the_command_that_has_it():
+    from lookalike.cli.errors import explain
+    from lookalike.errors import DatasetMoved
+
+    error = DatasetMoved("photos", "/a/photos", "/b/photos", 11, 12, 1)
+    assert "pass --relocate to make /b/photos its dataset" in explain(error, "ingest")
+    assert "run `lookalike ingest --dataset /b/photos --relocate` once" in explain(error, "watch")
