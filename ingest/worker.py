@@ -266,9 +266,21 @@ def ingest(
         types = run.types or store.field_types(collection, source.payload_columns)
         store.index_fields(collection, plan.indexable(types))  # what filters will ask for
         store.finish(collection)
+    if plan.embed and not (info and info.meta and info.meta.duplicates):
+        _calibrate(source, model.load(have), store, collection)
     store.mark_synced(collection, datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report = _report(collection, plan, run.done, run.skipped, run.embedded, started, False)
     return replace(report, embed_seconds=run.embed_seconds)
+
+
+def _calibrate(source: Source, embedder: Embedder, store: Store, collection: str) -> None:
+    """Measure and record the collection's near-duplicate threshold (ingest/calibrate.py)."""
+    from lookalike.ingest.calibrate import calibrate  # torch is loaded by now
+
+    found = calibrate(source, embedder, store, collection)
+    meta = store.info(collection).meta if found else None
+    if meta is not None:
+        store.update_meta(collection, replace(meta, duplicates=found))
 
 
 def _prepare(source, model, store, collection, info, recreate, index) -> CollectionMeta:

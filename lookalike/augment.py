@@ -63,3 +63,46 @@ def _brightness(image: Image.Image) -> Image.Image:
 
 # The edited copies a near-duplicate search must see through.
 EDITS = {"crop": _crop, "rescale": _rescale, "jpeg": _jpeg, "brightness": _brightness}
+
+
+def _encoded(image: Image.Image, quality: int = 90, exif: Image.Exif | None = None) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality, exif=exif or Image.Exif())
+    return buf.getvalue()
+
+
+def resaved_q75(image: Image.Image) -> bytes:
+    """The photo saved again at JPEG quality 75 (a messenger, a web upload)."""
+    return _encoded(image, 75)
+
+
+def half_size(image: Image.Image) -> bytes:
+    """The photo at half its width and height (an exported or e-mailed copy)."""
+    size = (max(1, image.width // 2), max(1, image.height // 2))
+    return _encoded(image.resize(size, Image.LANCZOS))
+
+
+def small_crop(image: Image.Image) -> bytes:
+    """The photo with 4% cut from each side (a straightened or trimmed copy)."""
+    w, h = image.size
+    return _encoded(image.crop((w // 25, h // 25, w - w // 25, h - h // 25)))
+
+
+def exif_rotated(image: Image.Image) -> bytes:
+    """The photo's pixels turned a quarter, with an EXIF orientation that turns them back
+    (what a phone writes): the same picture to anyone who honours EXIF."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to show: the pixels are turned 90 anticlockwise
+    return _encoded(image.transpose(Image.Transpose.ROTATE_90), exif=exif)
+
+
+# Copies a person calls the same photo, as files (JPEG bytes): what calibrates a collection's
+# near-duplicate threshold (ingest/calibrate.py).
+COPIES = {
+    "resave-q75": resaved_q75,
+    "half-size": half_size,
+    "crop-4%": small_crop,
+    "exif-rotation": exif_rotated,
+}

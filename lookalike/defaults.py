@@ -19,3 +19,22 @@ QUANTIZATIONS = ("none", "int8", "binary")
 ENGINES = ("auto", "edge", "local")
 # A model with a text tower, named where a collection cannot take text queries.
 TEXT_MODEL = "openai/clip-vit-base-patch32"
+# A new collection of any other images gets a general model: CLIP ViT-B/32's image tower,
+# which also lets you search by words (`search --text`), as immich and rclip do by default,
+# at a quarter of a ViT-B/16's compute (docs/models.md says why this one).
+PHOTO_MODEL = "openai/clip-vit-base-patch32"
+# The tutorial's dataset, by hub id or folder name: it keeps the tutorial's model.
+BEANS_NAMES = ("beans", "ai-lab-makerere/beans")
+
+
+def default_model(dataset: str | None) -> str:
+    """The model a new collection of `dataset` is built with: the Beans leaf-disease model for
+    the Beans dataset (the tutorial), the general PHOTO_MODEL for any other images."""
+    name = (dataset or DEFAULT_DATASET).rstrip("/\\").replace("\\", "/")
+    if name.lower() in BEANS_NAMES or name.rsplit("/", 1)[-1].lower() == "beans":
+        return DEFAULT_MODEL
+    return PHOTO_MODEL
+
+
+# What --help says a new collection gets.
+NEW_MODEL_HELP = f"{DEFAULT_MODEL} for Beans, {PHOTO_MODEL} for any other images,"

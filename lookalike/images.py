@@ -15,7 +15,56 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import BadImage
 
+try:  # HEIC/HEIF, what every iPhone writes (Pillow reads AVIF itself since 11.2)
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_PLUGIN = True
+except ImportError:  # pragma: no cover - a core dependency; said per file if it is missing
+    HEIF_PLUGIN = False
+
 ImageSource = Image.Image | str | os.PathLike | bytes | dict
+
+# Files a folder walk reads as images: Pillow's common formats, HEIC/HEIF, AVIF.
+READ_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif"}
+READ_EXTENSIONS |= {".tiff", ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm"}
+READ_EXTENSIONS |= {".tga", ".ico", ".psd", ".jp2", ".j2k", ".dib", ".pcx", ".qoi"}
+# Camera RAW: the sensor's data, which needs demosaicing and colour work to become a picture.
+RAW_EXTENSIONS = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2"}
+RAW_EXTENSIONS |= {".orf", ".rw2", ".raf", ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc"}
+RAW_EXTENSIONS |= {".mrw", ".raw", ".rwl", ".iiq", ".mos", ".dcr"}
+# Other image files a walk names and refuses, with the reason, rather than passing over.
+REFUSED_EXTENSIONS = {
+    ".svg": "a vector drawing (SVG): lookalike reads raster images; export it as PNG",
+    ".jxl": "JPEG XL is not readable yet; convert it to JPEG, PNG or AVIF",
+    ".eps": "a PostScript drawing (EPS): export it as PNG",
+    ".exr": "an OpenEXR HDR image: export it as TIFF or PNG",
+    ".hdr": "a Radiance HDR image: export it as TIFF or PNG",
+}
+RAW_REASON = (
+    "camera RAW ({ext}): sensor data, not a picture, so it is not read; lookalike reads the "
+    "JPEG or HEIC the camera saves beside it, or export one from your RAW editor"
+)
+# Every extension a folder walk takes: read, or refused and named among the skipped.
+IMAGE_EXTENSIONS = READ_EXTENSIONS | RAW_EXTENSIONS | set(REFUSED_EXTENSIONS)
+
+
+def refused_format(path: str | os.PathLike) -> str | None:
+    """Why lookalike does not read a file of this extension, or None if it does."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext in RAW_EXTENSIONS:
+        return RAW_REASON.format(ext=ext)
+    if ext in (".heic", ".heif", ".hif") and not HEIF_PLUGIN:
+        return "HEIC/HEIF needs the pillow-heif package: pip install pillow-heif"
+    return REFUSED_EXTENSIONS.get(ext)
+
+
+def check_format(path: str | os.PathLike, name: str | None = None) -> None:
+    """BadImage (kind "format") for a file whose extension lookalike does not read, before
+    any of its bytes are read (a RAW file is tens of megabytes)."""
+    reason = refused_format(path)
+    if reason:
+        raise BadImage(name or str(path), reason, kind="format")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -60,6 +109,7 @@ def open_image(
             if not source:
                 raise BadImage(name, "empty file (0 bytes)")
             return _decode(io.BytesIO(source), name, max_pixels, min_side)
+        check_format(source, name)
         with open_regular_file(source, name) as fp:
             return _decode(fp, name, max_pixels, min_side)
     except BadImage:
@@ -83,14 +133,20 @@ def open_image(
         raise BadImage(name, f"cannot decode image ({type(e).__name__}: {e})") from e
 
 
+# Formats whose decoder can skip work for a smaller result (PIL's draft); AVIF and the rest
+# decode in full and are box-filtered down (`reduce_to`).
+DRAFT_FORMATS = ("JPEG", "HEIF")
+
+
 def _decode(fp: IO[bytes], name: str, max_pixels: int, min_side: int | None) -> Image.Image:
     if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         # PIL refuses above 2x its own limit before we can look: a raised limit must win.
         Image.MAX_IMAGE_PIXELS = max_pixels
     with Image.open(fp) as img:
         _check_size(img, name, max_pixels)  # header only: nothing decoded yet
-        if min_side and img.format == "JPEG":
-            # The largest DCT scale (1/2, 1/4, 1/8) that keeps both sides >= min_side.
+        if min_side and img.format in DRAFT_FORMATS:
+            # JPEG: the largest DCT scale (1/2, 1/4, 1/8) that keeps both sides >= min_side;
+            # HEIF: the smallest embedded thumbnail that does (none: a full decode).
             img.draft("RGB", (min_side, min_side))
         img.load()
         return reduce_to(to_rgb(img), min_side)

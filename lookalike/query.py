@@ -6,6 +6,7 @@ API; filters are Qdrant's own JSON filter syntax, checked here against the colle
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import re
 import threading
@@ -20,6 +21,7 @@ from lookalike.errors import BadQuery, QueryTimeout
 
 # Payload field types, as Qdrant names its payload indexes.
 KEYWORD, INTEGER, FLOAT, BOOL = "keyword", "integer", "float", "bool"
+DATETIME, GEO = "datetime", "geo"  # RFC 3339 text; a {"lon": .., "lat": ..} point
 NUMBERS = (INTEGER, FLOAT)
 MIXED = "mixed"  # values of several types: filterable, but neither indexed nor type-checked
 # How recommend scores a candidate against several examples (Qdrant's strategies).
@@ -170,7 +172,9 @@ def value_type(value: Any) -> str | None:
     if isinstance(value, float):
         return FLOAT
     if isinstance(value, str):
-        return KEYWORD
+        return DATETIME if DATETIME_TEXT.match(value) else KEYWORD
+    if isinstance(value, dict) and set(value) == {"lon", "lat"}:
+        return GEO if all(value_type(v) in NUMBERS for v in value.values()) else MIXED
     return None if value is None else MIXED  # an object: no index of its own
 
 
@@ -184,6 +188,8 @@ def merge_types(have: Mapping[str, str], payloads: Iterable[Mapping[str, Any]]) 
                 continue
             if old is None:
                 types[key] = seen
+            elif {old, seen} == {KEYWORD, DATETIME}:  # some text is not a date: all text
+                types[key] = KEYWORD
             else:
                 types[key] = FLOAT if {old, seen} == {INTEGER, FLOAT} else MIXED
     return types
@@ -207,6 +213,14 @@ def parse_where(items: Iterable[str], types: Mapping[str, str]) -> dict | None:
             )
         name, op, text = match["field"], match["op"], match["value"].strip()
         kind = field_type(name, types)
+        if kind == GEO:
+            raise BadQuery(
+                f"{name} holds places: filter by distance with --near LAT,LON --within 5km",
+                field="where",
+            )
+        if kind == DATETIME:
+            (must_not if op == "!=" else must).append(datetime_condition(name, op, text))
+            continue
         if op in RANGE_KEYS:
             if kind not in NUMBERS:
                 raise BadQuery(f"{name} holds {_kind(kind)}: {op} needs numbers", field="where")
@@ -259,6 +273,7 @@ def _number(name: str, text: str, kind: str) -> int | float:
 
 def _kind(kind: str) -> str:
     names = {KEYWORD: "text", BOOL: "true/false values", INTEGER: "whole numbers"}
+    names |= {DATETIME: "dates and times", GEO: "places (lon, lat)"}
     return {**names, FLOAT: "numbers", MIXED: "values of several types"}.get(kind, kind)
 
 
@@ -325,6 +340,7 @@ def check_filter_size(f: Any) -> None:
 
 CONDITION_KEYS = {"key", "match", "range", "values_count", "is_empty", "is_null", "has_id"}
 CONDITION_KEYS |= {"nested", "filter", "must", "should", "must_not", "min_should"}
+CONDITION_KEYS |= {"geo_radius", "geo_bounding_box", "geo_polygon"}
 
 
 @dataclass
@@ -381,6 +397,14 @@ class _Checker:
         return None
 
     def _range(self, bounds: Any, key: str, kind: str, where: str) -> None:
+        if kind == DATETIME or (kind == MIXED and _datetimes(bounds)):
+            if not _datetimes(bounds):
+                raise BadQuery(
+                    f"{where}: {key} holds dates and times: a range is an object of RFC 3339 "
+                    f"times gt, gte, lt, lte; not {bounds!r}",
+                    field="filter",
+                )
+            return
         if kind not in (*NUMBERS, MIXED):
             raise BadQuery(
                 f"{where}: {key} holds {_kind(kind)}: a range needs numbers", field="filter"
@@ -409,10 +433,18 @@ class _Checker:
         values = values if isinstance(values, list) else [values]
         for v in values if kind != MIXED and "text" not in match else ():
             seen = value_type(v)
-            if seen not in (kind, None) and not (kind == FLOAT and seen == INTEGER):
+            fits = (kind, seen) in ((FLOAT, INTEGER), (DATETIME, KEYWORD))
+            if seen not in (kind, None) and not fits:
                 raise BadQuery(
                     f"{where}: {key} holds {_kind(kind)}; {v!r} can never match", field="filter"
                 )
+
+
+def _datetimes(bounds: Any) -> bool:
+    """A range of RFC 3339 times (Qdrant's datetime range)."""
+    ok = isinstance(bounds, dict) and bool(bounds) and set(bounds) <= set(RANGE_KEYS.values())
+    values = [v for v in bounds.values() if v is not None] if ok else []
+    return ok and all(isinstance(v, str) and DATETIME_TEXT.match(v) for v in values)
 
 
 def check_filter(f: Any, types: Mapping[str, str]) -> list[str]:
@@ -421,3 +453,125 @@ def check_filter(f: Any, types: Mapping[str, str]) -> list[str]:
     checker = _Checker(types)
     checker.filter(f, "filter")
     return checker.seen
+
+
+# A date and time as Qdrant's datetime index reads it (RFC 3339, or without a zone: UTC).
+DATETIME_TEXT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$", re.IGNORECASE
+)
+DATE_TEXT = re.compile(r"^(\d{4})-(\d{1,2})(?:-(\d{1,2}))?$")
+
+
+def _when(name: str, text: str) -> tuple[datetime.datetime, datetime.datetime | None]:
+    """A date (the whole day: its start and the next day's), a month (2024-06) or a date and
+    time (that instant, no end), as naive UTC datetimes; BadQuery for anything else."""
+    match = DATE_TEXT.match(text)
+    try:
+        if match:
+            year, month, day = int(match[1]), int(match[2]), match[3]
+            start = datetime.datetime(year, month, int(day) if day else 1)
+            if day:
+                return start, start + datetime.timedelta(days=1)
+            return start, datetime.datetime(year + month // 12, month % 12 + 1, 1)
+        if DATETIME_TEXT.match(text):
+            when = datetime.datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+            if when.tzinfo is not None:
+                when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            return when, None
+    except ValueError:
+        pass
+    raise BadQuery(
+        f"{name} holds dates and times: {text!r} is not a date such as 2024-06-01, a month "
+        "such as 2024-06, or a time such as 2024-06-01T14:30",
+        field="where",
+    )
+
+
+def _rfc3339(when: datetime.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{when.microsecond:06d}Z" if when.microsecond else "Z"
+    )
+
+
+def datetime_condition(name: str, op: str, text: str) -> dict:
+    """`taken>=2024-06-01` (from the start of that day), `taken<2024-07` (before July),
+    `taken=2024-06-01` (any time that day) as a Qdrant datetime range condition."""
+    start, end = _when(name, text)
+    if end is None:  # an instant: the bound is that time
+        bounds = {RANGE_KEYS[op]: _rfc3339(start)} if op in RANGE_KEYS else None
+        bounds = bounds or {"gte": _rfc3339(start), "lte": _rfc3339(start)}
+    else:  # a day or a month: a span
+        first, after = _rfc3339(start), _rfc3339(end)
+        bounds = {
+            ">=": {"gte": first},
+            ">": {"gte": after},
+            "<": {"lt": first},
+            "<=": {"lt": after},
+        }.get(op, {"gte": first, "lt": after})
+    return {"key": name, "range": bounds}
+
+
+EARTH_RADIUS_M = 6_371_008.8
+UNITS = {"m": 1.0, "km": 1000.0, "mi": 1609.344, "ft": 0.3048}
+DISTANCE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(m|km|mi|ft)?\s*$", re.IGNORECASE)
+# The payload field where a photo's place is stored (source/exif.py writes it).
+LOCATION = "location"
+
+
+def parse_near(near: str | Sequence[float]) -> tuple[float, float]:
+    """ "LAT,LON" (decimal degrees) or a (lat, lon) pair, checked."""
+    parts = near.split(",") if isinstance(near, str) else list(near)
+    try:
+        lat, lon = (float(p) for p in parts)
+    except (TypeError, ValueError):
+        raise BadQuery(
+            f"--near takes LAT,LON in decimal degrees (e.g. 46.55,7.98), not {near!r}",
+            field="near",
+        ) from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise BadQuery(
+            f"--near {lat},{lon}: latitude is -90..90 and longitude -180..180 (LAT,LON order)",
+            field="near",
+        )
+    return lat, lon
+
+
+def parse_distance(within: str | float) -> float:
+    """ "5km", "800m", "2mi", or a number of metres, as metres."""
+    if isinstance(within, (int, float)) and not isinstance(within, bool):
+        meters = float(within)
+    else:
+        match = DISTANCE.match(str(within))
+        if not match:
+            raise BadQuery(
+                f"--within takes a distance such as 5km, 800m or 2mi, not {within!r}",
+                field="within",
+            )
+        meters = float(match[1]) * UNITS[(match[2] or "m").lower()]
+    if not math.isfinite(meters) or meters <= 0:
+        raise BadQuery(f"--within must be a distance above 0, not {within!r}", field="within")
+    return meters
+
+
+def near_condition(near, within, field_name: str = LOCATION) -> dict | None:
+    """A geo radius condition on `field_name`: within `within` of `near` (None for neither);
+    BadQuery for one without the other."""
+    if near is None and within is None:
+        return None
+    if near is None or within is None:
+        raise BadQuery(
+            "--near LAT,LON and --within DISTANCE go together (e.g. --near 46.55,7.98 "
+            "--within 5km)",
+            field="near" if near is None else "within",
+        )
+    lat, lon = parse_near(near)
+    radius = parse_distance(within)
+    return {"key": field_name, "geo_radius": {"center": {"lon": lon, "lat": lat}, "radius": radius}}
+
+
+def distance_m(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Great-circle distance in metres between two {"lon", "lat"} points (haversine)."""
+    lat1, lat2 = math.radians(a["lat"]), math.radians(b["lat"])
+    dlat, dlon = lat2 - lat1, math.radians(b["lon"] - a["lon"])
+    h = math.sin(dlat / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(dlon / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))

@@ -206,6 +206,9 @@ class CollectionMeta:
     # Whether the model has a text tower (CLIP, SigLIP) for text queries; None: recorded by a
     # lookalike before text queries, so the model decides when it loads.
     text: bool | None = None
+    # The near-duplicate threshold measured on the collection's own photos, and how
+    # (ingest/calibrate.py); None until a sync has calibrated it.
+    duplicates: dict[str, Any] | None = None
     # The model folder's files (config, weights) as a hash, so the same model found at another
     # path is known for what it is; None: recorded before lookalike kept one.
     model_hash: str | None = None
@@ -226,6 +229,8 @@ class CollectionMeta:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["label_names"] = list(self.label_names)
+        if self.duplicates is None:
+            del d["duplicates"]
         for key in ("model_hash", "dataset_id", "synced"):  # records as older lookalikes wrote them
             if d[key] is None:
                 del d[key]
@@ -242,6 +247,7 @@ class CollectionMeta:
             label_column=d.get("label_column"),
             label_names=tuple(d.get("label_names") or ()),
             text=d.get("text"),
+            duplicates=d.get("duplicates"),
             model_hash=d.get("model_hash"),
             dataset_id=d.get("dataset_id"),
             synced=d.get("synced"),

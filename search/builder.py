@@ -12,14 +12,18 @@ from typing import Any
 
 from lookalike.errors import BadQuery
 from lookalike.query import (
+    GEO,
     INTEGER,
     KEYWORD,
+    LOCATION,
     MAX_FILTER_DEPTH,
+    MIXED,
     WHERE,
     QueryOptions,
     check_filter,
     check_filter_size,
     field_type,
+    near_condition,
     parse_where,
 )
 from lookalike.store import Store
@@ -39,21 +43,42 @@ class QueryBuilder:
             self._types = self.store.field_types(self.collection, sorted(tops))
         return self._types
 
+    def duplicate_threshold(self) -> float:
+        """`min_score="dup"`: the collection's calibrated near-duplicate threshold (0.97
+        before an ingest has measured one)."""
+        return _duplicate_threshold(self.store, self.collection)
+
+    def _min_score(self, text: str) -> float:
+        if text.strip().lower() == "dup":
+            return self.duplicate_threshold()
+        try:
+            return float(text)
+        except ValueError:
+            reason = f"min_score is a number or 'dup', not {text!r}"
+            raise BadQuery(reason, field="min_score") from None
+
     def build(
         self,
         where: Iterable[str] = (),
         filter: str | Mapping | None = None,
-        min_score: float | None = None,
+        min_score: float | str | None = None,
         group_by: str | None = None,
+        near: str | tuple[float, float] | None = None,
+        within: str | float | None = None,
     ) -> QueryOptions:
         """QueryOptions; BadQuery for a field no point has, a value of the wrong type, or a
-        filter that is not Qdrant's filter JSON."""
+        filter that is not Qdrant's filter JSON. `near` (LAT,LON) and `within` (5km): only
+        photos taken that close (their `location` field)."""
         where = [w for w in where if w and w.strip()]
         flt = _parsed(filter)
+        geo = near_condition(near, within)
         names = [m["field"] for m in map(WHERE.match, where) if m]
-        names += _keys(flt) + ([group_by] if group_by else [])
+        names += _keys(flt) + ([group_by] if group_by else []) + ([LOCATION] if geo else [])
         types = self.types(names) if names else {}  # no field named: no store call
-        conditions = [f for f in (parse_where(where, types), flt) if f]
+        if geo:
+            _check_location(types)
+        geo = {"must": [geo]} if geo else None
+        conditions = [f for f in (parse_where(where, types), flt, geo) if f]
         if flt is not None:
             check_filter(flt, types)
         if group_by:
@@ -63,12 +88,37 @@ class QueryBuilder:
                     f"group by a field of text or whole numbers; {group_by} holds {kind} values",
                     field="group_by",
                 )
+        if isinstance(min_score, str):
+            min_score = self._min_score(min_score)
         if min_score is not None and not math.isfinite(min_score):
             raise BadQuery(f"min_score must be a number, not {min_score}", field="min_score")
         combined = conditions[0] if len(conditions) == 1 else None
         if len(conditions) > 1:
             combined = {"must": conditions}
         return QueryOptions(filter=combined, min_score=min_score, group_by=group_by or None)
+
+
+def _duplicate_threshold(store: Store, collection: str) -> float:
+    from lookalike.search.duplicates import FALLBACK_THRESHOLD, calibrated_threshold
+
+    found = calibrated_threshold(store, collection)
+    return FALLBACK_THRESHOLD if found is None else found
+
+
+def _check_location(types: Mapping[str, str]) -> None:
+    kind = types.get(LOCATION)
+    if kind is None:
+        raise BadQuery(
+            f"no image has a {LOCATION!r} (GPS position from EXIF, or your own "
+            f'{{"lon": .., "lat": ..}} field): --near has nothing to compare',
+            field="near",
+        )
+    if kind not in (GEO, MIXED):
+        raise BadQuery(
+            f'{LOCATION} holds {kind} values, not places ({{"lon": .., "lat": ..}}): '
+            "--near cannot use it",
+            field="near",
+        )
 
 
 def _parsed(filter: str | Mapping | None) -> dict | None:

@@ -27,17 +27,24 @@ class DuplicatePair:
         return {"score": round(self.score, 6), "cross_split": self.cross_split, **side}
 
 
+# Without a calibrated threshold (a collection not synced since calibration came in).
+FALLBACK_THRESHOLD = 0.97
+
+
 @dataclass(frozen=True)
 class DuplicateReport:
     points: int
     threshold: float
     pairs: list[DuplicatePair]
     groups: list[list[StoredPoint]]  # connected by pairs above the threshold, largest first
+    # Where the threshold came from: "given", "calibrated" (the collection's own), "fallback"
+    threshold_source: str = "given"
 
     def to_dict(self) -> dict:
         return {
             "points": self.points,
             "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
             "pairs": len(self.pairs),
             "cross_split_pairs": sum(p.cross_split for p in self.pairs),
             "groups": [[h.where() for h in g] for g in self.groups],
@@ -64,11 +71,26 @@ def _groups(pairs: list[DuplicatePair]) -> list[list[StoredPoint]]:
     return sorted(ordered, key=lambda g: (-len(g), *g[0].order()))
 
 
+def calibrated_threshold(store: Store, collection: str) -> float | None:
+    """The near-duplicate threshold measured on the collection's own photos at ingest
+    (ingest/calibrate.py), or None if it has none yet."""
+    meta = store.info(collection).meta
+    found = (meta.duplicates or {}) if meta else {}
+    value = found.get("threshold")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def find_duplicates(
-    store: Store, collection: str, *, threshold: float = 0.97, neighbours: int = 3
+    store: Store, collection: str, *, threshold: float | None = None, neighbours: int = 3
 ) -> DuplicateReport:
     """Pairs of points with cosine similarity >= threshold, best first, over the whole
-    collection (each point's `neighbours` nearest are examined)."""
+    collection (each point's `neighbours` nearest are examined). No `threshold`: the
+    collection's calibrated one, else FALLBACK_THRESHOLD."""
+    source = "given"
+    if threshold is None:
+        threshold = calibrated_threshold(store, collection)
+        source = "calibrated" if threshold is not None else "fallback"
+        threshold = threshold if threshold is not None else FALLBACK_THRESHOLD
     if not 0 < threshold <= 1:
         raise BadQuery(f"threshold must be in (0, 1], not {threshold}", field="threshold")
     points = store.info(collection).points
@@ -84,4 +106,4 @@ def find_duplicates(
         a, b = sorted(key, key=lambda i: payloads[i].order())
         pairs.append(DuplicatePair(score, payloads[a], payloads[b]))
     pairs.sort(key=lambda p: -p.score)
-    return DuplicateReport(points, threshold, pairs, _groups(pairs))
+    return DuplicateReport(points, threshold, pairs, _groups(pairs), source)

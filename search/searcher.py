@@ -72,6 +72,7 @@ class Gallery:
                 split,
                 image_column=self.meta.image_column,
                 label_column=self.meta.label_column,
+                exif=False,  # queries need the pictures, not their fields
             ).relabel(self.meta.label_names)
             if self.meta.dataset_id:  # moved since: ids as the collection made them
                 self._sources[split] = replace(self._sources[split], id_name=self.meta.dataset_id)
@@ -291,13 +292,18 @@ class Searcher:
         *,
         where: Sequence[str] = (),
         filter: str | dict | None = None,
-        min_score: float | None = None,
+        min_score: float | str | None = None,
         group_by: str | None = None,
+        near: str | tuple[float, float] | None = None,
+        within: str | float | None = None,
     ) -> QueryOptions:
         """Query options checked against the collection's fields: `where` items such as
-        "sku=R-001", "colour=red,blue", "price<=50"; `filter` in Qdrant's filter JSON;
-        `min_score` drops weaker hits; `group_by` keeps the best hit of each value."""
-        return self.queries.build(where, filter, min_score, group_by)
+        "sku=R-001", "colour=red,blue", "price<=50", "taken>=2024-06-01"; `filter` in
+        Qdrant's filter JSON; `min_score` drops weaker hits ("dup": keeps only near-duplicates,
+        by the collection's calibrated threshold); `group_by` keeps the best hit of
+        each value; `near` (LAT,LON or a (lat, lon) pair) with `within` ("5km", or metres):
+        only photos whose `location` is that close."""
+        return self.queries.build(where, filter, min_score, group_by, near, within)
 
     def search(
         self,

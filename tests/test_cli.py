@@ -202,6 +202,8 @@ def test_a_hub_model_missing_from_the_offline_cache_says_how_to_pass_a_folder(
     tmp_path, image_folder
 ):
     result = run("ingest", "--dataset", image_folder, "--qdrant-path", tmp_path / "s")
-    assert result.exit_code == 1
-    assert "model 'nateraw/vit-base-beans' is not a local folder, and not in the" in result.stderr
+    assert result.exit_code == 1  # a folder of photos gets the general model, not the Beans one
+    assert "model 'openai/clip-vit-base-patch32' is not a local folder, and not in the" in (
+        result.stderr
+    )
     assert "--model PATH" in result.stderr

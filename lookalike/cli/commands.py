@@ -211,7 +211,7 @@ def run_duplicates(
     store_config: StoreConfig,
     collection: str | None,
     *,
-    threshold: float,
+    threshold: float | None = None,
     neighbours: int = 3,
     grid: str | None = None,
     grid_pairs: int = 12,

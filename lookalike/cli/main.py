@@ -48,7 +48,7 @@ from lookalike.cli.output import (
     ingest_summary,
     plan_listing,
 )
-from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, NEW_MODEL_HELP
 from lookalike.embed.memory import reuse_freed_memory
 from lookalike.query import DEFAULT_STRATEGY, STRATEGIES
 from lookalike.tune.settings import TuneSettings
@@ -104,6 +104,13 @@ def dataset_options(f):
                 callback=_columns,
                 help="Comma-separated columns (an image folder's metadata fields) stored with "
                 "each image ('' for none) [default: every column of plain values].",
+            ),
+            opt(
+                "--exif/--no-exif",
+                default=True,
+                help="Store what each photo's EXIF says as fields: taken (a date), camera_make, "
+                "camera_model, lens, orientation, width, height, location (GPS). Your "
+                "metadata file's fields win.",
             ),
             opt(
                 "--max-pixels",
@@ -174,7 +181,7 @@ def _dataset_settings(options: dict):
     help="Embed on Ray Data, one actor per GPU (pip install 'lookalike[ray]'): on the Ray "
     "cluster at ADDRESS, else at $RAY_ADDRESS, else on a Ray started for this run.",
 )
-@model_options(default=None, new=DEFAULT_MODEL, pooling=True)
+@model_options(default=None, new=NEW_MODEL_HELP, pooling=True)
 @store_options
 @index_options
 @domain_errors
@@ -221,7 +228,7 @@ def ingest(store_config, collection, model_settings, index, as_json, **options):
 )
 @batch_size_option
 @workers_option
-@model_options(default=None, new=DEFAULT_MODEL, pooling=True)
+@model_options(default=None, new=NEW_MODEL_HELP, pooling=True)
 @store_options
 @index_options
 @domain_errors
@@ -419,7 +426,13 @@ def info(store_config, collection, as_json):
 
 
 @cli.command()
-@opt("--threshold", type=float, default=0.97, help="Cosine similarity that makes a pair.")
+@opt(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Cosine similarity that makes a pair [default: the collection's own, measured at "
+    "ingest on edited copies of its photos; 0.97 if it has none].",
+)
 @opt("--neighbours", type=click.IntRange(1), default=3, help="Nearest points examined per point.")
 @picture_option("Draw the best pairs into this picture (PNG, or as named).")
 @flag("--json", "as_json", help="JSON lines: pairs, then a summary.")
@@ -430,7 +443,8 @@ def duplicates(store_config, collection, threshold, neighbours, grid, as_json):
 
     \b
     Example:
-      lookalike duplicates --threshold 0.97 --grid pairs.png
+      lookalike duplicates --grid pairs.png
+      lookalike duplicates --threshold 0.9 --json
     """
     from lookalike.cli.commands import run_duplicates
 

@@ -445,6 +445,20 @@ def picture_option(help: str):
     )
 
 
+class MinScore(click.ParamType):
+    """A number, or "dup" for the collection's calibrated near-duplicate threshold."""
+
+    name = "number|dup"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float) or str(value).strip().lower() == "dup":
+            return value if isinstance(value, float) else "dup"
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number or 'dup'", param, ctx)
+
+
 def query_options(f):
     """Filters, a score cut-off and grouping: passed to the command as `query`, the keyword
     arguments of Searcher.options."""
@@ -464,21 +478,35 @@ def query_options(f):
             ),
             opt(
                 "--min-score",
-                type=float,
+                type=MinScore(),
                 default=None,
-                help="Drop hits scoring below this (cosine similarity for image queries).",
+                help="Drop hits scoring below this (cosine similarity for image queries); "
+                "'dup': the collection's near-duplicate threshold (only copies of the query).",
             ),
             opt(
                 "--group-by",
                 default=None,
                 help="One hit per value of this field: the best of each (e.g. one per product).",
             ),
+            opt(
+                "--near",
+                default=None,
+                metavar="LAT,LON",
+                help="Only photos taken near this place (their GPS `location`), with --within.",
+            ),
+            opt(
+                "--within",
+                default=None,
+                metavar="DISTANCE",
+                help="With --near: how near, e.g. 5km, 800m, 2mi.",
+            ),
         ],
     )
 
     @functools.wraps(f)
-    def wrapper(where, filter, min_score, group_by, **kw):  # noqa: A002 (the option's name)
+    def wrapper(where, filter, min_score, group_by, near, within, **kw):  # noqa: A002
         query = {"where": where, "filter": filter, "min_score": min_score}
-        return f(query={**query, "group_by": group_by}, **kw)
+        geo = {"near": near, "within": within} if near or within else {}
+        return f(query={**query, "group_by": group_by, **geo}, **kw)
 
     return wrapper

@@ -180,6 +180,12 @@ def eval_table(report: EvalReport) -> str:
     return _table(["metric", "value"], rows)
 
 
+THRESHOLD_SOURCES = {
+    "calibrated": " (measured on this collection's photos)",
+    "fallback": " (not measured yet: the next ingest that embeds measures it)",
+}
+
+
 def duplicates_table(report) -> str:
     rows = [
         [
@@ -194,7 +200,8 @@ def duplicates_table(report) -> str:
     body = _table(["score", "a", "b", "cross-split", "paths"], rows) if rows else "(no pairs)"
     summary = report.to_dict()
     return (
-        f"{body}\n{plural(summary['pairs'], 'pair')} at cosine >= {report.threshold} among "
+        f"{body}\n{plural(summary['pairs'], 'pair')} at cosine >= {report.threshold}"
+        f"{THRESHOLD_SOURCES.get(report.threshold_source, '')} among "
         f"{plural(report.points, 'image')}, in {plural(len(report.groups), 'group')}; "
         f"{summary['cross_split_pairs']} of them cross splits (leakage)"
     )
@@ -215,6 +222,17 @@ def _indexed(info: CollectionInfo) -> str:
 TEXT_QUERIES = {True: "yes", False: "no (an image-only model)", None: "as its model allows"}
 
 
+def _duplicates_at(found: dict | None) -> str:
+    """The calibrated near-duplicate threshold, and what it separates."""
+    if not found:
+        return "not measured yet (0.97 until an ingest that embeds measures it)"
+    copies, others = found.get("copies", {}), found.get("others", {})
+    return (
+        f"cosine >= {found.get('threshold')} (edited copies scored {copies.get('min')}-"
+        f"{copies.get('max')}, nearest other photos up to {others.get('max')})"
+    )
+
+
 def info_table(info: CollectionInfo) -> str:
     rows = [
         ["points", str(info.points)],
@@ -228,6 +246,7 @@ def info_table(info: CollectionInfo) -> str:
             ["dataset", info.meta.dataset],
             ["labels", ", ".join(info.meta.label_names) or "-"],
             ["text queries", TEXT_QUERIES[info.meta.text]],
+            ["duplicates at", _duplicates_at(info.meta.duplicates)],
         ]
     rows.append(["engine", info.engine])
     if info.indexed_points is not None:

@@ -28,7 +28,7 @@ from lookalike.cli.stores import (
     recorded_meta,
     recorded_model,
 )
-from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, DEFAULT_MODEL
+from lookalike.defaults import DEFAULT_DATASET, DEFAULT_MAX_PIXELS, default_model
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
 from lookalike.errors import (
@@ -65,6 +65,7 @@ class DatasetSettings:
     label_column: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     payload_columns: tuple[str, ...] | None = None  # None: every plain column
+    exif: bool = True  # an image folder's EXIF fields (taken, camera, location...)
     # Where `dataset` came from: typed, or else the environment variable that set it (None:
     # the default). An existing collection's own dataset wins over one not typed.
     allow_empty: bool = False  # an image folder with no images: sync down to nothing
@@ -90,6 +91,7 @@ class DatasetSettings:
             max_pixels=self.max_pixels,
             payload_columns=self.payload_columns,
             allow_empty=self.allow_empty,
+            exif=self.exif,
         )
 
 
@@ -218,7 +220,7 @@ def run_ingest(
     ray: str | None = None,
 ) -> IngestReport:
     """Sync `collection` (default: named after the dataset) with `data`, with the model asked
-    for (default: the collection's, or DEFAULT_MODEL for a new one). Where the dataset and the
+    for (default: the collection's, or default_model's for a new one). Where the dataset and the
     model are is checked, both at once, before anything is read or loaded. `ray`: embed on
     the Ray cluster at this address ("auto": $RAY_ADDRESS, else a Ray for this run)."""
     collection = collection or collection_for(data.dataset)
@@ -226,7 +228,9 @@ def run_ingest(
         store = stack.enter_context(connect(store_config))
         if not recreate:
             data = data.for_collection(store, collection)
-        model_settings = _model_for(store, collection, model_settings, recreate)
+        model_settings = _model_for(store, collection, model_settings, recreate, data.dataset)
+        if dry_run and (recreate or not store.exists(collection)):
+            say(f"would create collection {collection!r} with model {model_settings.model}")
         source = check_inputs(data.load, model_settings)
         _Notes()(source.notes)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
@@ -281,10 +285,10 @@ def _ray_stage(stack: contextlib.ExitStack, address: str, store_config, model_se
 
 
 def _model_for(
-    store: Store, collection: str, settings: ModelSettings, recreate: bool
+    store: Store, collection: str, settings: ModelSettings, recreate: bool, dataset: str
 ) -> ModelSettings:
-    """The model to sync with: the one asked for, else the collection's, else DEFAULT_MODEL
-    for a new collection (or a damaged one that --recreate rebuilds)."""
+    """The model to sync with: the one asked for, else the collection's, else the default
+    for a new collection of `dataset` (or a damaged one that --recreate rebuilds)."""
     meta = None
     try:  # even with a model given: a collection another process holds is found out here
         meta = store.info(collection).meta if store.exists(collection) else None
@@ -296,7 +300,7 @@ def _model_for(
     if settings.model:
         return settings
     if meta is None:
-        return replace(settings, model=DEFAULT_MODEL)
+        return replace(settings, model=default_model(dataset))
     where = None if store.config.url else store.config.path  # a moved model is looked for
     return replace(settings, model=locate_model(meta.model, meta.model_hash, where))
 
@@ -442,7 +446,8 @@ def serving_watched(
         meta = recorded_meta(store, collection)
         model_settings = recorded_model(meta, model_settings, collection)
         if not store.exists(collection):
-            model = replace(model_settings, model=model_settings.model or DEFAULT_MODEL)
+            model = model_settings.model or default_model(data.dataset)
+            model = replace(model_settings, model=model)
             _syncer(store, collection, data, model, settings, stop)()
         searcher = Searcher(collection, store=store, settings=model_settings, params=params)
         sync = _syncer(

@@ -85,6 +85,8 @@ class RecommendIn(BaseModel):
     filter: dict[str, Any] | None = Field(default=None, description="Qdrant filter JSON")
     min_score: float | None = None
     group_by: str | None = None
+    near: str | None = Field(default=None, description="LAT,LON: only photos near it")
+    within: str | None = Field(default=None, description="With near: a distance, e.g. 5km")
 
 
 class ErrorOut(BaseModel):
@@ -194,6 +196,8 @@ def create_app(
         filter: Annotated[str | None, Form(description="Qdrant filter JSON")] = None,  # noqa: A002
         min_score: Annotated[float | None, Form(description="Drop weaker hits")] = None,
         group_by: Annotated[str | None, Form(description="One hit per value")] = None,
+        near: Annotated[str | None, Form(description="LAT,LON: only photos near it")] = None,
+        within: Annotated[str | None, Form(description="With near: a distance (5km)")] = None,
         include_self: Annotated[
             bool, Form(description="Keep a stored query image as its own first hit.")
         ] = False,
@@ -209,6 +213,7 @@ def create_app(
         if sum(x is not None for x in (image, point, query, text)) != 1:
             raise HTTPException(400, "send one query: an image, a point, SPLIT:ROW or a text")
         options = {"where": where, "filter": filter, "min_score": min_score, "group_by": group_by}
+        options |= {"near": near, "within": within}
         try:
             with admission.place():  # held until answered: bounds the queries waiting
                 chosen = _options(options)
@@ -227,7 +232,9 @@ def create_app(
     @app.post("/recommend", response_model=SearchOut, responses=ERRORS)
     def recommend(body: RecommendIn) -> SearchOut:
         """Candidates like the positive points and unlike the negative ones (never those)."""
-        options = body.model_dump(include={"where", "filter", "min_score", "group_by"})
+        options = body.model_dump(
+            include={"where", "filter", "min_score", "group_by", "near", "within"}
+        )
         examples = (
             [PointId(i) for i in body.positive],  # ids only: never a server file
             [PointId(i) for i in body.negative],
@@ -258,7 +265,7 @@ def create_app(
     def _options(options: dict) -> QueryOptions:
         """Options naming fields are checked on the inference thread (it owns the store);
         others need no store, and the query joins a batch at once."""
-        if not any(options[name] for name in ("where", "filter", "group_by")):
+        if not any(options.get(name) for name in ("where", "filter", "group_by", "near")):
             return searcher.options(**options)
         return batcher.call(lambda: searcher.options(**options))
 

@@ -31,8 +31,11 @@ def canonical_dataset_id(dataset: str) -> str:
     return os.path.abspath(dataset) if os.path.isdir(dataset) else dataset
 
 
-def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, metadata.FolderMetadata | None]:
-    """The dataset's splits, and an image folder's metadata fields by file name."""
+def _load_dict(
+    dataset: str, exif: bool = True
+) -> tuple[datasets.DatasetDict, metadata.FolderMetadata | None]:
+    """The dataset's splits, and an image folder's metadata fields by file name (with
+    `exif`, its photos' EXIF fields too)."""
     hub.check_dataset(dataset)  # a missing folder or no network: said at once
     if os.path.isdir(dataset) and not any(files for _, _, files in os.walk(dataset)):
         raise DatasetLoadError(
@@ -45,7 +48,7 @@ def _load_dict(dataset: str) -> tuple[datasets.DatasetDict, metadata.FolderMetad
         ):
             loaded = datasets.load_from_disk(dataset)  # a save_to_disk folder
         elif is_image_folder(dataset):
-            return load_image_folder(dataset)
+            return load_image_folder(dataset, exif=exif)
         else:
             loaded = datasets.load_dataset(dataset)  # hub id or a folder of data files
     except DatasetLoadError:  # ours (a metadata file's line, say): already in words
@@ -99,17 +102,19 @@ def load_source(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     payload_columns: Sequence[str] | None = None,
     allow_empty: bool = False,
+    exif: bool = True,
 ) -> Source:
     """Load `split` of `dataset`; `limit` samples as shuffle(seed).select(range(limit)) does.
 
     `payload_columns`: the dataset's columns (an image folder's metadata fields) stored with
     each point; None: every column of plain values. `allow_empty`: a folder with no images
     is a split with no rows (a sync then removes every point), not an error (the guard
-    against a folder whose disk is not mounted)."""
+    against a folder whose disk is not mounted). `exif`: an image folder's photos also carry
+    what their EXIF says (taken, camera, lens, size, location: source/exif.py)."""
     if allow_empty and os.path.isdir(dataset) and not is_image_folder(dataset):
         splits, folder = _empty_folder(dataset, split)
     else:
-        splits, folder = _load_dict(dataset)
+        splits, folder = _load_dict(dataset, exif)
     folder_metadata = folder.rows if folder else None
     if split not in splits:
         raise DatasetLoadError(

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lookalike.errors import shown
+from lookalike.images import IMAGE_EXTENSIONS
+from lookalike.source.exif import with_exif
 from lookalike.source.metadata import (
     METADATA_FILES,
     FolderMetadata,
@@ -29,7 +31,6 @@ from lookalike.source.metadata import (
 if TYPE_CHECKING:  # imported where a folder becomes a dataset: listing files needs none
     import datasets
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif"}
 DATA_EXTENSIONS = {".parquet", ".arrow", ".csv", ".json", ".jsonl", ".tsv"}
 SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev"}
 
@@ -160,9 +161,10 @@ def empty_split() -> datasets.Dataset:
     return _split(Path("."), "", [], [])
 
 
-def load_image_folder(path: str) -> tuple[datasets.DatasetDict, FolderMetadata]:
+def load_image_folder(path: str, exif: bool = True) -> tuple[datasets.DatasetDict, FolderMetadata]:
     """The folder's splits, and its metadata fields by `file_name` (with what could not be
-    walked: unreadable sub-folders, links out of it, names that are not UTF-8)."""
+    walked: unreadable sub-folders, links out of it, names that are not UTF-8; with `exif`,
+    each photo's EXIF fields under its own: see source/exif.py)."""
     import datasets
 
     root = Path(path)
@@ -177,10 +179,14 @@ def load_image_folder(path: str) -> tuple[datasets.DatasetDict, FolderMetadata]:
         fields = read_folder_metadata(root, [root, *subdirs], every)
         for n, w in walks.items():
             _add_walk(fields, w, n + "/")
+        if exif:
+            fields.rows = with_exif(root, every, fields.rows)
         return datasets.DatasetDict(splits), fields
     w = walk(root)
     split = _split(root, "", w.paths, sorted(_classes(w.paths)))
     fields = read_folder_metadata(root, [root], w.paths)
+    if exif:
+        fields.rows = with_exif(root, w.paths, fields.rows)
     return datasets.DatasetDict({"train": split}), _add_walk(fields, w, "")
 
 

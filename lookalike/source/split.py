@@ -14,7 +14,7 @@ import numpy as np
 
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import BadImage, DatasetLoadError
-from lookalike.images import open_image
+from lookalike.images import check_format, open_image
 from lookalike.records import ImageRecord, Skipped
 from lookalike.source.fingerprint import file_stat, read_file, sha256_bytes, sha256_file
 from lookalike.source.metadata import checked
@@ -224,6 +224,8 @@ class Source:
     def _record(self, position: int, value, min_side: int | None = None) -> ImageRecord | Skipped:
         record = self.describe(position)
         try:
+            if self.files[position] is not None:  # a RAW file is refused before it is read
+                check_format(self.files[position], record.path)
             data, stat, sha = _read(value, self.files[position])
             name = record.path or f"{self.split}:{record.row}"
             image = _decode(data, name, self.max_pixels, min_side)

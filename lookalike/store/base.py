@@ -67,6 +67,10 @@ class Store(ABC):
             if now != info.meta:
                 self._set_meta(name, now)
 
+    def update_meta(self, name: str, meta: CollectionMeta) -> None:
+        """Record what was learnt about the collection (its calibrated thresholds)."""
+        self._set_meta(name, meta)
+
     def _creating(self, name: str) -> contextlib.AbstractContextManager:
         """Held while `name` is deleted or created (an engine without its own lock adds one)."""
         return contextlib.nullcontext()

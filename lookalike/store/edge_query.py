@@ -30,6 +30,8 @@ FIELD_TYPES = {
     qe.PayloadSchemaType.Integer: "integer",
     qe.PayloadSchemaType.Float: "float",
     qe.PayloadSchemaType.Bool: "bool",
+    qe.PayloadSchemaType.Datetime: "datetime",
+    qe.PayloadSchemaType.Geo: "geo",
 }
 PARTS = ("must", "should", "must_not")
 
@@ -72,7 +74,7 @@ def _condition(c: dict):
         return qe.IsNullCondition(c["is_null"]["key"])
     if "nested" in c:
         return qe.NestedCondition(c["nested"]["key"], _filter(c["nested"]["filter"]))
-    unknown = set(c) - {"key", "match", "range", "values_count"}
+    unknown = set(c) - {"key", "match", "range", "values_count", *GEO}
     if unknown:
         raise BadQuery(
             f"the embedded engine cannot filter with {sorted(unknown)[0]!r}", field="filter"
@@ -80,9 +82,30 @@ def _condition(c: dict):
     return qe.FieldCondition(
         c["key"],
         match=_match(c.get("match")),
-        range=qe.RangeFloat(**c["range"]) if c.get("range") else None,
+        range=_range(c["range"]) if c.get("range") else None,
+        **{g: _geo(g, c[g]) for g in GEO if g in c},
         values_count=qe.ValuesCount(**c["values_count"]) if c.get("values_count") else None,
     )
+
+
+GEO = ("geo_radius", "geo_bounding_box")
+
+
+def _range(bounds: dict):
+    """Numbers: a float range; RFC 3339 text: a datetime range."""
+    if any(isinstance(v, str) for v in bounds.values()):
+        return qe.RangeDateTime(**bounds)
+    return qe.RangeFloat(**bounds)
+
+
+def _point(p: dict) -> qe.GeoPoint:
+    return qe.GeoPoint(lon=float(p["lon"]), lat=float(p["lat"]))
+
+
+def _geo(kind: str, g: dict):
+    if kind == "geo_radius":
+        return qe.GeoRadius(_point(g["center"]), float(g["radius"]))
+    return qe.GeoBoundingBox(_point(g["top_left"]), _point(g["bottom_right"]))
 
 
 def _match(m: dict | None):
