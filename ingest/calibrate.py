@@ -37,9 +37,8 @@ def calibrate(
     source: Source, embedder: Embedder, store: Store, collection: str, sample: int = SAMPLE
 ) -> dict | None:
     """The calibration record ({"threshold", "copies", "others", "sample", "edits"}), or None
-    when the collection is too small or no sampled image could be read."""
-    points = store.info(collection).points
-    if points < MIN_POINTS:
+    when the source is too small or no sampled image could be read."""
+    if len(source) < MIN_POINTS:
         return None
     step = max(1, len(source) // (2 * sample))
     records, _ = source.load(range(0, len(source), step)[: 2 * sample], embedder.decode_side)
