@@ -391,7 +391,7 @@ def run_watch(
                 store,
                 collection,
                 data,
-                _model_for(store, collection, model_settings, recreate=False),
+                _model_for(store, collection, model_settings, False, data.dataset),
                 settings,
                 None,
                 batch_size=batch_size,
