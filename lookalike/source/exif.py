@@ -78,6 +78,10 @@ def read_exif(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     try:
         with Image.open(path) as image:  # the header only: no pixels are decoded
+            if image.format == "PNG" and "exif" not in image.info:
+                # Pillow's PNG getexif() decodes the whole image to look past the pixels for
+                # an eXIf chunk: planning a sync must not decode every PNG.
+                return {}
             exif = image.getexif()
             # No EXIF (a screenshot, a scan, a web image): no fields, not even its size.
             return fields_of(exif, image.size) if exif else {}
