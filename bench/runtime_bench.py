@@ -3,8 +3,8 @@ input, no decoding, no store. One run, rounds interleaved (every variant once pe
 a busy neighbour slows all alike), the CPU's flags printed, and each variant's min and mean
 cosine to plain torch fp32 on the same real images.
 
-    python bench/runtime_bench.py /work/shared/models/efficientnet-lite0 VIT_BASE_DIR \
-        [--batches 1 32] [--rounds 3] [--images /work/shared/data/beans/test]
+    python bench/runtime_bench.py ../shared/models/efficientnet-lite0 VIT_BASE_DIR \
+        [--batches 1 32] [--rounds 3] [--images ../shared/data/beans/test]
 
 Variants: plain torch eager (fp32, and bf16 where the CPU has it natively), lookalike's own
 torch path (batch norms folded, channels-last, the same precision choice as --precision auto),
@@ -157,7 +157,7 @@ def main() -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum time per measurement")
-    p.add_argument("--images", default="/work/shared/data/beans/test")
+    p.add_argument("--images", default="../shared/data/beans/test")
     p.add_argument("--int8", action="store_true", help="also NNCF int8 (needs nncf)")
     p.add_argument("--calibration", type=int, default=300, help="int8 calibration images")
     p.add_argument("--json", help="write the results here too")

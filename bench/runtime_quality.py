@@ -3,7 +3,7 @@
 edited copy, resized to 80% and saved as JPEG quality 70, must find its original first among
 all test images), and per-image cosine to torch fp32.
 
-    python bench/runtime_quality.py [--model /work/shared/models/efficientnet-lite0] [--int8]
+    python bench/runtime_quality.py [--model ../shared/models/efficientnet-lite0] [--int8]
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def scores(g, gl, q, ql, copies) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="/work/shared/models/efficientnet-lite0")
-    p.add_argument("--beans", default="/work/shared/data/beans")
+    p.add_argument("--model", default="../shared/models/efficientnet-lite0")
+    p.add_argument("--beans", default="../shared/data/beans")
     p.add_argument("--int8", action="store_true")
     p.add_argument("--calibration", type=int, default=300, help="train images calibrating int8")
     args = p.parse_args()

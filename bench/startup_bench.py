@@ -1,7 +1,7 @@
 """Whole-command start-up: the wall time of `lookalike ...` as a user runs it, with a warm
 model cache, and which heavy libraries each command imported.
 
-    python bench/startup_bench.py [--model /work/shared/models/efficientnet-lite0] [--runs 3]
+    python bench/startup_bench.py [--model ../shared/models/efficientnet-lite0] [--runs 3]
 
 Builds a small collection (40 Beans images) in a temporary folder, then times, interleaved:
 `lookalike --help`, `lookalike info`, `lookalike search photo.jpg` (the OpenVINO model from
@@ -53,7 +53,7 @@ def beans_photos(folder: str, n: int) -> None:
     import pyarrow.parquet as pq
     from PIL import Image
 
-    beans = "/work/shared/data/beans/data/test-00000-of-00001.parquet"
+    beans = "../shared/data/beans/data/test-00000-of-00001.parquet"
     rows = pq.read_table(beans).slice(0, n).to_pylist()
     for i, row in enumerate(rows):
         Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB").save(f"{folder}/{i:03d}.jpg")
@@ -67,7 +67,7 @@ def free_port() -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="/work/shared/models/efficientnet-lite0")
+    p.add_argument("--model", default="../shared/models/efficientnet-lite0")
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="lookalike-startup-")
