@@ -21,7 +21,7 @@ from lookalike.embed.optimize import fold_batchnorms, whole_map_pools
 from lookalike.embed.pixels import PixelChain, clamp_aspect, decode_side, resizes_shortest_edge
 from lookalike.embed.runtime import Runtime, l2_normalize, resolve_runtime
 from lookalike.embed.runtime.torch_runtime import TorchRuntime
-from lookalike.embed.settings import INT8_REFUSED, canonical_model_id
+from lookalike.embed.settings import INT8_REFUSED, canonical_model_id, cpu_lists_bf16
 from lookalike.errors import ModelLoadError
 from lookalike.images import reduce_to, to_rgb
 
@@ -61,15 +61,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def cpu_has_native_bf16() -> bool:
-    """AVX-512 BF16 or AMX: there bf16 is fast; elsewhere it is emulated and slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return ("avx512_bf16" in flags or "amx_bf16" in flags) and bool(
-        torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    """AVX-512 BF16 or AMX, and torch's kernels use it: there bf16 is fast; elsewhere it is
+    emulated and slower than fp32."""
+    return cpu_lists_bf16() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

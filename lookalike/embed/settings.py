@@ -97,3 +97,14 @@ class ModelSettings:
         model = model or self.model
         if model is not None:
             hub.check_model(model, self.revision)
+
+
+def cpu_lists_bf16() -> bool:
+    """Whether the CPU says it has AVX-512 BF16 or AMX (there bf16 is fast; elsewhere it is
+    emulated and slower than fp32). Read without torch: the OpenVINO runtime asks it too."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags

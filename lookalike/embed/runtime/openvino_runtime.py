@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lookalike.embed.runtime import cache
+from lookalike.embed.settings import cpu_lists_bf16
 
 # OpenVINO's names for lookalike's precisions (a compile-time hint: the IR stays fp32).
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -41,12 +42,7 @@ def key_for(content: str, pooling: str, weights: str = "float") -> str:
 
 def cpu_has_native_bf16() -> bool:
     """As embedder.cpu_has_native_bf16, asked of OpenVINO rather than torch."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+    if not cpu_lists_bf16():
         return False
     return "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
