@@ -237,3 +237,46 @@ def test_parallel_phone_photos_take_bounded_memory(tmp_path, image_folder, tiny_
     # One 12 MP photo takes ~160 MB while it is decoded and prepared; twelve at once took
     # ~1.4 GB before the bound.
     assert grown < 600, f"peak memory grew by {grown:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    "client, host, status",
+    [
+        ("127.0.0.1", "127.0.0.1:8000", 200),
+        ("::1", "[::1]:8000", 200),
+        ("127.0.0.1", "localhost:8000", 200),
+        ("192.168.1.20", "192.168.1.20:8000", 403),  # another machine of the network
+        ("127.0.0.1", "photos.lan", 403),  # a page of that site, rebound to this machine
+    ],
+)
+def test_the_servers_paths_are_told_to_its_own_machine_only(searcher, client, host, status):
+    app = create_app(searcher, allowed_hosts=("photos.lan",))
+    asker = TestClient(app, base_url="http://localhost", client=(client, 5000))
+    for path in ("/collection", "/collection/tracked?split=train"):
+        response = asker.get(path, headers={"host": host})
+        assert response.status_code == status, (path, response.text)
+    if status == 403:
+        assert "own machine" in response.json()["detail"]
+
+
+def test_stored_points_come_in_pages_of_bounded_size(searcher, monkeypatch):
+    from lookalike.cli import local_routes
+
+    monkeypatch.setattr(local_routes, "MAX_TRACKED_BYTES", 1)  # one point a page
+    asker = TestClient(create_app(searcher), base_url="http://127.0.0.1", client=("127.0.0.1", 1))
+    pages, offset = [], None
+    while True:
+        query = {"split": "train", "limit": 5} | ({"offset": offset} if offset else {})
+        page = asker.get("/collection/tracked", params=query).json()
+        pages.append(page["points"])
+        offset = page["next"]
+        if offset is None:
+            break
+    assert {len(p) for p in pages[:-1]} == {1}
+    want = {t.id: t.payload for t in searcher.store.tracked("colours", "train")}
+    assert {p["id"]: p["payload"] for page in pages for p in page} == want
+    bad = asker.get("/collection/tracked", params={"split": "train", "offset": "x"})
+    assert bad.status_code in (400, 422)
+    for split in ("", "nope", "\x00", "é" * 256):
+        none = asker.get("/collection/tracked", params={"split": split})
+        assert none.status_code == 200 and none.json() == {"points": [], "next": None}
