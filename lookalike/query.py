@@ -287,11 +287,24 @@ def payload_key(name: str, types: Mapping[str, str]) -> str:
     nested path (`size.w`) is left as written."""
     if name not in types or PLAIN_KEY.match(name):
         return name
-    if '"' in name:  # the key syntax has no escape for a quote
+    return quoted_key(name)
+
+
+def group_key(name: str) -> str:
+    """A --group-by field in Qdrant's key syntax: a plain name, or a dotted path into objects
+    (`shop.id`), as it is; any other name (a spreadsheet header, "Product Name") quoted."""
+    if PLAIN_KEY.match(name) or (re.fullmatch(r"[\w.\[\]]+", name) and "." in name):
+        return name
+    return quoted_key(name, "group_by")
+
+
+def quoted_key(name: str, option: str = "where") -> str:
+    """A field name quoted in Qdrant's key syntax, which has no escape for a quote."""
+    if '"' in name:
         raise BadQuery(
             f"field {name!r} has a double quote in its name, which Qdrant's filters cannot "
             "name; rename it in your metadata",
-            field="where",
+            field=option,
         )
     return f'"{name}"'
 

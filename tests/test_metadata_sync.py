@@ -5,6 +5,7 @@ said with its file and line."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import unicodedata
@@ -208,3 +209,26 @@ def test_a_field_with_spaces_or_punctuation_filters_with_where_and_filter(
         assert result.exit_code == 0, (how, result.output)
         paths = sorted(h["path"] for h in json.loads(result.stdout)["hits"])
         assert paths == ["a/1.jpg", "b/3.jpg"], how  # the odd rows, as brute force has it
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+def test_group_by_a_spreadsheet_header_on_either_embedded_engine(
+    folder, tiny_vit, tmp_path, engine
+):
+    """metadata.csv headers with a space, (), :, / or a tab: `search --group-by` on each gives
+    one hit per value, on edge and on local mode alike."""
+    names = [n for n in ODD if "'" not in n]
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(["file_name", *names])
+        table.writerows([f"{s}/{i}.jpg", *[f"g{i % 2}"] * len(names)] for i, s in enumerate("aabb"))
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "c"]
+    store += ["--embedded-engine", engine]
+    result = run("ingest", "--dataset", folder, "--model", tiny_vit, *store)
+    assert result.exit_code == 0, result.output
+    query = ["search", folder / "a" / "0.jpg", "--k", "4", "--json", "--include-self", *store]
+    for name in names:
+        result = run(*query, "--group-by", name)
+        assert result.exit_code == 0, (name, result.output)
+        hits = json.loads(result.stdout)["hits"]
+        assert sorted(h["metadata"][name] for h in hits) == ["g0", "g1"], name

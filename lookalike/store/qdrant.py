@@ -30,6 +30,7 @@ from lookalike.query import (
     check_min_score,
     cosine_score,
     engine_min_score,
+    group_key,
 )
 from lookalike.records import (
     CollectionInfo,
@@ -474,7 +475,7 @@ class QdrantStore(Store):
             "search groups",
             self.client.query_points_groups,
             name,
-            group_by=options.group_by,
+            group_by=group_key(options.group_by),
             query=query,
             limit=k,
             group_size=1,
