@@ -299,14 +299,31 @@ def group_key(name: str) -> str:
 
 
 def quoted_key(name: str, option: str = "where") -> str:
-    """A field name quoted in Qdrant's key syntax, which has no escape for a quote."""
-    if '"' in name:
-        raise BadQuery(
-            f"field {name!r} has a double quote in its name, which Qdrant's filters cannot "
-            "name; rename it in your metadata",
-            field=option,
-        )
+    """A field name quoted in Qdrant's key syntax; BadQuery for one it cannot carry."""
+    if unnameable(name):
+        raise BadQuery(unnameable_message(name), field=option)
     return f'"{name}"'
+
+
+def unnameable(name: str) -> str | None:
+    """What in a field's name Qdrant's key syntax cannot carry, on any engine: a quoted key
+    runs to the next double quote and has no escapes, and edge and a server refuse a
+    backslash in it. None: the name can be quoted."""
+    if '"' in name:
+        return "a double quote"
+    return "a backslash" if "\\" in name else None
+
+
+def unnameable_message(name: str, origin: str | None = None) -> str:
+    """Why --where, --filter and --group-by cannot name this field, and what to do: rename it
+    where it comes from (`origin`: "FILE line N", when known)."""
+    where = f" ({origin})" if origin else ""
+    there = "there" if origin else "in your metadata"
+    return (
+        f"field {name!r}{where} has {unnameable(name)} in its name, which Qdrant's key syntax "
+        f"cannot carry (it has no escapes): its values are stored and shown, but a filter or "
+        f"--group-by cannot name it; rename it {there} and sync again"
+    )
 
 
 def field_type(name: str, types: Mapping[str, str]) -> str:

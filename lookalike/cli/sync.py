@@ -44,6 +44,7 @@ from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
 from lookalike.ingest.watch import FolderWatch, exit_within
+from lookalike.query import unnameable
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
 from lookalike.store import Store, StoreConfig, connect
@@ -109,14 +110,15 @@ def plan_notes(plan: Plan) -> tuple[str, ...]:
             f"still name their old paths ({moves}{f' and {more} more' if more > 0 else ''}): "
             "update file_name in the metadata file"
         )
-    odd = [c for c in plan.unindexed if not PLAIN_KEY.match(c)]
+    # (names no filter can name at all are said by the source, with their file and line)
+    odd = [c for c in plan.unindexed if not PLAIN_KEY.match(c) and not unnameable(c)]
     if odd:
         notes.append(
             f"fields {', '.join(shown(c) for c in odd[:5])}{' ...' if len(odd) > 5 else ''} "
             "have names with spaces or punctuation, which get no payload index: filters on "
             "them read every payload"
         )
-    capped = len(plan.unindexed) - len(odd)
+    capped = sum(1 for c in plan.unindexed if PLAIN_KEY.match(c))
     if capped:
         notes.append(
             f"{len(plan.payload_columns)} payload fields: the first {MAX_INDEXED_FIELDS} get a "
