@@ -255,6 +255,9 @@ def test_the_servers_paths_are_told_to_its_own_machine_only(searcher, client, ho
     for path in ("/collection", "/collection/tracked?split=train"):
         response = asker.get(path, headers={"host": host})
         assert response.status_code == status, (path, response.text)
+        # a proxy on this machine forwarding someone else's request
+        proxied = asker.get(path, headers={"host": host, "x-forwarded-for": "203.0.113.9"})
+        assert proxied.status_code == 403
     if status == 403:
         assert "own machine" in response.json()["detail"]
 

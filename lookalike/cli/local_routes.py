@@ -44,10 +44,17 @@ class TrackedOut(BaseModel):
     next: str | None = None
 
 
+# Headers a reverse proxy adds for the client it forwards: that client is elsewhere.
+PROXIED = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
 def is_local(request: Request) -> bool:
     """Whether the client runs on this machine: it connects from a loopback address or from
-    the address the server listens on, and its Host header names this machine by address or
-    as localhost (a page of another site rebinding its name here names its own site)."""
+    the address the server listens on, not through a proxy, and its Host header names this
+    machine by address or as localhost (a page of another site rebinding its name here names
+    its own site)."""
+    if any(h in request.headers for h in PROXIED):
+        return False
     client = request.client.host if request.client else ""
     server = (request.scope.get("server") or ("",))[0]
     name = (host_name(request.headers.get("host", "")) or "").lower().rstrip(".")

@@ -62,7 +62,7 @@ class ServedStore:
             page = self._get("collection/tracked?" + urllib.parse.urlencode(query))
             found += [Tracked(p["id"], p["payload"]) for p in page["points"]]
             offset = page.get("next")
-            if not offset:
+            if not offset or not page["points"]:  # a page without points ends it too
                 return found
 
     def close(self) -> None:
