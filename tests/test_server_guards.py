@@ -283,3 +283,18 @@ def test_stored_points_come_in_pages_of_bounded_size(searcher, monkeypatch):
     for split in ("", "nope", "\x00", "é" * 256):
         none = asker.get("/collection/tracked", params={"split": split})
         assert none.status_code == 200 and none.json() == {"points": [], "next": None}
+
+
+def test_a_held_store_whose_url_answers_something_else_is_not_asked(tmp_path):
+    """The URL a holder recorded may now be another program's (a store on a shared disk, a
+    reused port): its answers are not taken for a serve's."""
+    from lookalike.errors import StoreLocked
+    from lookalike.store.served import ServedStore
+    from tests.stub_qdrant import StubQdrant
+
+    other = StubQdrant(lambda method, path, n: {"hello": "world"})
+    try:
+        error = StoreLocked(str(tmp_path), "c", pid=1, command="serve", url=other.url + "/")
+        assert ServedStore.asked(error, StoreConfig(path=str(tmp_path)), "c") is None
+    finally:
+        other.close()

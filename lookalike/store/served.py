@@ -38,8 +38,8 @@ class ServedStore:
         served = cls(error.url, config)
         try:
             info = served.collection_info()
-        except StoreUnavailable:
-            return None
+        except (StoreUnavailable, KeyError, TypeError, ValueError, AttributeError):
+            return None  # not a serve's answer (another program on that port, say)
         return served if collection in (None, info.name) else None
 
     def collection_info(self) -> CollectionInfo:
