@@ -38,6 +38,14 @@ class QueryOptions:
     min_score: float | None = None
     group_by: str | None = None
     exclude: tuple[str, ...] = ()
+    # group_by in Qdrant's key syntax as the builder found it among the stored fields (a
+    # field named "No." is quoted; a path into an object, "shop.id", is not). None: guessed
+    # from the name alone (`group_key`).
+    group_path: str | None = None
+
+    def grouped_by_key(self) -> str:
+        """The key the engines group by."""
+        return self.group_path or group_key(self.group_by or "")
 
     def with_label(self, label: int | None) -> QueryOptions:
         """This query, also keeping only candidates with `label`."""
@@ -47,7 +55,7 @@ class QueryOptions:
         return QueryOptions(and_filters(self.filter, {"must": [only]}), *self._rest())
 
     def _rest(self) -> tuple:
-        return self.min_score, self.group_by, self.exclude
+        return self.min_score, self.group_by, self.exclude, self.group_path
 
 
 class PointId(str):

@@ -25,6 +25,7 @@ from lookalike.query import (
     field_type,
     near_condition,
     parse_where,
+    payload_key,
     unnameable,
     unnameable_message,
 )
@@ -112,7 +113,8 @@ class QueryBuilder:
         combined = conditions[0] if len(conditions) == 1 else None
         if len(conditions) > 1:
             combined = {"must": conditions}
-        return QueryOptions(filter=combined, min_score=min_score, group_by=group_by or None)
+        path = payload_key(group_by, types) if group_by else None  # a stored name: quoted
+        return QueryOptions(combined, min_score, group_by or None, group_path=path)
 
 
 def _duplicate_threshold(store: Store, collection: str) -> float:

@@ -19,7 +19,6 @@ from lookalike.query import (
     and_filters,
     average_vector,
     check_budget,
-    group_key,
 )
 from lookalike.records import Hit
 from lookalike.store.base import hit
@@ -193,7 +192,7 @@ def grouped(search: Callable[..., list], k: int, options: QueryOptions) -> list:
     search counts as exhausted. `search(limit, options, exact)` runs one round; the query's
     time budget is checked between rounds."""
     field, found, best, seen = options.group_by, {}, [], []
-    key = group_key(field)
+    key = options.grouped_by_key()
     has_field = {"must_not": [{"is_empty": {"key": key}}]}
     stale, exact = 0, False
     while len(found) < k:

@@ -30,7 +30,6 @@ from lookalike.query import (
     check_min_score,
     cosine_score,
     engine_min_score,
-    group_key,
 )
 from lookalike.records import (
     CollectionInfo,
@@ -475,7 +474,7 @@ class QdrantStore(Store):
             "search groups",
             self.client.query_points_groups,
             name,
-            group_by=group_key(options.group_by),
+            group_by=options.grouped_by_key(),
             query=query,
             limit=k,
             group_size=1,
