@@ -69,6 +69,7 @@ def main() -> None:
     from lookalike.cli.web import create_app
     from lookalike.search.searcher import Searcher
     from lookalike.store import StoreConfig
+    from lookalike.store.holders import process_token
     from lookalike.store.served import ServedStore
 
     with tempfile.TemporaryDirectory(prefix="lookalike-served-") as tmp:
@@ -85,7 +86,8 @@ def main() -> None:
         thread.start()
         while not server.started:
             time.sleep(0.05)
-        served = ServedStore(f"http://127.0.0.1:{port}/", StoreConfig(path=tmp))
+        url = f"http://127.0.0.1:{port}/"
+        served = ServedStore(url, StoreConfig(path=tmp), process_token())  # this process serves
         took = time.perf_counter()
         through = served.tracked("c", "train")
         served_s = time.perf_counter() - took

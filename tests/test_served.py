@@ -115,12 +115,17 @@ print([m for m in {HEAVY!r} if m in sys.modules])
 
 
 def test_the_servers_paths_are_told_to_its_own_machine_only(served):
-    _, _, _, url = served
-    with urllib.request.urlopen(url + "collection") as r:
-        assert json.load(r)["collection"] == "colours"  # from this machine: answered
+    store, serve, _, url = served
+    record = Path(store[1]) / "holders" / f"{serve.pid}.json"
+    token = {"X-Lookalike-Token": json.loads(record.read_text())["token"]}
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url + "collection")  # without what the store tells
+    assert e.value.code == 403
+    with urllib.request.urlopen(urllib.request.Request(url + "collection", headers=token)) as r:
+        assert json.load(r)["collection"] == "colours"  # a reader of the store, here: answered
     with urllib.request.urlopen(url + "health") as r:
         assert "/" not in json.load(r)["model"]  # the model folder by its name only
-    foreign = urllib.request.Request(url + "collection", headers={"Host": "example.com"})
+    foreign = urllib.request.Request(url + "collection", headers={"Host": "example.com", **token})
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(foreign)
     assert e.value.code == 400  # a foreign Host is refused before any route

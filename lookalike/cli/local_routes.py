@@ -3,14 +3,16 @@
 a dry-run sync compares (GET /collection/tracked, a page at a time).
 
 These show the server's paths (its model and dataset folders, its files' stats), which are
-nobody else's business: only a client connecting from this machine, naming it by address or
-as localhost, is answered. Both run on the store's thread within the time budget, and each
-takes a place in the same admission as a search."""
+nobody else's business: only a client that can read the store (it sends the token `serve`
+recorded beside its URL in the store folder), connecting from this machine and naming it by
+address or as localhost, is answered. Both run on the store's thread within the time
+budget, and each takes a place in the same admission as a search."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -21,12 +23,15 @@ from pydantic import BaseModel
 from lookalike.cli.guards import host_name, is_address
 from lookalike.cli.stores import described
 from lookalike.search.searcher import Searcher
+from lookalike.store.holders import process_token
+from lookalike.store.served import TOKEN
 
 MAX_TRACKED = 1024  # points in one page
 MAX_TRACKED_BYTES = 4 * 1024 * 1024  # a page's payloads, as JSON: a page stops before more
 NOT_LOCAL = (
-    "only a process on the server's own machine, naming it by address or as localhost, may "
-    "ask this (it shows the server's paths)"
+    "only a process on the server's own machine that can read its store (it sends the token "
+    "recorded there), naming it by address or as localhost, may ask this (it shows the "
+    "server's paths)"
 )
 LOCAL = {403: {"description": NOT_LOCAL}}
 
@@ -112,5 +117,6 @@ def local_router(searcher: Searcher, on_store: Callable[..., Any], placed) -> AP
 
 
 def _only_local(request: Request) -> None:
-    if not is_local(request):
+    sent = request.headers.get(TOKEN, "")
+    if not (secrets.compare_digest(sent, process_token()) and is_local(request)):
         raise HTTPException(403, NOT_LOCAL)

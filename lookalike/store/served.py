@@ -2,7 +2,8 @@
 one process at a time): what `info` shows and what a dry-run sync compares, asked over HTTP
 with the standard library only, so neither imports an engine or a model.
 
-The server answers these to processes on its own machine only (they show its paths)."""
+The server answers these only to processes on its own machine that can read the store: they
+send the token it recorded beside its URL in the store folder (they show the server's paths)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import urllib.request
 from lookalike.errors import StoreLocked, StoreUnavailable
 from lookalike.records import CollectionInfo, Tracked
 from lookalike.store.config import StoreConfig
+from lookalike.store.holders import holders
+
+TOKEN = "X-Lookalike-Token"  # the header carrying the token the serve recorded
 
 PAGE = 512  # stored points asked for at once (the server may send fewer: its size bound)
 
@@ -25,17 +29,19 @@ class ServedStore:
 
     engine = "served"
 
-    def __init__(self, url: str, config: StoreConfig) -> None:
+    def __init__(self, url: str, config: StoreConfig, token: str | None = None) -> None:
         self.url, self.config = url.rstrip("/") + "/", config
+        self.headers = {TOKEN: token} if token else {}  # what says we may read the store
         self._info: CollectionInfo | None = None
 
     @classmethod
     def asked(cls, error: StoreLocked, config: StoreConfig, collection: str | None):
         """The serve that `error` names, when it answers for `collection` (None: any); else
         None (no serve, another collection, or a server too old or too far to tell)."""
-        if not error.url:
+        holder = next((h for h in holders(config.path) if h.pid == error.pid), None)
+        if not error.url or holder is None:
             return None
-        served = cls(error.url, config)
+        served = cls(error.url, config, holder.token)
         try:
             info = served.collection_info()
         except (StoreUnavailable, KeyError, TypeError, ValueError, AttributeError):
@@ -70,7 +76,8 @@ class ServedStore:
 
     def _get(self, path: str) -> dict:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=self.config.timeout) as r:
+            request = urllib.request.Request(self.url + path, headers=self.headers)
+            with urllib.request.urlopen(request, timeout=self.config.timeout) as r:
                 return json.load(r)
         except urllib.error.HTTPError as e:
             # no status below 500: a refusal here is the serve's, not a Qdrant API key's
