@@ -139,7 +139,8 @@ def cores_busy(samples: list[tuple[float, float]], t0: float, t1: float) -> floa
     return round((cpu_b - cpu_a) / (b - a), 2) if b > a else None
 
 
-EMBEDDING, INDEXING = b"ingest train:", b"building the search index"
+# The ingest bar is the first with the unit img/s (its label names the split, or nothing).
+EMBEDDING, INDEXING = b"img/s", b"building the search index"
 
 
 def ingest(python: str, args, dataset: str, store: str, *extra) -> dict:
