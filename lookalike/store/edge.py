@@ -360,18 +360,6 @@ class EdgeStore(Store):
         with self._engine(name, f"remove {len(ids)} points"):
             shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
-    def similar_pairs(
-        self, name: str, sample: int, neighbours: int
-    ) -> list[tuple[str, str, float]]:
-        # No distance-matrix API in edge: query each sampled point's own vector instead.
-        points, vectors, _ = self.scroll(name, sample, with_vectors=True)
-        results = self.query(name, vectors, neighbours + 1) if points else []
-        return [
-            (p.id, n.id, n.score)
-            for p, found in zip(points, results)
-            for n in [n for n in found if n.id != p.id][:neighbours]
-        ]
-
     def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
         shard = self._shard(name)
         with self._engine(name, "fetch points"):
