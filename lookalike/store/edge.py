@@ -196,6 +196,8 @@ class EdgeStore(Store):
             int(settings["dim"]), IndexSettings.from_dict(settings["index"])
             if settings.get("meta"):
                 CollectionMeta.from_dict(settings["meta"])
+        except RecursionError as e:
+            raise self._damaged(name, f"has a {META_FILE} nested too deeply to read") from e
         except (ValueError, KeyError, TypeError) as e:
             raise self._damaged(
                 name, f"has an unreadable {META_FILE} ({type(e).__name__}: {e})"

@@ -130,6 +130,10 @@ class QdrantStore(Store):
                     # Ingest writes from one writer thread while the main thread embeds; the
                     # accesses never overlap, so sqlite's same-thread check can go.
                     client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
+        except RecursionError as e:  # a RuntimeError too: JSON nested thousands deep
+            raise StoreDamaged(
+                config.path, None, "cannot be opened (a file of it nests JSON too deeply to read)"
+            ) from e
         except RuntimeError as e:
             if "already accessed" in str(e):
                 raise locked(config.path) from e
