@@ -208,3 +208,31 @@ def test_a_field_with_spaces_or_punctuation_filters_with_where_and_filter(
         assert result.exit_code == 0, (how, result.output)
         paths = sorted(h["path"] for h in json.loads(result.stdout)["hits"])
         assert paths == ["a/1.jpg", "b/3.jpg"], how  # the odd rows, as brute force has it
+
+
+def test_floats_the_engine_reads_back_a_bit_off_are_not_changes(folder, tiny_vit, tmp_path):
+    """Edge parses JSON numbers its own way: 123.99186654901735 comes back ...736 (1 in 8
+    random doubles changes so). A sync of unchanged metadata rewrote such points every time,
+    reporting them updated."""
+    coords = [123.99186654901735, 102.16749205251813, 30.017534203811238, 13.404954]
+    rows = [
+        {
+            "file_name": f"{s}/{i}.jpg",
+            "location": {"lat": coords[i], "lon": -coords[i]},
+            "price": coords[i] * 3,
+        }
+        for i, s in enumerate("aabb")
+    ]
+    jsonl(folder, rows)
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "c", "--model", tiny_vit]
+    assert run("ingest", "--dataset", folder, *store).exit_code == 0
+    with connect(StoreConfig(path=str(tmp_path / "store"))) as s:
+        back = {p.path: p.metadata["location"]["lat"] for p in s.scroll("c", 100)[0]}
+    assert back["a/0.jpg"] != coords[0]  # what this guards against: still the engine's way
+    again = run("ingest", "--dataset", folder, "--json", *store)
+    assert json.loads(again.stdout)["unchanged"] == 4, again.output
+    rows[1]["price"] += 0.01  # a real change still is one
+    jsonl(folder, rows)
+    changed = run("ingest", "--dataset", folder, "--json", *store)
+    report = json.loads(changed.stdout)
+    assert (report["unchanged"], report["updated"]) == (3, 1), changed.output
