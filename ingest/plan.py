@@ -33,7 +33,7 @@ class Plan:
     unchanged: int = 0
     pending: int = 0  # files still being written: left for the next sync
     legacy: int = 0  # points stored without a fingerprint (an older lookalike's)
-    stored: dict[str, Tracked] = field(default_factory=dict)
+    stored: set[str] = field(default_factory=set)  # ids of the points stored before
     payload_columns: tuple[str, ...] = ()
     # (old path, new path) of renamed images that kept the fields of a metadata row still
     # naming their old path
@@ -102,19 +102,21 @@ FLOAT_ROUNDTRIP = 1e-14
 class _Planner:
     def __init__(self, source: Source, stored: list[Tracked], reembed: bool) -> None:
         self.source, self.reembed = source, reembed
-        self.plan = Plan(stored={t.id: t for t in stored}, payload_columns=source.payload_columns)
+        # Whole payloads only while planning: the plan keeps their ids.
+        self.stored = {t.id: t for t in stored}
+        self.plan = Plan(stored=set(self.stored), payload_columns=source.payload_columns)
         self.plan.legacy = sum(t.sha256 is None for t in stored)
         self.records = [source.describe(p) for p in range(len(source))]
         present = {r.id for r in self.records}
         unseen = tuple(source.unreadable)  # a folder that cannot be read is not gone
         self.gone = {
             i: t
-            for i, t in self.plan.stored.items()
+            for i, t in self.stored.items()
             if i not in present and not (unseen and (t.path or "").startswith(unseen))
         }
         # A vector to reuse for content already stored: a gone point's first (a rename).
         self.by_sha: dict[str, str] = {}
-        for t in [*self.plan.stored.values(), *self.gone.values()]:
+        for t in [*self.stored.values(), *self.gone.values()]:
             if t.sha256:
                 self.by_sha[t.sha256] = t.id
         self.renamed_from: set[str] = set()
@@ -189,7 +191,7 @@ def plan_sync(
         if settle and record.stat and changed_within(record.stat, settle, now):
             plan.pending += 1
             continue
-        old = plan.stored.get(record.id)
+        old = planner.stored.get(record.id)
         if old is None:
             planner.new(position, record)
         elif old.sha256 is None or reembed:
