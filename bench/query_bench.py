@@ -131,15 +131,18 @@ def sequential(searcher: Searcher, urls: dict[str, str], data: list[bytes], roun
     return {name: percentiles(t) for name, t in times.items()}
 
 
-def ceiling(searcher: Searcher, data: list[bytes], rounds: int) -> float:
+def ceiling(searcher: Searcher, data: list[bytes], rounds: int, batch: int = 0) -> float:
     """Queries/s of `Searcher.search_many` on every query at once (decode, one forward pass,
     one store request), in process from a worker thread: what no server of this machine
-    can beat, since the model's batched throughput bounds it."""
+    can beat, since the model's batched throughput bounds it. With `batch`, in batches of
+    that many: what a server's batcher can reach when that many clients wait."""
     worker = ThreadPoolExecutor(1)
     worker.submit(searcher.search_many, data[:4], 5).result()  # warm-up
+    size = batch or len(data)
     started = time.perf_counter()
     for _ in range(rounds):
-        worker.submit(searcher.search_many, data, 5).result()
+        for i in range(0, len(data), size):
+            worker.submit(searcher.search_many, data[i : i + size], 5).result()
     worker.shutdown()
     return round(rounds * len(data) / (time.perf_counter() - started), 1)
 
@@ -211,12 +214,14 @@ def main() -> None:
         searcher = Searcher("bench", store=store, settings=ModelSettings(runtime=a.runtime))
         seq = sequential(searcher, urls, data, a.rounds)
         best = ceiling(searcher, data, a.rounds)
+        by_eight = ceiling(searcher, data, a.rounds, batch=8)
         loads: dict[str, dict] = {name: {} for name in urls}
         for n in clients:  # servers in turn at each level, so that they see alike machines
             for name, url in urls.items():
                 loads[name][n] = concurrent(url, data, n, a.seconds)
     report = {"machine": machine(), "gallery": a.gallery, "sequential_ms": seq}
     report["ceiling_qps"] = best
+    report["batches_of_8_qps"] = by_eight
     report["servers"] = dict(zip(names, pythons))
     report["concurrent"] = loads
     print_table(report)
@@ -252,6 +257,7 @@ def print_table(r: dict) -> None:
     rows = [("`Searcher.search` in process", *seq["in_process"], "", "")]
     ceiling_row = ("`Searcher.search_many`, every query at once (the ceiling)", "", "")
     rows.append((*ceiling_row, r["ceiling_qps"], ""))
+    rows.append(("`Searcher.search_many`, batches of 8", "", "", r["batches_of_8_qps"], ""))
     for name, loads in r["concurrent"].items():
         rows.append((f"`POST /search` ({name}), one at a time", *seq[f"{name} search"], "", ""))
         rows.append((f"`GET /health` ({name}), one at a time", *seq[f"{name} health"], "", ""))
@@ -268,6 +274,9 @@ def print_table(r: dict) -> None:
         for n, load in r["concurrent"][name].items():
             share = round(100 * load["qps"] / r["ceiling_qps"])
             print(f"{name}: {n} clients reach {share}% of the in-process ceiling")
+        if 8 in r["concurrent"][name]:
+            ratio = round(r["concurrent"][name][8]["qps"] / r["batches_of_8_qps"], 2)
+            print(f"{name}: 8 clients / in-process batches of 8 = {ratio}")
 
 
 if __name__ == "__main__":

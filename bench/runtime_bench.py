@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lookalike.embed.embedder import Embedder, cpu_has_native_bf16  # noqa: E402
 from lookalike.embed.pooling import pool  # noqa: E402
+from lookalike.embed.runtime.quantize import VARIANTS  # noqa: E402
 
 
 def cpu_line() -> str:
@@ -87,14 +88,16 @@ def variants(model: str, args) -> dict:
             emb = Embedder(model, device="cpu", precision=precision, runtime="openvino")
         print(f"  openvino {precision}: ready in {time.perf_counter() - t0:.1f} s", flush=True)
         found[f"openvino {precision}"] = emb.runtime.run
-    if args.int8:
+    if args.int8 is not None:
         from lookalike.embed.runtime.quantize import int8_runtime
 
-        t0 = time.perf_counter()
         calib = base.preprocess(real_images(args.images, args.calibration))
-        rt = int8_runtime(base, calib, "bf16" if native else "fp32")
-        print(f"  openvino int8: quantized in {time.perf_counter() - t0:.1f} s", flush=True)
-        found["openvino int8"] = rt.run
+        for variant in args.int8 or ["mixed"]:
+            t0 = time.perf_counter()
+            rt = int8_runtime(base, calib, "bf16" if native else "fp32", variant)
+            took = time.perf_counter() - t0
+            print(f"  openvino int8 {variant}: quantized in {took:.1f} s", flush=True)
+            found[f"openvino int8 {variant}"] = rt.run
     return base, found
 
 
@@ -158,7 +161,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=2.0, help="minimum time per measurement")
     p.add_argument("--images", default="../shared/data/beans/test")
-    p.add_argument("--int8", action="store_true", help="also NNCF int8 (needs nncf)")
+    p.add_argument(
+        "--int8",
+        nargs="*",
+        choices=VARIANTS,
+        help="also NNCF int8 (needs nncf), in these ways (none named: mixed)",
+    )
     p.add_argument("--calibration", type=int, default=300, help="int8 calibration images")
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args()

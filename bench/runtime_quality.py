@@ -3,7 +3,8 @@
 edited copy, resized to 80% and saved as JPEG quality 70, must find its original first among
 all test images), and per-image cosine to torch fp32.
 
-    python bench/runtime_quality.py [--model ../shared/models/efficientnet-lite0] [--int8]
+    python bench/runtime_quality.py [--model ../shared/models/efficientnet-lite0] \
+        [--int8 [mixed performance float-depthwise]]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lookalike.embed.embedder import Embedder, cpu_has_native_bf16  # noqa: E402
+from lookalike.embed.runtime.quantize import VARIANTS  # noqa: E402
 
 
 def split(beans: str, name: str) -> tuple[list[Image.Image], np.ndarray]:
@@ -62,7 +64,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="../shared/models/efficientnet-lite0")
     p.add_argument("--beans", default="../shared/data/beans")
-    p.add_argument("--int8", action="store_true")
+    p.add_argument(
+        "--int8",
+        nargs="*",
+        choices=VARIANTS,
+        help="also NNCF int8 (needs nncf), in these ways (none named: mixed)",
+    )
     p.add_argument("--calibration", type=int, default=300, help="train images calibrating int8")
     args = p.parse_args()
     gallery, gl = split(args.beans, "train")
@@ -78,12 +85,15 @@ def main() -> None:
         for precision in ["fp32"] + (["bf16"] if cpu_has_native_bf16() else []):
             ov = Embedder(args.model, device="cpu", precision=precision, runtime="openvino")
             runs[f"openvino {precision}"] = ov.runtime.run
-    if args.int8:
+    if args.int8 is not None:
         from lookalike.embed.runtime.quantize import int8_runtime
 
-        calib = base.preprocess(gallery[: args.calibration]).numpy()
+        # The collection's own images: a seeded sample of the gallery (train) split.
+        pick = np.random.default_rng(0).permutation(len(gallery))[: args.calibration]
+        calib = base.preprocess([gallery[i] for i in pick]).numpy()
         rest = "bf16" if cpu_has_native_bf16() else "fp32"
-        runs["openvino int8"] = int8_runtime(base, calib, rest).run
+        for variant in args.int8 or ["mixed"]:
+            runs[f"openvino int8 {variant}"] = int8_runtime(base, calib, rest, variant).run
     reference = None
     print("| runtime | P@1 | P@5 | 5-NN | near-dup top-1 | cosine to torch fp32 min / mean |")
     print("|---|---|---|---|---|---|")

@@ -5,9 +5,9 @@ model cache, and which heavy libraries each command imported.
 
 Builds a small collection (40 Beans images) in a temporary folder, then times, interleaved:
 `lookalike --help`, `lookalike info`, `lookalike search photo.jpg` (the OpenVINO model from
-the cache, no torch), the same with --runtime torch, and a search forwarded to a running
-`lookalike serve`. Targets (issue 26, 2 cores, warm cache): search <= 3 s, forwarded
-search <= 0.5 s, info <= 1 s.
+the cache, no torch), the same with --runtime torch, and a search, `info` and `ingest
+--dry-run` forwarded to a running `lookalike serve`. Targets (issue 26, 2 cores, warm cache):
+search <= 3 s, forwarded search <= 0.5 s, info <= 1 s.
 """
 
 from __future__ import annotations
@@ -116,12 +116,19 @@ def run(args, work: str) -> None:
     )
     try:
         wait_for(port)
-        name = "search forwarded to serve"
-        times[name] = []
+        forwarded = {
+            "search forwarded to serve": ["search", photo, "--collection", "c"],
+            "info forwarded to serve": ["info", "--collection", "c"],
+            "ingest --dry-run through serve": ["ingest", "--dataset", photos, "--dry-run"],
+        }
+        forwarded["ingest --dry-run through serve"] += ["--collection", "c"]
+        for name in forwarded:
+            times[name] = []
         for _ in range(args.runs):
-            took, imported = lookalike(["search", photo, "--collection", "c"], env)
-            times[name].append(took)
-            imports[name] = imported
+            for name, argv in forwarded.items():
+                took, imported = lookalike(argv, env)
+                times[name].append(took)
+                imports[name] = imported
     finally:
         os.killpg(serve.pid, signal.SIGINT)
         serve.wait(timeout=60)

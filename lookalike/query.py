@@ -38,6 +38,14 @@ class QueryOptions:
     min_score: float | None = None
     group_by: str | None = None
     exclude: tuple[str, ...] = ()
+    # group_by in Qdrant's key syntax as the builder found it among the stored fields (a
+    # field named "No." is quoted; a path into an object, "shop.id", is not). None: guessed
+    # from the name alone (`group_key`).
+    group_path: str | None = None
+
+    def grouped_by_key(self) -> str:
+        """The key the engines group by."""
+        return self.group_path or group_key(self.group_by or "")
 
     def with_label(self, label: int | None) -> QueryOptions:
         """This query, also keeping only candidates with `label`."""
@@ -47,7 +55,7 @@ class QueryOptions:
         return QueryOptions(and_filters(self.filter, {"must": [only]}), *self._rest())
 
     def _rest(self) -> tuple:
-        return self.min_score, self.group_by, self.exclude
+        return self.min_score, self.group_by, self.exclude, self.group_path
 
 
 class PointId(str):
@@ -287,13 +295,43 @@ def payload_key(name: str, types: Mapping[str, str]) -> str:
     nested path (`size.w`) is left as written."""
     if name not in types or PLAIN_KEY.match(name):
         return name
-    if '"' in name:  # the key syntax has no escape for a quote
-        raise BadQuery(
-            f"field {name!r} has a double quote in its name, which Qdrant's filters cannot "
-            "name; rename it in your metadata",
-            field="where",
-        )
+    return quoted_key(name)
+
+
+def group_key(name: str) -> str:
+    """A --group-by field in Qdrant's key syntax: a plain name, or a dotted path into objects
+    (`shop.id`), as it is; any other name (a spreadsheet header, "Product Name") quoted."""
+    if PLAIN_KEY.match(name) or (re.fullmatch(r"[\w.\[\]]+", name) and "." in name):
+        return name
+    return quoted_key(name, "group_by")
+
+
+def quoted_key(name: str, option: str = "where") -> str:
+    """A field name quoted in Qdrant's key syntax; BadQuery for one it cannot carry."""
+    if unnameable(name):
+        raise BadQuery(unnameable_message(name), field=option)
     return f'"{name}"'
+
+
+def unnameable(name: str) -> str | None:
+    """What in a field's name Qdrant's key syntax cannot carry, on any engine: a quoted key
+    runs to the next double quote and has no escapes, and edge and a server refuse a
+    backslash in it. None: the name can be quoted."""
+    if '"' in name:
+        return "a double quote"
+    return "a backslash" if "\\" in name else None
+
+
+def unnameable_message(name: str, origin: str | None = None) -> str:
+    """Why --where, --filter and --group-by cannot name this field, and what to do: rename it
+    where it comes from (`origin`: "FILE line N", when known)."""
+    where = f" ({origin})" if origin else ""
+    there = "there" if origin else "in your metadata"
+    return (
+        f"field {name!r}{where} has {unnameable(name)} in its name, which Qdrant's key syntax "
+        f"cannot carry (it has no escapes): its values are stored and shown, but a filter or "
+        f"--group-by cannot name it; rename it {there} and sync again"
+    )
 
 
 def field_type(name: str, types: Mapping[str, str]) -> str:

@@ -282,6 +282,22 @@ class CollectionInfo:
         d["payload_indexes"] = dict(self.fields)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CollectionInfo:
+        """What `to_dict` wrote (a running serve's answer to `info`)."""
+        return cls(
+            name=d["collection"],
+            points=int(d["points"]),
+            dim=int(d["dim"]),
+            distance=d["distance"],
+            meta=CollectionMeta.from_dict(d) if "model" in d else None,
+            engine=d.get("engine", ""),
+            index=IndexSettings.from_dict(d["index"]) if d.get("index") else None,
+            indexed_points=d.get("indexed_points"),
+            full_scan_points=d.get("full_scan_points"),
+            fields=dict(d.get("payload_indexes") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class Change:

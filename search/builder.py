@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lookalike.errors import BadQuery
+from lookalike.errors import BadQuery, LookalikeError
 from lookalike.query import (
     GEO,
     INTEGER,
@@ -25,6 +25,9 @@ from lookalike.query import (
     field_type,
     near_condition,
     parse_where,
+    payload_key,
+    unnameable,
+    unnameable_message,
 )
 from lookalike.store import Store
 
@@ -47,6 +50,17 @@ class QueryBuilder:
         """`min_score="dup"`: the collection's calibrated near-duplicate threshold (0.97
         before an ingest has measured one)."""
         return _duplicate_threshold(self.store, self.collection)
+
+    def _origin(self, name: str) -> str | None:
+        """Where a field comes from ("FILE line N" of the collection's image folder), for a
+        message asking to rename it."""
+        from lookalike.source.metadata import field_origin  # reads files: for messages only
+
+        try:
+            meta = self.store.info(self.collection).meta
+        except LookalikeError:
+            return None
+        return field_origin(meta.dataset, name) if meta else None
 
     def _min_score(self, text: str) -> float:
         if text.strip().lower() == "dup":
@@ -75,6 +89,10 @@ class QueryBuilder:
         names = [m["field"] for m in map(WHERE.match, where) if m]
         names += _keys(flt) + ([group_by] if group_by else []) + ([LOCATION] if geo else [])
         types = self.types(names) if names else {}  # no field named: no store call
+        for name in names:
+            if name in types and unnameable(name):
+                option = "group_by" if name == group_by else "where"
+                raise BadQuery(unnameable_message(name, self._origin(name)), field=option)
         if geo:
             _check_location(types)
         geo = {"must": [geo]} if geo else None
@@ -95,7 +113,8 @@ class QueryBuilder:
         combined = conditions[0] if len(conditions) == 1 else None
         if len(conditions) > 1:
             combined = {"must": conditions}
-        return QueryOptions(filter=combined, min_score=min_score, group_by=group_by or None)
+        path = payload_key(group_by, types) if group_by else None  # a stored name: quoted
+        return QueryOptions(combined, min_score, group_by or None, group_path=path)
 
 
 def _duplicate_threshold(store: Store, collection: str) -> float:

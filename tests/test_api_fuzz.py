@@ -29,7 +29,7 @@ def test_no_input_causes_a_server_error(app):
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     paths = {"/health", "/search", "/recommend", "/points/{point_id}/image"}
-    paths |= {"/points", "/points/{point_id}/thumbnail"}
+    paths |= {"/points", "/points/{point_id}/thumbnail", "/collection", "/collection/tracked"}
     assert {op.path for op in operations} == paths | {"/rows/{split}/{row}/image"}
     for operation in operations:
 

@@ -30,6 +30,19 @@ def test_save_to_disk_folder_loads(image_folder, tmp_path):
     assert len(source) == 12 and source.label_names == ("blue", "green", "red")
 
 
+def test_a_column_no_filter_can_name_is_said(image_folder, tmp_path):
+    """A dataset's column with a double quote in its name is stored, and said: no filter or
+    --group-by can name it (Qdrant's key syntax has no escapes)."""
+    ds = datasets.load_dataset(str(image_folder))["train"]
+    ds = ds.add_column('say "hi"', ["x"] * len(ds))
+    ds.save_to_disk(tmp_path / "saved")
+    source = load_source(str(tmp_path / "saved"))
+    assert 'say "hi"' in source.payload_columns
+    [note] = [n for n in source.notes if "double quote" in n]
+    assert f"field 'say \"hi\"' (a column of {tmp_path / 'saved'})" in note
+    assert "rename it there" in note
+
+
 def test_limit_matches_tutorial_shuffle_select(beans_dir):
     source = load_source(beans_dir, "train", limit=20, seed=7)
     tutorial = datasets.load_dataset(beans_dir)["train"].shuffle(seed=7).select(range(20))

@@ -213,3 +213,44 @@ def test_group_by_a_spreadsheet_header(tmp_path):
         assert sorted(h.metadata["Product Name"] for h in hits[0]) == ["p0", "p1", "p2", "p3"]
     finally:
         store.close()
+
+
+# Field names a spreadsheet's headers have, which Qdrant's key syntax must quote.
+ODD_NAMES = ["Product Name", "size (cm)", "time:zone", "w/h", "tab\there", "Größe", "a-b"]
+ODD_NAMES += ["No.", "v1.2"]  # dotted, yet one field: not a path into an object
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+def test_group_by_fields_whose_names_need_quoting(tmp_path, engine):
+    """Each such field groups on both embedded engines, checked as a query names it (the
+    collection's field types known), against brute force."""
+    from lookalike.ingest.plan import unindexed_fields
+    from lookalike.search.builder import QueryBuilder
+
+    store = connect(StoreConfig(path=str(tmp_path), engine=engine))
+    store.prepare("c", META)
+    vectors = np.random.default_rng(1).normal(size=(24, DIM)).astype(np.float32)
+    payloads = [{name: f"v{(i + j) % 4}" for j, name in enumerate(ODD_NAMES)} for i in range(24)]
+    records = [
+        ImageRecord(str(uuid.UUID(int=i + 1)), "train", None, None, None, f"{i}.jpg", None,
+                    metadata=p)
+        for i, p in enumerate(payloads)
+    ]  # fmt: skip
+    store.upsert("c", records, vectors)
+    odd = set(unindexed_fields(tuple(ODD_NAMES)))  # as a sync indexes them: not these
+    store.index_fields("c", {k: v for k, v in store.field_types("c").items() if k not in odd})
+    store.finish("c")
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    try:
+        queries = QueryBuilder(store, "c")
+        for name in ODD_NAMES:
+            options = queries.build(group_by=name)
+            hits = store.query("c", unit[:1], 3, params=EXACT, options=options)[0]
+            assert positions(hits) == brute(unit @ unit[0], _flat(payloads, name), "g", 3), name
+    finally:
+        store.close()
+
+
+def _flat(payloads: list[dict], name: str) -> list[dict]:
+    """The payloads with `name` as a plain field "g" (brute force reads dotted paths)."""
+    return [{"g": p[name]} for p in payloads]

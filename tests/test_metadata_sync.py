@@ -5,6 +5,7 @@ said with its file and line."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import unicodedata
@@ -265,3 +266,56 @@ def test_a_metadata_only_sync_reads_vectors_a_chunk_at_a_time(tmp_path, tiny_vit
     assert (report.updated, report.embedded) == (600, 0)
     assert sum(calls[: calls.index("write")]) <= STEP, calls
     assert {p.payload["rating"] for p in points} == {1} and np.array_equal(before, after)
+
+
+@pytest.mark.parametrize("engine", ["edge", "local"])
+def test_group_by_a_spreadsheet_header_on_either_embedded_engine(
+    folder, tiny_vit, tmp_path, engine
+):
+    """metadata.csv headers with a space, (), :, / or a tab: `search --group-by` on each gives
+    one hit per value, on edge and on local mode alike."""
+    names = [n for n in ODD if "'" not in n] + ["No."]
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        table = csv.writer(f)
+        table.writerow(["file_name", *names])
+        table.writerows([f"{s}/{i}.jpg", *[f"g{i % 2}"] * len(names)] for i, s in enumerate("aabb"))
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "c"]
+    store += ["--embedded-engine", engine]
+    result = run("ingest", "--dataset", folder, "--model", tiny_vit, *store)
+    assert result.exit_code == 0, result.output
+    query = ["search", folder / "a" / "0.jpg", "--k", "4", "--json", "--include-self", *store]
+    for name in names:
+        result = run(*query, "--group-by", name)
+        assert result.exit_code == 0, (name, result.output)
+        hits = json.loads(result.stdout)["hits"]
+        assert sorted(h["metadata"][name] for h in hits) == ["g0", "g1"], name
+
+
+def test_a_field_name_no_filter_can_carry_is_named_with_its_file_and_line(
+    folder, tiny_vit, tmp_path
+):
+    """Qdrant's key syntax has no escapes: a double quote (or a backslash) in a field's name
+    cannot be named by a filter or --group-by on any engine. Ingest stores the values and
+    says so with the file and line; a query naming the field is refused with the same words."""
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        table = [["file_name", 'say "hi"', "n"], ["b/2.jpg", "x", 2], ["b/3.jpg", "y", 3]]
+        csv.writer(f).writerows(table)
+    jsonl(folder, [{"file_name": "a/0.jpg", "n": 0}, {"file_name": "a/1.jpg", "a\\b": 1}])
+    store = ["--qdrant-path", tmp_path / "store", "--collection", "c"]
+    result = run("ingest", "--dataset", folder, "--model", tiny_vit, *store)
+    assert result.exit_code == 0, result.output
+    csv_line = f"field 'say \"hi\"' ({folder / 'metadata.csv'} line 1) has a double quote"
+    jsonl_line = f"field 'a\\\\b' ({folder / 'metadata.jsonl'} line 2) has a backslash"
+    assert csv_line in result.stderr and jsonl_line in result.stderr, result.stderr
+    assert "rename it there" in result.stderr and "spaces or punctuation" not in result.stderr
+    query = ["search", folder / "a" / "0.jpg", *store]
+    # A query's refusal names the file within the folder (a server's answer shows no path).
+    for how in (["--where", 'say "hi"=x'], ["--group-by", 'say "hi"']):
+        refused = run(*query, *how)
+        said = "Error: field 'say \"hi\"' (metadata.csv line 1) has a double quote in its name"
+        assert refused.exit_code == 1 and said in refused.stderr, refused.output
+        assert "rename it there" in refused.stderr and "Traceback" not in refused.output
+    refused = run(*query, "--where", "a\\b=1")
+    said = "field 'a\\\\b' (metadata.jsonl line 2) has a backslash"
+    assert refused.exit_code == 1 and said in refused.stderr, refused.output
+    assert run(*query, "--where", "n>=1").exit_code == 0  # the others filter as ever

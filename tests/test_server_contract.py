@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from lookalike.cli.main import cli
 from lookalike.index import IndexSettings, SearchSettings
+from lookalike.query import QueryOptions
 from lookalike.records import CollectionMeta, ImageRecord
 from lookalike.store import StoreConfig, connect
 from tests.stub_qdrant import StubQdrant
@@ -131,6 +132,29 @@ def test_query_sends_filter_and_search_params(stub):
     assert exact["searches"][0]["params"]["exact"] is True
     assert "params" not in default["searches"][0]  # the server's own defaults
     assert hits[0][0].label_name == "b" and hits[0][0].row == 3
+
+
+@pytest.mark.parametrize("name", ["Product Name", "size (cm)", "time:zone", "w/h", "tab\there"])
+def test_group_by_a_field_whose_name_needs_quoting(name):
+    """A spreadsheet header goes to the server quoted in Qdrant's key syntax (unquoted, the
+    server reads it as a path and refuses it), and the groups' hits come back."""
+    point = {**POINT, "payload": {**PAYLOAD, name: "p0"}}
+
+    def server(method, path, n):
+        if path.endswith("/points/query/groups"):
+            return {"groups": [{"id": "p0", "hits": [point]}]}
+        return fresh_server(method, path, n)
+
+    stub = StubQdrant(server)
+    try:
+        with open_store(stub) as store:
+            options = QueryOptions(group_by=name)
+            [hits] = store.query("c", np.ones((1, 4), np.float32), 3, options=options)
+        [body] = stub.bodies("POST", "/collections/c/points/query/groups")
+        assert body["group_by"] == f'"{name}"' and body["group_size"] == 1
+        assert [h.metadata[name] for h in hits] == ["p0"]
+    finally:
+        stub.close()
 
 
 def test_every_request_carries_the_api_key(stub):

@@ -4,6 +4,7 @@ images it cannot use, each a clean 4xx naming our own limits."""
 
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ from lookalike.ingest import ingest
 from lookalike.search import Searcher
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
+from lookalike.store.holders import process_token
 from tests.conftest import make_image
 
 
@@ -237,3 +239,72 @@ def test_parallel_phone_photos_take_bounded_memory(tmp_path, image_folder, tiny_
     # One 12 MP photo takes ~160 MB while it is decoded and prepared; twelve at once took
     # ~1.4 GB before the bound.
     assert grown < 600, f"peak memory grew by {grown:.0f} MB"
+
+
+@pytest.mark.parametrize(
+    "client, host, status",
+    [
+        ("127.0.0.1", "127.0.0.1:8000", 200),
+        ("::1", "[::1]:8000", 200),
+        ("127.0.0.1", "localhost:8000", 200),
+        ("192.168.1.20", "192.168.1.20:8000", 403),  # another machine of the network
+        ("127.0.0.1", "photos.lan", 403),  # a page of that site, rebound to this machine
+    ],
+)
+def test_the_servers_paths_are_told_to_its_own_machine_only(searcher, client, host, status):
+    app = create_app(searcher, allowed_hosts=("photos.lan",))
+    asker = TestClient(app, base_url="http://localhost", client=(client, 5000))
+    token = {"x-lookalike-token": process_token()}  # as recorded in the store by serve
+    for path in ("/collection", "/collection/tracked?split=train"):
+        response = asker.get(path, headers={"host": host, **token})
+        assert response.status_code == status, (path, response.text)
+        # a proxy on this machine forwarding someone else's request
+        proxied = {"host": host, "x-forwarded-for": "203.0.113.9", **token}
+        assert asker.get(path, headers=proxied).status_code == 403
+        # a client that cannot read the store, so does not know the token
+        for wrong in ({}, {"x-lookalike-token": "guess"}):
+            assert asker.get(path, headers={"host": host, **wrong}).status_code == 403
+    if status == 403:
+        assert "own machine" in response.json()["detail"]
+
+
+def test_stored_points_come_in_pages_of_bounded_size(searcher, monkeypatch):
+    from lookalike.cli import local_routes
+
+    monkeypatch.setattr(local_routes, "MAX_TRACKED_BYTES", 1)  # one point a page
+    asker = TestClient(create_app(searcher), base_url="http://127.0.0.1", client=("127.0.0.1", 1))
+    asker.headers["x-lookalike-token"] = process_token()
+    pages, offset = [], None
+    while True:
+        query = {"split": "train", "limit": 5} | ({"offset": offset} if offset else {})
+        page = asker.get("/collection/tracked", params=query).json()
+        pages.append(page["points"])
+        offset = page["next"]
+        if offset is None:
+            break
+    assert {len(p) for p in pages[:-1]} == {1}
+    want = {t.id: t.payload for t in searcher.store.tracked("colours", "train")}
+    assert {p["id"]: p["payload"] for page in pages for p in page} == want
+    bad = asker.get("/collection/tracked", params={"split": "train", "offset": "x"})
+    assert bad.status_code in (400, 422)
+    for split in ("", "nope", "\x00", "é" * 256):
+        none = asker.get("/collection/tracked", params={"split": split})
+        assert none.status_code == 200 and none.json() == {"points": [], "next": None}
+
+
+def test_a_held_store_whose_url_answers_something_else_is_not_asked(tmp_path):
+    """The URL a holder recorded may now be another program's (a store on a shared disk, a
+    reused port): its answers are not taken for a serve's."""
+    from lookalike.errors import StoreLocked
+    from lookalike.store.served import ServedStore
+    from tests.stub_qdrant import StubQdrant
+
+    other = StubQdrant(lambda method, path, n: {"hello": "world"})
+    record = {"pid": 1, "command": "serve", "collection": "c", "url": other.url + "/"}
+    (tmp_path / "holders").mkdir()
+    (tmp_path / "holders" / "1.json").write_text(json.dumps(record | {"token": "t"}))
+    try:
+        error = StoreLocked(str(tmp_path), "c", pid=1, command="serve", url=other.url + "/")
+        assert ServedStore.asked(error, StoreConfig(path=str(tmp_path)), "c") is None
+    finally:
+        other.close()

@@ -15,23 +15,31 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from lookalike.cli.console import bar as _bar
-from lookalike.cli.console import quiet_transformers, warn, wrote
+from lookalike.cli.console import quiet_transformers, say, warn, wrote
 from lookalike.cli.environment import sleep_idle_threads
 from lookalike.cli.grid import pair_images, pair_row, render_grid, save_grid, thumbnails_of
 from lookalike.cli.output import plural
 from lookalike.cli.stores import (
     check_inputs,
     collection_model,
+    described,
     open_store,
     recorded_dataset,
     recorded_model,
 )
 from lookalike.embed import ModelSettings
 from lookalike.embed.memory import reuse_freed_memory
-from lookalike.errors import BadQuery, CollectionNotFound, DatasetLoadError, ModelMismatch
+from lookalike.errors import (
+    BadQuery,
+    CollectionNotFound,
+    DatasetLoadError,
+    ModelMismatch,
+    StoreLocked,
+)
 from lookalike.index import SearchSettings
 from lookalike.records import CollectionInfo, CollectionMeta, EvalReport
 from lookalike.store import StoreConfig
+from lookalike.store.served import ServedStore
 from lookalike.thumbnails import Thumbnails, cache_folder
 from lookalike.tune import TuneReport, TuneSettings, check_output
 
@@ -234,9 +242,13 @@ def run_duplicates(
 
 
 def collection_info(store_config: StoreConfig, collection: str | None) -> CollectionInfo:
-    with open_store(store_config, "info", collection) as (store, collection):
-        info = store.info(collection)
-        if info.meta and info.meta.label_names:  # only labels some image still has
-            kept = store.labels_in_use(collection, info.meta.label_names)
-            info = replace(info, meta=replace(info.meta, label_names=kept))
-        return info
+    """The collection's report; while a `serve` holds its embedded store, the serve's."""
+    try:
+        with open_store(store_config, "info", collection) as (store, collection):
+            return described(store, collection)
+    except StoreLocked as e:
+        served = ServedStore.asked(e, store_config, collection)
+        if served is None:
+            raise
+        say(f"the collection is held by lookalike serve (pid {e.pid}): asking it at {e.url}")
+        return served.collection_info()

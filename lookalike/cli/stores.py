@@ -21,7 +21,7 @@ from lookalike.errors import (
     ModelLoadError,
     StoreDamaged,
 )
-from lookalike.records import CollectionMeta
+from lookalike.records import CollectionInfo, CollectionMeta
 from lookalike.store import Store, StoreConfig, connect
 from lookalike.store.holders import holding
 
@@ -63,6 +63,15 @@ def open_store(
         embedded = not config.url and os.path.isdir(config.path)
         with holding(config.path, command, name, url) if embedded else contextlib.nullcontext():
             yield store, name
+
+
+def described(store: Store, collection: str) -> CollectionInfo:
+    """What `info` shows of `collection`: its labels are those some image still has."""
+    info = store.info(collection)
+    if info.meta and info.meta.label_names:
+        kept = store.labels_in_use(collection, info.meta.label_names)
+        info = replace(info, meta=replace(info.meta, label_names=kept))
+    return info
 
 
 def check_inputs(load_dataset, model: ModelSettings | None):

@@ -36,6 +36,7 @@ from lookalike.errors import (
     IngestInterrupted,
     LookalikeError,
     StoreDamaged,
+    StoreLocked,
     shown,
 )
 from lookalike.identity import locate_model
@@ -43,10 +44,12 @@ from lookalike.index import IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.ingest.plan import MAX_INDEXED_FIELDS, PLAIN_KEY, Plan
 from lookalike.ingest.watch import FolderWatch, exit_within
+from lookalike.query import unnameable
 from lookalike.records import IngestReport, Skipped
 from lookalike.source import Source, load_source
 from lookalike.store import Store, StoreConfig, connect
 from lookalike.store.holders import holding
+from lookalike.store.served import ServedStore
 from lookalike.store.shared import SharedStore
 
 # Above this, qdrant-client's local mode is slow (its own docs warn at 20k points).
@@ -107,14 +110,15 @@ def plan_notes(plan: Plan) -> tuple[str, ...]:
             f"still name their old paths ({moves}{f' and {more} more' if more > 0 else ''}): "
             "update file_name in the metadata file"
         )
-    odd = [c for c in plan.unindexed if not PLAIN_KEY.match(c)]
+    # (names no filter can name at all are said by the source, with their file and line)
+    odd = [c for c in plan.unindexed if not PLAIN_KEY.match(c) and not unnameable(c)]
     if odd:
         notes.append(
             f"fields {', '.join(shown(c) for c in odd[:5])}{' ...' if len(odd) > 5 else ''} "
             "have names with spaces or punctuation, which get no payload index: filters on "
             "them read every payload"
         )
-    capped = len(plan.unindexed) - len(odd)
+    capped = sum(1 for c in plan.unindexed if PLAIN_KEY.match(c))
     if capped:
         notes.append(
             f"{len(plan.payload_columns)} payload fields: the first {MAX_INDEXED_FIELDS} get a "
@@ -225,7 +229,7 @@ def run_ingest(
     the Ray cluster at this address ("auto": $RAY_ADDRESS, else a Ray for this run)."""
     collection = collection or collection_for(data.dataset)
     with contextlib.ExitStack() as stack:
-        store = stack.enter_context(connect(store_config))
+        store = _store_for(stack, store_config, collection, dry_run and not recreate)
         if not recreate:
             data = data.for_collection(store, collection)
         model_settings = _model_for(store, collection, model_settings, recreate, data.dataset)
@@ -235,7 +239,8 @@ def run_ingest(
         _Notes()(source.notes)
         reuse_freed_memory()  # a batch command: keep each batch's memory for the next
         sleep_idle_threads()  # and leave the cores to the decoding threads between ops
-        stack.enter_context(_holding(store_config, "ingest", collection))
+        if not isinstance(store, ServedStore):  # the serve holds it, not this plan
+            stack.enter_context(_holding(store_config, "ingest", collection))
         log = open(skipped_log, "w") if skipped_log else None  # noqa: SIM115 (closed below)
         if log:  # closed quietly: a log that could not be written has already been reported
             stack.callback(_close_quietly, log)
@@ -271,6 +276,24 @@ def run_ingest(
         if not dry_run and store.engine == "local":
             _warn_if_large(store, collection)
         return report
+
+
+def _store_for(
+    stack: contextlib.ExitStack, store_config: StoreConfig, collection: str, plan_only: bool
+) -> Store | ServedStore:
+    """The store a sync reads and writes. A sync that only plans, on an embedded store a
+    `serve` holds, reads the collection through the serve instead."""
+    try:
+        store = stack.enter_context(connect(store_config))
+        if plan_only and store.exists(collection):
+            store.info(collection)  # a collection another process holds is found out here
+        return store
+    except StoreLocked as e:
+        served = ServedStore.asked(e, store_config, collection) if plan_only else None
+        if served is None:
+            raise
+        say(f"the collection is held by lookalike serve (pid {e.pid}): planning through it")
+        return served
 
 
 def _ray_stage(stack: contextlib.ExitStack, address: str, store_config, model_settings, batch):

@@ -26,6 +26,7 @@ from lookalike.cli.guards import (
     SameOrigin,
     header_timeout_protocol,
 )
+from lookalike.cli.local_routes import local_router
 from lookalike.errors import BadImage, BadQuery, QueryTimeout, TextTruncated
 from lookalike.ingest.watch import exit_within
 from lookalike.query import DEFAULT_STRATEGY, PointId, QueryOptions
@@ -314,9 +315,19 @@ def create_app(
         image = searcher.candidate_image(point)
         return None if image is None else _jpeg(image)
 
+    @contextlib.contextmanager
+    def placed():
+        try:
+            with admission.place():
+                yield
+        except Busy:
+            raise _busy() from None
+
     # Thumbnails and browsing: GET /points/{id}/thumbnail, GET /points.
     pictures = thumbnails or Thumbnails(None)
     app.include_router(browse_router(searcher, pictures, batcher.call, admitted))
+    # For commands on this machine while serve holds the store: GET /collection(/tracked).
+    app.include_router(local_router(searcher, batcher.call, placed))
 
     return app
 

@@ -20,12 +20,16 @@ def canonical_model_id(model: str) -> str:
     return os.path.abspath(model) if os.path.isdir(model) else model
 
 
-# Measured (bench/runtime_bench.py --int8, docs/benchmarks.md) and refused: NNCF's int8
-# efficientnet-lite0, calibrated on 300 Beans images, gave vectors at cosine 0.90 (min) / 0.96
-# (mean) to fp32's, far from the 0.99 per image a collection built in fp32 needs.
+# Measured (bench/runtime_quality.py --int8, docs/benchmarks.md) and refused: NNCF's int8
+# efficientnet-lite0, calibrated on 300 of the collection's own images, lost 0.011-0.016 of
+# Beans precision@5 and a near-duplicate, with vectors at cosine 0.85 to fp32's (a collection
+# could never mix the two); leaving its depthwise convolutions in float kept precision@5, but
+# then ran 1.2x OpenVINO fp32, not worth a second embedding space.
 INT8_REFUSED = (
-    "precision int8 is not offered: quantized, efficientnet-lite0's vectors moved too far from "
-    "its fp32 ones (cosine down to 0.90 on Beans; see docs/benchmarks.md); use auto, fp32 or bf16"
+    "precision int8 is not offered: quantized, efficientnet-lite0 lost Beans precision@5 "
+    "(0.783-0.787 against 0.798) and moved its vectors far from fp32's (cosine down to 0.85), and "
+    "the variant that kept its precision ran only 1.2x faster (see docs/benchmarks.md); use "
+    "auto, fp32 or bf16"
 )
 
 

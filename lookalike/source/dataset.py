@@ -12,6 +12,7 @@ import numpy as np
 from lookalike import hub
 from lookalike.defaults import DEFAULT_MAX_PIXELS
 from lookalike.errors import DatasetLoadError, shown
+from lookalike.query import unnameable, unnameable_message
 from lookalike.records import OWN_FIELDS
 from lookalike.source import metadata
 from lookalike.source.folder import (
@@ -152,6 +153,8 @@ def load_source(
     every = {**folder.orphans, **folder.rows} if folder else None  # a renamed image's too
     columns = _payload_columns(dataset, data, every, used, payload_columns)
     notes = [*(folder.notes if folder else ()), *_dropped(folder_metadata, payload_columns)]
+    if not folder:  # a folder's metadata reader names such fields with their file and line
+        notes += [unnameable_message(c, f"a column of {dataset}") for c in columns if unnameable(c)]
     paths, files = image_files(data, image_col)
     if path_col:
         paths = [None if p is None else str(p) for p in data[path_col]]

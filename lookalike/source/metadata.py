@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lookalike.errors import DatasetLoadError, shown
+from lookalike.query import unnameable, unnameable_message
 from lookalike.records import OWN_FIELDS
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
@@ -213,6 +214,7 @@ def _read_rows(root: Path, folders: Iterable[Path]) -> _Rows:
     """Every metadata row of `folders` by the path it names relative to `root` (resolved),
     with notes on rows that name a path outside the folder, or an image already named."""
     out, outside, repeated = _Rows(), [], []
+    named: dict[str, str] = {}  # fields no filter can name, and where each first appears
     for folder in folders:
         present = [folder / name for name in METADATA_FILES if (folder / name).is_file()]
         if len(present) > 1:
@@ -224,6 +226,10 @@ def _read_rows(root: Path, folders: Iterable[Path]) -> _Rows:
         for file in present:
             rows = _read_jsonl(file) if file.suffix == ".jsonl" else _read_csv(file)
             for number, row in rows:
+                for name in row:
+                    if name not in named and unnameable(name):
+                        line = number if file.suffix == ".jsonl" else 1  # a CSV's header
+                        named[name] = f"{shown(str(file))} line {line}"
                 key = row.pop(KEY, None)
                 if not isinstance(key, str) or not key:
                     raise DatasetLoadError(
@@ -238,6 +244,7 @@ def _read_rows(root: Path, folders: Iterable[Path]) -> _Rows:
                 if path in out.rows:
                     repeated.append(path)
                 out.rows[path] = row
+    out.notes += [unnameable_message(name, origin) for name, origin in named.items()]
     if outside:
         out.notes.append(
             f"metadata rows that name a file outside the folder, ignored: {_listed(outside)}"
@@ -247,6 +254,27 @@ def _read_rows(root: Path, folders: Iterable[Path]) -> _Rows:
             "images named by more than one metadata row (the last row wins): " + _listed(repeated)
         )
     return out
+
+
+def field_origin(dataset: str, name: str) -> str | None:
+    """Where an image folder's metadata field `name` first appears ("FILE line N", FILE
+    relative to the folder: a server's answer shows no path of its own), for a message
+    naming it; None when no metadata file of the folder has it (or it is no folder). Reads
+    the files: for messages, not for every query."""
+    root = Path(dataset)
+    if not root.is_dir():
+        return None
+    folders = [root, *sorted(d for d in root.iterdir() if d.is_dir() and d.name[:1] != ".")]
+    for file in (f / n for f in folders for n in METADATA_FILES):
+        try:
+            rows = _read_jsonl(file) if file.suffix == ".jsonl" else _read_csv(file)
+        except (OSError, DatasetLoadError):
+            continue
+        for number, row in rows:
+            if name in row:
+                line = number if file.suffix == ".jsonl" else 1
+                return f"{shown(file.relative_to(root).as_posix())} line {line}"
+    return None
 
 
 def _resolved(root: Path, base: PurePosixPath, key: str) -> str | None:

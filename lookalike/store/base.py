@@ -113,9 +113,21 @@ class Store(ABC):
     def existing_ids(self, name: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` the collection already holds."""
 
-    @abstractmethod
     def tracked(self, name: str, split: str) -> list[Tracked]:
         """Every point of `split`, with its whole payload (what a sync compares)."""
+        found, offset = [], None
+        while True:
+            page, offset = self.tracked_page(name, split, TRACKED_PAGE, offset)
+            found += page
+            if offset is None or not page:
+                return found
+
+    @abstractmethod
+    def tracked_page(
+        self, name: str, split: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], str | None]:
+        """Up to `limit` points of `split` in id order from `offset` (a point id, included),
+        with their whole payloads, and the next offset (None: the last page)."""
 
     @abstractmethod
     def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
@@ -266,6 +278,7 @@ class Store(ABC):
 MAX_LABEL_LOOKUPS = 1000
 # Points whose vectors `similar_pairs` reads, and queries, at once.
 PAIRS_PAGE = 256
+TRACKED_PAGE = 1024  # points a sync reads at once
 # Points whose payloads are read to know the fields' types; a field missing from them is
 # looked up by name when a query names it.
 TYPE_SAMPLE = 256

@@ -336,16 +336,16 @@ class EdgeStore(Store):
             found = shard.retrieve(list(ids), with_payload=False, with_vector=False)
         return {str(p.id) for p in found}
 
-    def tracked(self, name: str, split: str) -> list[Tracked]:
-        shard, found, offset = self._shard(name), [], None
+    def tracked_page(
+        self, name: str, split: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], str | None]:
+        shard = self._shard(name)
         only = qe.Filter(must=[qe.FieldCondition(key="split", match=qe.MatchValue(split))])
-        while True:
-            request = qe.ScrollRequest(offset=offset, limit=1024, filter=only, with_payload=True)
-            with self._engine(name, "list stored points"):
-                records, offset = shard.scroll(request)
-            found += [Tracked(str(p.id), dict(p.payload or {})) for p in records]
-            if offset is None:
-                return found
+        request = qe.ScrollRequest(offset=offset, limit=limit, filter=only, with_payload=True)
+        with self._engine(name, "list stored points"):
+            records, nxt = shard.scroll(request)
+        found = [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+        return found, None if nxt is None else str(nxt)
 
     def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:

@@ -4,7 +4,6 @@ module that imports qdrant_edge."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -15,7 +14,6 @@ import qdrant_edge as qe
 from lookalike.errors import BadQuery
 from lookalike.index import SearchSettings
 from lookalike.query import (
-    PLAIN_KEY,
     Examples,
     QueryOptions,
     and_filters,
@@ -194,7 +192,7 @@ def grouped(search: Callable[..., list], k: int, options: QueryOptions) -> list:
     search counts as exhausted. `search(limit, options, exact)` runs one round; the query's
     time budget is checked between rounds."""
     field, found, best, seen = options.group_by, {}, [], []
-    key = _filter_key(field)
+    key = options.grouped_by_key()
     has_field = {"must_not": [{"is_empty": {"key": key}}]}
     stale, exact = 0, False
     while len(found) < k:
@@ -243,14 +241,6 @@ def _value(payload: dict, field: str):
             return None
         value = value[part]
     return value
-
-
-def _filter_key(field: str) -> str:
-    """The field in Qdrant's key syntax: a name that is not a plain word or a dotted path (a
-    spreadsheet header, "Product Name") is quoted."""
-    if PLAIN_KEY.match(field) or (re.fullmatch(r"[\w.\[\]]+", field) and "." in field):
-        return field
-    return f'"{field}"'
 
 
 def _key(value) -> tuple:

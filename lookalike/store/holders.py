@@ -9,8 +9,10 @@ request there instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -27,6 +29,15 @@ class Holder:
     collection: str | None = None
     url: str | None = None  # where a `serve` answers
     started: float = 0.0
+    # A `serve`'s proof that a client can read the store: it answers what shows the
+    # server's paths (`info`, a dry run's stored points) only to a request carrying it.
+    token: str | None = None
+
+
+@functools.cache
+def process_token() -> str:
+    """This process's token, recorded with its URL by a `serve` (random, made once)."""
+    return secrets.token_urlsafe(24)
 
 
 def _alive(pid: int) -> bool:
@@ -51,7 +62,9 @@ def holding(
         os.makedirs(folder, exist_ok=True)
         _forget_the_dead(folder)
         with open(record + ".tmp", "w") as f:
-            json.dump(asdict(Holder(os.getpid(), command, collection, url, time.time())), f)
+            token = process_token() if url else None
+            holder = Holder(os.getpid(), command, collection, url, time.time(), token)
+            json.dump(asdict(holder), f)
         os.replace(record + ".tmp", record)
     except OSError:  # a read-only store still works; it just cannot say who holds it
         record = None

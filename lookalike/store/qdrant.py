@@ -328,25 +328,24 @@ class QdrantStore(Store):
         )
         return {str(p.id) for p in found}
 
-    def tracked(self, name: str, split: str) -> list[Tracked]:
+    def tracked_page(
+        self, name: str, split: str, limit: int, offset: str | None = None
+    ) -> tuple[list[Tracked], str | None]:
         only = models.Filter(
             must=[models.FieldCondition(key="split", match=models.MatchValue(value=split))]
         )
-        found, offset = [], None
-        while True:
-            records, offset = self._call(
-                "read points",
-                self.client.scroll,
-                name,
-                scroll_filter=only,
-                limit=1024,
-                offset=offset,
-                with_payload=True,
-                with_vectors=False,
-            )
-            found += [Tracked(str(p.id), dict(p.payload or {})) for p in records]
-            if offset is None:
-                return found
+        records, nxt = self._call(
+            "read points",
+            self.client.scroll,
+            name,
+            scroll_filter=only,
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
+        found = [Tracked(str(p.id), dict(p.payload or {})) for p in records]
+        return found, None if nxt is None else str(nxt)
 
     def vectors(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
@@ -483,7 +482,7 @@ class QdrantStore(Store):
             "search groups",
             self.client.query_points_groups,
             name,
-            group_by=options.group_by,
+            group_by=options.grouped_by_key(),
             query=query,
             limit=k,
             group_size=1,

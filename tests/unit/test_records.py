@@ -101,3 +101,10 @@ def test_incompatible_collections_are_refused_with_fields(have, want, dim, inges
 def test_a_search_may_use_another_dataset_than_ingest():
     other = CollectionMeta("m", "cls", 32, "elsewhere", "image", "label")
     check_compatible(info(), other, ingest=False)
+
+
+@pytest.mark.parametrize("meta", [META, None])
+def test_a_collection_report_reads_back_from_its_json(meta):
+    """What a running serve sends for `info` is the report `info` prints without it."""
+    report = replace(info(meta), indexed_points=4, full_scan_points=9, fields={"sku": "keyword"})
+    assert CollectionInfo.from_dict(report.to_dict()) == report
