@@ -10,9 +10,11 @@ copy), with no model run. Points whose images are gone are removed last.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lookalike.records import OWN_FIELDS, Change, ImageRecord, Tracked
 from lookalike.source import Source
@@ -31,7 +33,7 @@ class Plan:
     unchanged: int = 0
     pending: int = 0  # files still being written: left for the next sync
     legacy: int = 0  # points stored without a fingerprint (an older lookalike's)
-    stored: dict[str, Tracked] = field(default_factory=dict)
+    stored: set[str] = field(default_factory=set)  # ids of the points stored before
     payload_columns: tuple[str, ...] = ()
     # (old path, new path) of renamed images that kept the fields of a metadata row still
     # naming their old path
@@ -77,25 +79,44 @@ def _same_but_bookkeeping(a: dict, b: dict) -> bool:
     def own(payload: dict) -> dict:
         return {k: v for k, v in payload.items() if k not in BOOKKEEPING}
 
-    return own(a) == own(b)
+    return same_value(own(a), own(b))
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Payload values equal as stored: a float read back from the engine may differ from the
+    one written in its last bit (edge parses JSON numbers its own way), and a point is not
+    rewritten at every sync for that."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or math.isclose(a, b, rel_tol=FLOAT_ROUNDTRIP)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return a == b and isinstance(a, bool) == isinstance(b, bool)  # 1 is not true
+
+
+# A few units in the last place of a double: what a round trip through the engine changes.
+FLOAT_ROUNDTRIP = 1e-14
 
 
 class _Planner:
     def __init__(self, source: Source, stored: list[Tracked], reembed: bool) -> None:
         self.source, self.reembed = source, reembed
-        self.plan = Plan(stored={t.id: t for t in stored}, payload_columns=source.payload_columns)
+        # Whole payloads only while planning: the plan keeps their ids.
+        self.stored = {t.id: t for t in stored}
+        self.plan = Plan(stored=set(self.stored), payload_columns=source.payload_columns)
         self.plan.legacy = sum(t.sha256 is None for t in stored)
         self.records = [source.describe(p) for p in range(len(source))]
         present = {r.id for r in self.records}
         unseen = tuple(source.unreadable)  # a folder that cannot be read is not gone
         self.gone = {
             i: t
-            for i, t in self.plan.stored.items()
+            for i, t in self.stored.items()
             if i not in present and not (unseen and (t.path or "").startswith(unseen))
         }
         # A vector to reuse for content already stored: a gone point's first (a rename).
         self.by_sha: dict[str, str] = {}
-        for t in [*self.plan.stored.values(), *self.gone.values()]:
+        for t in [*self.stored.values(), *self.gone.values()]:
             if t.sha256:
                 self.by_sha[t.sha256] = t.id
         self.renamed_from: set[str] = set()
@@ -122,7 +143,7 @@ class _Planner:
             self.plan.changes[record.id] = Change("updated", _where(record))
             return None
         payload = record.payload()
-        if payload == old.payload:
+        if payload == old.payload or same_value(payload, old.payload):
             self.plan.unchanged += 1
         elif _same_but_bookkeeping(payload, old.payload):  # touched, or its row moved: refresh
             self.plan.unchanged += 1
@@ -170,7 +191,7 @@ def plan_sync(
         if settle and record.stat and changed_within(record.stat, settle, now):
             plan.pending += 1
             continue
-        old = plan.stored.get(record.id)
+        old = planner.stored.get(record.id)
         if old is None:
             planner.new(position, record)
         elif old.sha256 is None or reembed:

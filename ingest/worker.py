@@ -106,9 +106,10 @@ class _Run:
     def reuse(self) -> list[int]:
         """Store renamed, copied and relabelled images with vectors already stored; returns
         the positions whose vector was not there after all (to embed)."""
-        # A vector whose point this sync also rewrites (rows that shifted) is read first.
-        targets = {record.id for _, record, _ in self.plan.reuse}
-        early = self._vectors(sorted({o for _, _, o in self.plan.reuse if o in targets}))
+        # A vector whose point this sync gives another one (rows that shifted) is read first;
+        # a point rewritten with its own vector (new fields only) is read with its chunk.
+        moving = {record.id for _, record, o in self.plan.reuse if o != record.id}
+        early = self._vectors(sorted({o for _, _, o in self.plan.reuse if o in moving}))
         missing = []
         for start in range(0, len(self.plan.reuse), STEP):
             chunk = self.plan.reuse[start : start + STEP]
@@ -238,6 +239,7 @@ def ingest(
         # full sync, not by one that keeps what it does not see.
         raise ModelMismatch(collection, "legacy")
     plan = plan_sync(source, stored, keep_missing=keeping, reembed=not resume, settle=settle)
+    del stored  # every stored payload: compared now, and not kept while writing
     if moved:
         check_moved(collection, info.meta, source, plan, relocate)
     plan.unindexed = unindexed_fields(source.payload_columns)

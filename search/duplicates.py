@@ -71,6 +71,14 @@ def _groups(pairs: list[DuplicatePair]) -> list[list[StoredPoint]]:
     return sorted(ordered, key=lambda g: (-len(g), *g[0].order()))
 
 
+def _points(store: Store, collection: str, ids: list[str]) -> dict[str, StoredPoint]:
+    """The payloads of `ids`, a thousand per request."""
+    found: dict[str, StoredPoint] = {}
+    for start in range(0, len(ids), 1000):
+        found.update(store.points(collection, ids[start : start + 1000]))
+    return found
+
+
 def calibrated_threshold(store: Store, collection: str) -> float | None:
     """The near-duplicate threshold measured on the collection's own photos at ingest
     (ingest/calibrate.py), or None if it has none yet."""
@@ -94,13 +102,13 @@ def find_duplicates(
     if not 0 < threshold <= 1:
         raise BadQuery(f"threshold must be in (0, 1], not {threshold}", field="threshold")
     points = store.info(collection).points
-    raw = store.similar_pairs(collection, sample=points, neighbours=neighbours) if points else []
+    # Streamed: only pairs at or above the threshold are kept, never every point's neighbours.
     best: dict[frozenset, float] = {}
-    for a, b, score in raw:
+    for a, b, score in store.similar_pairs(collection, neighbours) if points else ():
         if a != b and score >= threshold:
             key = frozenset((a, b))
             best[key] = max(score, best.get(key, -1.0))
-    payloads = store.points(collection, sorted({i for key in best for i in key}))
+    payloads = _points(store, collection, sorted({i for key in best for i in key}))
     pairs = []
     for key, score in best.items():
         a, b = sorted(key, key=lambda i: payloads[i].order())

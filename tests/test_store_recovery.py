@@ -5,6 +5,7 @@ and builds the payload indexes; a check.json nested too deep is reported, not a 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,5 +61,22 @@ def test_a_check_file_nested_too_deep_is_one_line(built):
     check_file(store).write_text("[" * 100_000 + "]" * 100_000)
     result = run("info", "--qdrant-path", args[3], "--collection", "c")
     assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and "RecursionError" in result.stderr
+    assert "Traceback" not in result.output and "nested too deeply" in result.stderr
     assert "check.json" in result.stderr
+
+
+def test_a_collection_record_nested_too_deep_is_one_line(built, tmp_path):
+    """lookalike.json (edge) and local mode's meta.json: a RecursionError was a traceback."""
+    args, store = built
+    copy = tmp_path / "copy"
+    shutil.copytree(args[3], copy)
+    (check_file(copy).parent / "lookalike.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run("info", "--qdrant-path", str(copy), "--collection", "c")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "lookalike.json nested too deeply" in result.stderr
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = run("info", "--qdrant-path", str(local))
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "nests JSON too deeply" in result.stderr and len(result.stderr.splitlines()) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -138,11 +138,20 @@ class Store(ABC):
         """Remove these points (ids not stored are ignored); returns once searches no longer
         see them."""
 
-    @abstractmethod
-    def similar_pairs(
-        self, name: str, sample: int, neighbours: int
-    ) -> list[tuple[str, str, float]]:
-        """(id, id, score) for each of `sample` points and its nearest `neighbours`."""
+    def similar_pairs(self, name: str, neighbours: int) -> Iterator[tuple[str, str, float]]:
+        """(id, id, score) for every point and each of its nearest `neighbours` others.
+
+        A page of points at a time, each page's own vectors as one batch of queries: memory
+        holds a page, never the whole collection's vectors and payloads."""
+        offset = None
+        while True:
+            points, vectors, offset = self.scroll(name, PAIRS_PAGE, offset, with_vectors=True)
+            found = self.query(name, vectors, neighbours + 1) if points else []
+            for point, hits in zip(points, found):
+                others = [h for h in hits if h.id != point.id][:neighbours]
+                yield from ((point.id, h.id, h.score) for h in others)
+            if offset is None:
+                return
 
     @abstractmethod
     def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
@@ -267,6 +276,8 @@ class Store(ABC):
 
 
 MAX_LABEL_LOOKUPS = 1000
+# Points whose vectors `similar_pairs` reads, and queries, at once.
+PAIRS_PAGE = 256
 TRACKED_PAGE = 1024  # points a sync reads at once
 # Points whose payloads are read to know the fields' types; a field missing from them is
 # looked up by name when a query names it.

@@ -196,6 +196,8 @@ class EdgeStore(Store):
             int(settings["dim"]), IndexSettings.from_dict(settings["index"])
             if settings.get("meta"):
                 CollectionMeta.from_dict(settings["meta"])
+        except RecursionError as e:
+            raise self._damaged(name, f"has a {META_FILE} nested too deeply to read") from e
         except (ValueError, KeyError, TypeError) as e:
             raise self._damaged(
                 name, f"has an unreadable {META_FILE} ({type(e).__name__}: {e})"
@@ -359,18 +361,6 @@ class EdgeStore(Store):
         shard = self._for_writing(name)
         with self._engine(name, f"remove {len(ids)} points"):
             shard.update(qe.UpdateOperation.delete_points(list(ids)))
-
-    def similar_pairs(
-        self, name: str, sample: int, neighbours: int
-    ) -> list[tuple[str, str, float]]:
-        # No distance-matrix API in edge: query each sampled point's own vector instead.
-        points, vectors, _ = self.scroll(name, sample, with_vectors=True)
-        results = self.query(name, vectors, neighbours + 1) if points else []
-        return [
-            (p.id, n.id, n.score)
-            for p, found in zip(points, results)
-            for n in [n for n in found if n.id != p.id][:neighbours]
-        ]
 
     def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
         shard = self._shard(name)

@@ -79,7 +79,9 @@ def verify(folder: str, shard: str) -> tuple[int | None, str | None]:
         points, files = int(data["points"]), dict(data["files"])
     except FileNotFoundError:
         return None, None
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:  # deep JSON too
+    except RecursionError:
+        return None, f"has a {CHECK_FILE} nested too deeply to read"
+    except (OSError, ValueError, KeyError, TypeError) as e:
         return None, f"has an unreadable {CHECK_FILE} ({type(e).__name__})"
     refreshed = False
     for rel, (size, mtime, crc) in files.items():

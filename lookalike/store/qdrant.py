@@ -10,7 +10,7 @@ import contextlib
 import json
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TypeVar
@@ -130,6 +130,10 @@ class QdrantStore(Store):
                     # Ingest writes from one writer thread while the main thread embeds; the
                     # accesses never overlap, so sqlite's same-thread check can go.
                     client = QdrantClient(path=config.path, force_disable_check_same_thread=True)
+        except RecursionError as e:  # a RuntimeError too: JSON nested thousands deep
+            raise StoreDamaged(
+                config.path, None, "cannot be opened (a file of it nests JSON too deeply to read)"
+            ) from e
         except RuntimeError as e:
             if "already accessed" in str(e):
                 raise locked(config.path) from e
@@ -357,17 +361,21 @@ class QdrantStore(Store):
         selector = models.PointIdsList(points=list(ids))
         self._call(f"remove {len(ids)} points", self.client.delete, name, selector, wait=True)
 
-    def similar_pairs(
-        self, name: str, sample: int, neighbours: int
-    ) -> list[tuple[str, str, float]]:
+    def similar_pairs(self, name: str, neighbours: int) -> Iterator[tuple[str, str, float]]:
+        if not self.config.url:  # local mode's matrix filters every query by every id
+            yield from super().similar_pairs(name, neighbours)
+            return
+        points = self.info(name).points  # a server computes the matrix on its side
+        if not points:
+            return
         response = self._call(
             "compute similar pairs",
             self.client.search_matrix_pairs,
             name,
-            sample=sample,
+            sample=points,
             limit=neighbours,
         )
-        return [(str(p.a), str(p.b), float(p.score)) for p in response.pairs]
+        yield from ((str(p.a), str(p.b), float(p.score)) for p in response.pairs)
 
     def points(self, name: str, ids: Sequence[str]) -> dict[str, StoredPoint]:
         found = self._call("fetch points", self.client.retrieve, name, ids=list(ids))
