@@ -9,15 +9,15 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def test_sixteen_clients_for_ten_seconds(tmp_path, tiny_clip):
+def test_sixteen_clients_for_six_seconds(tmp_path, tiny_clip):
     sys.path.insert(0, str(BENCH))  # also for the /health poller's own process
     try:
         import soak
 
-        stats, result = soak.run(tmp_path, tiny_clip, seconds=10, clients=16)
+        stats, result = soak.run(tmp_path, tiny_clip, seconds=6, clients=16)
     finally:
         sys.path.remove(str(BENCH))
-    assert result["answered"] > 100, result
+    assert result["answered"] > 60, result
     assert not stats.wrong and not stats.server_errors, result["first_problems"]
     # /health never waits behind queries: even its 99th percentile beats a typical query.
     # (bench/soak.py holds it to 100 ms on a machine of its own; a CI machine shared with
