@@ -70,7 +70,12 @@ def ingest_args(beans_dir, effnet_dir, tmp_path):
     ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+# SIGKILL (nothing cleaned up) in every run; SIGINT's resume is the same path, in -m slow.
+@pytest.mark.parametrize(
+    "sig",
+    [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGKILL],
+    ids=["SIGINT", "SIGKILL"],
+)
 def test_killed_ingest_resumes_to_one_point_per_image(ingest_args, tmp_path, sig):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # A shell without job control starts background jobs with SIGINT ignored, and Python then

@@ -113,6 +113,7 @@ def test_the_local_ingest_and_ray_take_turns_on_one_collection(folder, tiny_vit,
     assert counts(sync(folder, tiny_vit, tmp_path / "s", on_ray=True))[:2] == (1, 1)
 
 
+@pytest.mark.slow
 def test_ingest_dash_dash_ray_prints_the_local_summary_and_json(folder, tiny_vit, tmp_path):
     def run(*extra):
         args = ["ingest", "--dataset", folder, "--model", tiny_vit, "--collection", "c"]
@@ -270,6 +271,7 @@ def server(upsert_status):
     return behave
 
 
+@pytest.mark.slow  # the sink's own tests below cover its writes and refusals in every run
 @pytest.mark.parametrize("status", [200, 400])
 def test_ingest_on_ray_into_a_server_writes_from_the_workers(folder, tiny_vit, status):
     stub = StubQdrant(server(lambda n: status))
