@@ -28,21 +28,11 @@ import numpy as np
 
 DIM = 1280
 COPY_EVERY, TRIPLE_EVERY = 500, 5000
-LAUNCH = """
-import atexit, sys
-
-def write_peak(path=sys.argv[1]):
-    with open("/proc/self/status") as f:
-        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
-    with open(path, "w") as out:
-        out.write(kb)
-
-atexit.register(write_peak)
-sys.argv = ["lookalike", *sys.argv[2:]]
-from lookalike.cli.main import main
-
-main()
-"""
+# The command run with its peak RSS written out: the tests' own launcher (tests/peak.py).
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
+)
+from peak import LAUNCH  # noqa: E402
 
 
 def planted(n: int) -> list[tuple[int, int]]:
