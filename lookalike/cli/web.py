@@ -210,7 +210,7 @@ def create_app(
                 "SigLIP model).",
             ),
         ] = None,
-    ) -> SearchOut:
+    ) -> SearchOut | Response:
         if sum(x is not None for x in (image, point, query, text)) != 1:
             raise HTTPException(400, "send one query: an image, a point, SPLIT:ROW or a text")
         options = {"where": where, "filter": filter, "min_score": min_score, "group_by": group_by}
@@ -228,7 +228,9 @@ def create_app(
             raise _busy() from None
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
-        return SearchOut(**{**result.to_dict(), "hits": result.hits})
+        # Rendered here, once: returned as a model, FastAPI would validate it over again.
+        out = SearchOut(**{**result.to_dict(), "hits": result.hits})
+        return Response(out.model_dump_json(), media_type="application/json")
 
     @app.post("/recommend", response_model=SearchOut, responses=ERRORS)
     def recommend(body: RecommendIn) -> SearchOut:
