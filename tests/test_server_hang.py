@@ -4,6 +4,7 @@ answered; and SIGTERM stops `serve` within seconds, a query running or not."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -143,9 +144,12 @@ def test_sigterm_stops_serve_within_seconds_while_a_query_hangs(store_path, tiny
     try:
         assert proc.stdout.readline().strip() == b"listening"
         url = f"http://127.0.0.1:{port}/"
-        threading.Thread(
-            target=_post, args=(url, {"query": "train:0", "k": "2"}, 60), daemon=True
-        ).start()
+
+        def ask() -> None:
+            with contextlib.suppress(OSError, ValueError):  # stopped under it: any answer, or none
+                _post(url, {"query": "train:0", "k": "2"}, 60)
+
+        threading.Thread(target=ask, daemon=True).start()
         time.sleep(1.0)  # the query is on the inference thread, stuck
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
