@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import BadQuery, QueryTimeout
+
+if TYPE_CHECKING:  # numpy is loaded where vectors are: the CLI's options import this module
+    import numpy as np
 
 # Payload field types, as Qdrant names its payload indexes.
 KEYWORD, INTEGER, FLOAT, BOOL = "keyword", "integer", "float", "bool"
@@ -127,11 +128,15 @@ def cosine_score(examples: Examples, score: float) -> float:
     if not is_nearest_example(examples):
         return score
     y = 2.0 * score - 1.0
-    return y / (1.0 - abs(y)) if abs(y) < 1 else float(np.sign(y))
+    if math.isnan(y) or abs(y) < 1:
+        return y / (1.0 - abs(y))
+    return math.copysign(1.0, y)
 
 
 def average_vector(positive: Sequence[np.ndarray], negative: Sequence[np.ndarray]) -> np.ndarray:
     """Qdrant's average_vector strategy: avg(positive) + avg(positive) - avg(negative)."""
+    import numpy as np
+
     pos = np.mean(positive, axis=0)
     return pos + (pos - np.mean(negative, axis=0)) if len(negative) else pos
 

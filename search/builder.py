@@ -8,7 +8,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import BadQuery, LookalikeError
 from lookalike.query import (
@@ -29,7 +29,9 @@ from lookalike.query import (
     unnameable,
     unnameable_message,
 )
-from lookalike.store import Store
+
+if TYPE_CHECKING:
+    from lookalike.store import Store
 
 
 class QueryBuilder:

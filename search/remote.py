@@ -19,7 +19,7 @@ from PIL import Image
 from lookalike.errors import BadImage, BadQuery, StoreUnavailable
 from lookalike.images import open_image
 from lookalike.records import Hit, Query, Result
-from lookalike.search.searcher import SPLIT_ROW
+from lookalike.search.limits import SPLIT_ROW
 
 
 class RemoteSearcher:

@@ -28,6 +28,7 @@ from lookalike.index import SearchSettings, effective
 from lookalike.query import DEFAULT_STRATEGY, Examples, PointId, QueryOptions
 from lookalike.records import CollectionMeta, Hit, Query, Result, StoredPoint, check_compatible
 from lookalike.search.builder import QueryBuilder, is_point_id
+from lookalike.search.limits import MAX_K, SPLIT_ROW, check_k, check_text
 from lookalike.search.moved import where_now
 from lookalike.search.queries import (
     grouped_options,
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from lookalike.embed.text import Prompt, TextEncoder
     from lookalike.source import Source
 
-SPLIT_ROW = re.compile(r"^(?P<split>[A-Za-z_][\w.-]*):(?P<row>\d+)$")
-MAX_K = 1000  # a larger k is almost certainly a typo, and costly on a server
 # Label ids are ASCII digits (str.isdigit also takes "²", which int() refuses), stored as the
 # engines' 64-bit integers.
 LABEL_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
@@ -484,16 +483,6 @@ def _split_row(text: str) -> tuple[str, int]:
             field="query",
         )
     return match["split"], int(match["row"])
-
-
-def check_text(text: str) -> None:
-    if not text.strip():
-        raise BadQuery("a text query needs words; this one is empty", field="text")
-
-
-def check_k(k: int) -> None:
-    if not 1 <= k <= MAX_K:
-        raise BadQuery(f"k must be between 1 and {MAX_K}, not {k}", field="k")
 
 
 def _as_meta(meta: CollectionMeta, model: str, embedder: Embedder | None = None) -> CollectionMeta:

@@ -4,9 +4,12 @@ only in capitals (`--where place=alps` where the photos say "Alps"); Qdrant matc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from lookalike.query import KEYWORD, WHERE
-from lookalike.store import Store
+
+if TYPE_CHECKING:
+    from lookalike.store import Store
 
 SCAN = 20_000  # points read at most: a hint, not worth reading a huge collection for
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lookalike.errors import BadQuery, shown
 from lookalike.records import EvalReport
-from lookalike.search.evaluate import _Tally
+from lookalike.search.evaluation import _Tally
 from lookalike.search.searcher import Searcher, check_k
 
 BATCH = 64  # texts embedded at once: a text tower is small beside its image tower

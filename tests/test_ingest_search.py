@@ -138,7 +138,7 @@ def test_bad_queries_are_refused_clearly(ingested, query, k, label, message):
 
 
 def test_average_precision_and_near_duplicates(ingested):
-    from lookalike.search.evaluate import average_precision, near_duplicate_score
+    from lookalike.search.evaluation import average_precision, near_duplicate_score
 
     assert average_precision([True, False, True]) == pytest.approx((1 + 2 / 3) / 2)
     assert average_precision([False, False]) == 0.0

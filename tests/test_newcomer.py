@@ -100,6 +100,24 @@ def test_ingest_names_the_collection_after_the_dataset_and_others_find_it(
     assert "choose one with --collection" in result.stderr
 
 
+def test_the_commands_load_without_numpy_or_an_engine(tmp_path):
+    """Every command's start (`--help`, options, a search's checks) imports no numpy, no
+    store engine and no searcher: those load when a store is opened here, not before."""
+    code = """
+import sys
+from lookalike.cli.main import cli
+import lookalike.cli.searching
+print(sorted(m for m in ("numpy", "qdrant_edge", "qdrant_client", "lookalike.search.searcher")
+             if m in sys.modules))
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
 def test_info_duplicates_and_a_failed_ingest_never_import_torch(unloadable, tmp_path):
     """Run as a user would, in a fresh process without HF_HUB_OFFLINE and without network."""
     code = f"""

@@ -18,7 +18,7 @@ from lookalike.embed.embedder import Embedder
 from lookalike.index import EXACT, IndexSettings, SearchSettings
 from lookalike.ingest import ingest
 from lookalike.search import Searcher
-from lookalike.search.evaluate import overlap
+from lookalike.search.evaluation import overlap
 from lookalike.source import load_source
 from lookalike.store import StoreConfig, connect
 from tests.conftest import COLOURS, make_image

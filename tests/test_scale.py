@@ -15,7 +15,7 @@ from lookalike.cli import sync as ingest_commands
 from lookalike.cli.main import cli
 from lookalike.index import EXACT, IndexSettings, SearchSettings, effective
 from lookalike.records import CollectionMeta, ImageRecord
-from lookalike.search.evaluate import overlap
+from lookalike.search.evaluation import overlap
 from lookalike.store import StoreConfig, connect
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))

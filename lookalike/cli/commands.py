@@ -60,7 +60,7 @@ def run_eval(
     recall: bool = False,
     params: SearchSettings | None = None,
 ) -> EvalReport:
-    from lookalike.search.evaluate import NEAR_IDENTICAL, evaluate, near_duplicate_score
+    from lookalike.search.evaluation import NEAR_IDENTICAL, evaluate, near_duplicate_score
     from lookalike.search.searcher import Searcher
 
     with open_store(store_config, "eval", collection) as (store, collection):

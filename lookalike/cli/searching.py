@@ -7,6 +7,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from lookalike.cli.console import bar, quiet_transformers, say, warn, wrote
 from lookalike.cli.grid import (
@@ -24,12 +25,15 @@ from lookalike.errors import BadImage, BadQuery, StoreLocked, shown
 from lookalike.index import SearchSettings
 from lookalike.records import Query, Result
 from lookalike.search.builder import is_point_id
+from lookalike.search.limits import check_k, check_text
 from lookalike.search.remote import RemoteSearcher
-from lookalike.search.searcher import Searcher, check_k, check_text
 from lookalike.search.spellings import other_capitalisations
 from lookalike.source.folder import image_files
 from lookalike.store import StoreConfig
 from lookalike.thumbnails import Thumbnails, cache_folder
+
+if TYPE_CHECKING:
+    from lookalike.search.searcher import Searcher
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
 # decoded and several times that while the model prepares it.
@@ -71,7 +75,7 @@ def run_search(
     try:
         with open_store(store_config, "search", collection) as (store, collection):
             model_settings = collection_model(store, collection, model_settings)
-            searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+            searcher = _searcher(collection, store, model_settings, params)
             for text in queries:  # no such file, row or split: now (a folder's: skipped later)
                 if text not in listed:
                     searcher.check_query(text)
@@ -163,7 +167,7 @@ def run_recommend(
     try:
         with open_store(store_config, "search", collection) as (store, collection):
             model_settings = collection_model(store, collection, model_settings)
-            searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+            searcher = _searcher(collection, store, model_settings, params)
             searcher.label_id(label)
             options = searcher.options(**(query or {}))
             quiet_transformers()
@@ -299,7 +303,15 @@ def open_searcher(
     store records `url`, so a `search` finding the store held comes here instead."""
     with open_store(store_config, "serve", collection, url=url) as (store, collection):
         model_settings = collection_model(store, collection, model_settings)
-        searcher = Searcher(collection, store=store, settings=model_settings, params=params)
+        searcher = _searcher(collection, store, model_settings, params)
         quiet_transformers()
         searcher.embedder  # noqa: B018 - loaded at start-up, not on the first request
         yield searcher
+
+
+def _searcher(collection: str, store, settings: ModelSettings, params) -> Searcher:
+    """A Searcher on an open store. Imported here: only a search in this process needs it (and
+    numpy, and the engines), not one forwarded to a running `serve`."""
+    from lookalike.search.searcher import Searcher
+
+    return Searcher(collection, store=store, settings=settings, params=params)

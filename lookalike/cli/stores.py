@@ -9,7 +9,9 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
+import lookalike.store as storage  # its engines (and numpy) load when one is opened
 from lookalike.cli.console import warn
 from lookalike.defaults import DEFAULT_COLLECTION
 from lookalike.embed import ModelSettings
@@ -22,8 +24,11 @@ from lookalike.errors import (
     StoreDamaged,
 )
 from lookalike.records import CollectionInfo, CollectionMeta
-from lookalike.store import Store, StoreConfig, connect
+from lookalike.store import StoreConfig
 from lookalike.store.holders import holding
+
+if TYPE_CHECKING:
+    from lookalike.store import Store
 
 # Kinds of load error that say "this input is not there": reported together, not one a run.
 NOT_THERE = {"missing", "unreachable", "offline", "not_found"}
@@ -58,7 +63,7 @@ def open_store(
 ) -> Iterator[tuple[Store, str]]:
     """The store and the collection to use; an embedded store records this process as its
     holder meanwhile, so another command can say who holds it (and `search` can ask a serve)."""
-    with connect(config) as store:
+    with storage.connect(config) as store:
         name = resolve_collection(store, collection)
         embedded = not config.url and os.path.isdir(config.path)
         with holding(config.path, command, name, url) if embedded else contextlib.nullcontext():

@@ -10,11 +10,12 @@ import os
 
 import click
 
+import lookalike.store as storage  # its engines (and numpy) load when one is opened
 from lookalike.cli.console import bar, say
 from lookalike.cli.errors import domain_errors
 from lookalike.cli.options import flag, index_options, json_option, opt, store_options
 from lookalike.cli.stores import open_store
-from lookalike.store import StoreConfig, connect
+from lookalike.store import StoreConfig
 from lookalike.store.holders import holding
 
 
@@ -164,7 +165,7 @@ def run_copy(source: StoreConfig, collection, target: StoreConfig, to_collection
 
 @contextlib.contextmanager
 def _writing(config: StoreConfig, command: str, collection: str):
-    with connect(config) as store:
+    with storage.connect(config) as store:
         embedded = not config.url
         with holding(config.path, command, collection) if embedded else contextlib.nullcontext():
             yield store
@@ -183,7 +184,7 @@ def _done(result: dict, as_json: bool, line: str) -> None:
 @domain_errors
 def collections_command(store_config, collection, as_json):
     """List the store's collections: size, model, source and last sync."""
-    with connect(store_config) as store:
+    with storage.connect(store_config) as store:
         rows = [
             _row(store.info(n)) for n in sorted(store.names()) if not collection or n == collection
         ]

@@ -10,8 +10,23 @@ The base class knows no engine; the factory, above them, picks one. Engines are 
 first use, so importing this package does not load qdrant-client or qdrant-edge.
 """
 
-from lookalike.store.base import Store
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from lookalike.store.config import StoreConfig, check_name
-from lookalike.store.factory import connect
+
+if TYPE_CHECKING:
+    from lookalike.store.base import Store
+    from lookalike.store.factory import connect
 
 __all__ = ["Store", "StoreConfig", "check_name", "connect"]
+# Loaded on first use: a command that only forwards to `serve` needs the settings, not numpy.
+_LAZY = {"Store": "lookalike.store.base", "connect": "lookalike.store.factory"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
