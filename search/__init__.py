@@ -1,9 +1,7 @@
 """The search stage (installed as `lookalike.search`): query a collection with images, measure
 its retrieval quality, find its near-duplicates."""
 
-from __future__ import annotations
-
-import importlib
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,5 +15,5 @@ _LAZY = {"Searcher": "lookalike.search.searcher", "evaluate": "lookalike.search.
 
 def __getattr__(name: str):
     if name in _LAZY:  # the module is `evaluation`: `evaluate` is only ever the function
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,6 +34,7 @@ from lookalike.thumbnails import Thumbnails, cache_folder
 
 if TYPE_CHECKING:
     from lookalike.search.searcher import Searcher
+    from lookalike.store import Store
 
 # Query images decoded and embedded at once by `search`: a 12 MP phone photo takes ~36 MB
 # decoded and several times that while the model prepares it.
@@ -309,7 +310,9 @@ def open_searcher(
         yield searcher
 
 
-def _searcher(collection: str, store, settings: ModelSettings, params) -> Searcher:
+def _searcher(
+    collection: str, store: Store, settings: ModelSettings, params: SearchSettings | None
+) -> Searcher:
     """A Searcher on an open store. Imported here: only a search in this process needs it (and
     numpy, and the engines), not one forwarded to a running `serve`."""
     from lookalike.search.searcher import Searcher

@@ -10,9 +10,7 @@ The base class knows no engine; the factory, above them, picks one. Engines are 
 first use, so importing this package does not load qdrant-client or qdrant-edge.
 """
 
-from __future__ import annotations
-
-import importlib
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 from lookalike.store.config import StoreConfig, check_name
@@ -28,5 +26,5 @@ _LAZY = {"Store": "lookalike.store.base", "connect": "lookalike.store.factory"}
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
