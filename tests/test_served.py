@@ -21,6 +21,8 @@ from tests.conftest import make_image
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "datasets", "pandas")
+# What opening the store itself loads: a forwarded command reads the serve's record instead.
+OPENING = ("numpy", "qdrant_edge", "qdrant_client", "lookalike.store.edge")
 
 
 def run(*args):
@@ -94,7 +96,7 @@ def test_a_real_sync_is_refused_in_its_own_words(served):
     assert "asks a running serve itself" not in result.stderr
 
 
-def test_forwarded_commands_import_no_heavy_library(served, image_folder, tmp_path):
+def test_forwarded_commands_import_no_heavy_library_and_open_no_store(served, image_folder, tmp_path):
     store, _, _, _ = served
     query = str(next(image_folder.glob("green/*")))
     code = f"""
@@ -103,7 +105,7 @@ from lookalike.cli.main import cli
 store = {[str(a) for a in store]!r}
 for args in (["info", *store], ["search", {query!r}, "--k", "2", *store]):
     cli(args, standalone_mode=False)
-print([m for m in {HEAVY!r} if m in sys.modules])
+print([m for m in {HEAVY + OPENING!r} if m in sys.modules])
 """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
@@ -144,3 +146,24 @@ def test_the_answers_are_those_given_without_serve(served):
     assert {k: v for k, v in report.items() if k not in ignore} == {
         k: v for k, v in ANSWERED["dry-run"].items() if k not in ignore
     }
+
+
+def test_a_serve_that_no_longer_answers_is_not_asked(served, tmp_path):
+    """A serve killed outright leaves its record, and its pid may be another process's by
+    now: a command that finds the recorded URL silent opens the store itself."""
+    store, serve, _, _ = served
+    assert serve.poll() is not None  # stopped by the test above
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            silent = f"http://127.0.0.1:{s.getsockname()[1]}/"
+        record = {"pid": other.pid, "command": "serve", "collection": "colours", "url": silent}
+        (Path(store[1]) / "holders" / f"{other.pid}.json").write_text(json.dumps(record))
+        info = run("info", "--json", *store)
+        assert info.exit_code == 0, info.output
+        assert json.loads(info.stdout)["points"] == 12
+        assert "asking it" not in info.stderr
+    finally:
+        other.kill()
+        other.wait()

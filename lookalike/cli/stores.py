@@ -25,7 +25,8 @@ from lookalike.errors import (
 )
 from lookalike.records import CollectionInfo, CollectionMeta
 from lookalike.store import StoreConfig
-from lookalike.store.holders import holding
+from lookalike.store.holders import holding, locked
+from lookalike.store.served import answers
 
 if TYPE_CHECKING:
     from lookalike.store import Store
@@ -63,11 +64,24 @@ def open_store(
 ) -> Iterator[tuple[Store, str]]:
     """The store and the collection to use; an embedded store records this process as its
     holder meanwhile, so another command can say who holds it (and `search` can ask a serve)."""
+    check_served(config, collection)
     with storage.connect(config) as store:
         name = resolve_collection(store, collection)
         embedded = not config.url and os.path.isdir(config.path)
         with holding(config.path, command, name, url) if embedded else contextlib.nullcontext():
             yield store, name
+
+
+def check_served(config: StoreConfig, collection: str | None) -> None:
+    """Raise the StoreLocked that a running `serve`'s record in an embedded store foretells,
+    before the store is opened: opening it costs numpy and the engine (~0.2 s) only to meet
+    the lock, and a command forwarded to that serve needs neither. The serve must answer (a
+    recorded pid may since be another process's); if not, the store is opened as usual."""
+    if config.url or not os.path.isdir(config.path):
+        return
+    error = locked(config.path, collection)
+    if error.url and answers(error.url, config.timeout):
+        raise error
 
 
 def described(store: Store, collection: str) -> CollectionInfo:

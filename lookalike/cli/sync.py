@@ -23,6 +23,7 @@ from lookalike.cli.errors import explain, skip_message
 from lookalike.cli.output import change_line
 from lookalike.cli.stores import (
     check_inputs,
+    check_served,
     collection_for,
     recorded_dataset,
     recorded_meta,
@@ -284,6 +285,7 @@ def _store_for(
     """The store a sync reads and writes. A sync that only plans, on an embedded store a
     `serve` holds, reads the collection through the serve instead."""
     try:
+        check_served(store_config, collection)
         store = stack.enter_context(connect(store_config))
         if plan_only and store.exists(collection):
             store.info(collection)  # a collection another process holds is found out here

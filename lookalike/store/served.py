@@ -88,6 +88,15 @@ class ServedStore:
             raise StoreUnavailable(self.url, "read the collection", str(e)) from e
 
 
+def answers(url: str, timeout: float) -> bool:
+    """Whether a serve answers at `url` (its /health)."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
 def _detail(error: urllib.error.HTTPError) -> str:
     try:
         detail = json.load(error).get("detail")
