@@ -8,11 +8,8 @@ collection) before a model loads, and imports torch only then.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING
-
-from tqdm import tqdm
 
 from lookalike.cli.console import bar as _bar
 from lookalike.cli.console import quiet_transformers, say, warn, wrote
@@ -154,10 +151,7 @@ def run_tune(
     with _bar(total, f"tune on {train.split}") as bar:
 
         def epoch_done(epoch: int, precision_at_k: float) -> None:
-            tqdm.write(
-                f"epoch {epoch}: {val.split} precision@{settings.k} {precision_at_k:.4f}",
-                file=sys.stderr,
-            )
+            say(f"epoch {epoch}: {val.split} precision@{settings.k} {precision_at_k:.4f}")
 
         return tune(
             model_settings,
