@@ -8,6 +8,9 @@ Builds a small collection (40 Beans images) in a temporary folder, then times, i
 the cache, no torch), the same with --runtime torch, and a search, `info` and `ingest
 --dry-run` forwarded to a running `lookalike serve`. Targets (issue 26, 2 cores, warm cache):
 search <= 3 s, forwarded search <= 0.5 s, info <= 1 s.
+
+--python PY, twice or more, times every command with each interpreter (another checkout's
+venv) in the same rounds, to compare versions on one machine; the first builds and serves.
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ PROBE = (
 )
 
 
-def lookalike(args, env, timeout=600):
+def lookalike(args, env, timeout=600, python=sys.executable):
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "lookalike", *args],
+        [python, "-m", "lookalike", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -69,6 +72,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="../shared/models/efficientnet-lite0")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--python", action="append", help="time with this interpreter (repeatable)")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="lookalike-startup-")
     try:
@@ -88,27 +92,27 @@ def run(args, work: str) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     env["PYTHONPATH"] = site + os.pathsep + env.get("PYTHONPATH", "")
     env["LOOKALIKE_QDRANT_PATH"] = os.path.join(work, "store")
+    # An installed package has its bytecode; without it every run compiles lookalike (~0.13 s).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    pythons = args.python or [sys.executable]
     photo = os.path.join(photos, "007.jpg")
     ingest = ["ingest", "--dataset", photos, "--collection", "c", "--model", args.model]
-    took, _ = lookalike(ingest, env)
+    took, _ = lookalike(ingest, env, python=pythons[0])
     print(f"ingest of 40 photos (conversion included when not cached): {took:.1f} s")
-    lookalike(["search", photo, "--collection", "c"], env)  # warm: the OS file cache
+    for python in pythons:  # warm: the OS file cache, and each checkout's bytecode
+        lookalike(["search", photo, "--collection", "c"], env, python=python)
     commands = {
         "lookalike --help": ["--help"],
         "lookalike info": ["info", "--collection", "c"],
         "lookalike search photo.jpg": ["search", photo, "--collection", "c"],
         "search --runtime torch": ["search", photo, "--collection", "c", "--runtime", "torch"],
     }
-    times: dict[str, list[float]] = {name: [] for name in commands}
+    times: dict[str, list[float]] = {}
     imports: dict[str, list[str]] = {}
-    for _ in range(args.runs):
-        for name, argv in commands.items():
-            took, imported = lookalike(argv, env)
-            times[name].append(took)
-            imports[name] = imported
+    timed(commands, pythons, env, args.runs, times, imports)
     port = free_port()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "lookalike", "serve", "--collection", "c", "--port", str(port)],
+        [pythons[0], "-m", "lookalike", "serve", "--collection", "c", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -122,13 +126,7 @@ def run(args, work: str) -> None:
             "ingest --dry-run through serve": ["ingest", "--dataset", photos, "--dry-run"],
         }
         forwarded["ingest --dry-run through serve"] += ["--collection", "c"]
-        for name in forwarded:
-            times[name] = []
-        for _ in range(args.runs):
-            for name, argv in forwarded.items():
-                took, imported = lookalike(argv, env)
-                times[name].append(took)
-                imports[name] = imported
+        timed(forwarded, pythons, env, args.runs, times, imports)
     finally:
         os.killpg(serve.pid, signal.SIGINT)
         serve.wait(timeout=60)
@@ -138,6 +136,18 @@ def run(args, work: str) -> None:
         runs = ", ".join(f"{t:.2f}" for t in ts)
         mods = ", ".join(imports[name]) or "none"
         print(f"| `{name}` | {statistics.median(ts):.2f} | {runs} | {mods} |")
+
+
+def timed(commands: dict, pythons: list[str], env: dict, runs: int, times: dict, imports: dict):
+    """Each command with each interpreter, `runs` rounds interleaved; into `times` and
+    `imports` by name (the interpreter's number added when there are several)."""
+    for _ in range(runs):
+        for name, argv in commands.items():
+            for i, python in enumerate(pythons):
+                label = f"{name} [python {i + 1}]" if len(pythons) > 1 else name
+                took, imported = lookalike(argv, env, python=python)
+                times.setdefault(label, []).append(took)
+                imports[label] = imported
 
 
 def wait_for(port: int, timeout: float = 300) -> None:
