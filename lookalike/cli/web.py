@@ -229,7 +229,7 @@ def create_app(
         except BadQuery as e:
             raise HTTPException(400, str(e)) from e
         # Rendered here, once: returned as a model, FastAPI would validate it over again.
-        out = SearchOut(**{**result.to_dict(), "hits": result.hits})
+        out = SearchOut(**result.to_dict())  # its hits as dicts: converted once, not twice
         return Response(out.model_dump_json(), media_type="application/json")
 
     @app.post("/recommend", response_model=SearchOut, responses=ERRORS)
