@@ -96,7 +96,7 @@ def test_a_real_sync_is_refused_in_its_own_words(served):
     assert "asks a running serve itself" not in result.stderr
 
 
-def test_forwarded_commands_import_no_heavy_library_and_open_no_store(served, image_folder, tmp_path):
+def test_forwarded_commands_open_no_store_nor_heavy_library(served, image_folder, tmp_path):
     store, _, _, _ = served
     query = str(next(image_folder.glob("green/*")))
     code = f"""
