@@ -12,14 +12,18 @@ utilisation while embedding (cores busy: 2.0 is both cores of a 2-core machine) 
 makes per image (CPU-ms per image: what other processes on a shared machine move least).
 
 --marginal also runs `lookalike ingest` and the tutorial's pipeline (bench/ingest_bench.py's,
-as a whole process) on 256 and 1034 Beans images: (1034 - 256) / (difference in wall time) is
-each one's images/s with start-up excluded, the per-image costs a process really pays.
+as a whole process) on 256 and --marginal-rows Beans images (1034: the train split): (rows -
+256) / (difference in wall time) is each one's images/s with start-up excluded, the per-image
+costs a process really pays. Start-ups swing by seconds on a busy machine; more rows (up to
+8x the split, each train image also mirrored, flipped or turned, so every row is a new image)
+make the difference large enough to outweigh that.
 --python runs lookalike with another interpreter (another checkout's venv: before/after).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -79,6 +83,39 @@ def make_folders(dataset: str, workdir: Path, photos: int, small: int) -> dict[s
             image = datasets.Image().decode_example(train[i]["image"])
             make_photo(image, seed=i).save(folders["photos"] / f"{i:04d}.jpg", quality=90)
     return folders
+
+
+def more_beans(dataset: str, workdir: Path, rows: int) -> str:
+    """`dataset`, or, for more rows than its train split has, a copy of that split repeated
+    with each repeat's images mirrored, flipped or turned (new images, not duplicates), as a
+    Parquet dataset both lookalike and the tutorial load."""
+    import datasets
+    from PIL import Image
+
+    train = datasets.load_dataset(dataset, split="train")
+    if rows <= len(train):
+        return dataset
+    folder = workdir / f"beans-{rows}"
+    parquet = folder / "data" / "train-00000-of-00001.parquet"
+    if parquet.exists():
+        return str(folder)
+    turns = [None, *Image.Transpose]
+    if rows > len(train) * len(turns):
+        raise SystemExit(f"--marginal-rows: at most {len(train) * len(turns)}")
+    images, labels = [], []
+    for i in range(rows):
+        row, turn = train[i % len(train)], turns[i // len(train)]
+        image = row["image"].convert("RGB")
+        image = image if turn is None else image.transpose(turn)
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=90)  # as the split's own images are stored
+        images.append({"bytes": buf.getvalue(), "path": None})
+        labels.append(row["labels"])
+    features = datasets.Features({"image": datasets.Image(), "labels": train.features["labels"]})
+    table = datasets.Dataset.from_dict({"image": images, "labels": labels}, features)
+    parquet.parent.mkdir(parents=True)
+    table.to_parquet(str(parquet))
+    return str(folder)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -164,30 +201,33 @@ def ingest(python: str, args, dataset: str, store: str, *extra) -> dict:
 
 
 def marginal(python: str, args, work: Path) -> dict:
-    """images/s between 256 and 1034 Beans images, whole processes, start-up excluded. Each
-    run is repeated --repeats times, interleaved, and the median wall time taken: a start-up
-    swings by seconds, a large share of the difference between the two sizes."""
+    """images/s between 256 and --marginal-rows Beans images, whole processes, start-up
+    excluded. Each run is repeated --repeats times, interleaved, and the median wall time
+    taken: a start-up swings by seconds, a large share of a small difference between sizes."""
+    rows = args.marginal_rows
+    dataset = more_beans(args.dataset, work, rows)
     walls: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.repeats):
-        for n in (256, 1034):
+        for n in (256, rows):
             walls.setdefault(("lookalike", n), []).append(
                 run(
-                    [python, "-m", "lookalike.cli", "ingest", "--dataset", args.dataset]
+                    [python, "-m", "lookalike.cli", "ingest", "--dataset", dataset]
                     + ["--model", args.model, "--limit", str(n), "--recreate"]
                     + ["--qdrant-path", str(work / "beans-store")]
                 )["wall"]
             )
             script = TUTORIAL.format(
-                bench=str(ROOT / "bench"), model=args.model, dataset=args.dataset, n=n
+                bench=str(ROOT / "bench"), model=args.model, dataset=dataset, n=n
             )
             walls.setdefault(("tutorial", n), []).append(run([python, "-c", script])["wall"])
     median = {key: statistics.median(times) for key, times in walls.items()}
     rates = {
-        name: round((1034 - 256) / (median[(name, 1034)] - median[(name, 256)]), 1)
+        name: round((rows - 256) / (median[(name, rows)] - median[(name, 256)]), 1)
         for name in ("lookalike", "tutorial")
     }
     runs = {f"{name} {n}": [round(t, 1) for t in ts] for (name, n), ts in walls.items()}
-    return rates | {"speedup": round(rates["lookalike"] / rates["tutorial"], 2), "walls": runs}
+    speedup = round(rates["lookalike"] / rates["tutorial"], 2)
+    return rates | {"rows": rows, "speedup": speedup, "walls": runs}
 
 
 def main() -> None:
@@ -200,6 +240,7 @@ def main() -> None:
     ap.add_argument("--python", default=sys.executable, help="interpreter running lookalike")
     ap.add_argument("--marginal", action="store_true", help="also whole-process vs tutorial")
     ap.add_argument("--repeats", type=int, default=1, help="--marginal's runs of each size")
+    ap.add_argument("--marginal-rows", type=int, default=1034, help="--marginal's large size")
     ap.add_argument("--extra", default="", help="more ingest options, e.g. '--compile'")
     ap.add_argument("--json", dest="json_path", default=None, help="also write results here")
     args = ap.parse_args()
