@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -148,24 +149,35 @@ def test_the_answers_are_those_given_without_serve(served):
     }
 
 
-def test_a_serve_that_no_longer_answers_is_not_asked(served, tmp_path):
+@pytest.mark.parametrize("port", ["closed", "silent"])
+def test_a_serve_that_no_longer_answers_is_not_asked(served, port, monkeypatch):
     """A serve killed outright leaves its record, and its pid may be another process's by
-    now: a command that finds the recorded URL silent opens the store itself."""
+    now: a command that finds nothing at the recorded URL (a closed port, or a program that
+    takes the connection and never answers) opens the store itself, without a long wait."""
     store, serve, _, _ = served
     if serve.poll() is None:  # the test above stops it; run alone, this one does
         serve.terminate()
         serve.wait(timeout=60)
+    monkeypatch.setattr("lookalike.cli.stores.SERVE_PROBE_S", 0.5)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            silent = f"http://127.0.0.1:{s.getsockname()[1]}/"
-        record = {"pid": other.pid, "command": "serve", "collection": "colours", "url": silent}
-        (Path(store[1]) / "holders" / f"{other.pid}.json").write_text(json.dumps(record))
-        info = run("info", "--json", *store)
-        assert info.exit_code == 0, info.output
-        assert json.loads(info.stdout)["points"] == 12
-        assert "asking it" not in info.stderr
-    finally:
-        other.kill()
-        other.wait()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        if port == "silent":
+            listener.listen()  # connections complete in the backlog; nothing ever reads them
+        else:
+            listener.close()
+        record = {"pid": other.pid, "command": "serve", "collection": "colours", "url": url}
+        holder = Path(store[1]) / "holders" / f"{other.pid}.json"
+        holder.write_text(json.dumps(record))
+        try:
+            started = time.monotonic()
+            info = run("info", "--json", *store)
+            assert info.exit_code == 0, info.output
+            assert time.monotonic() - started < 15
+            assert json.loads(info.stdout)["points"] == 12
+            assert "asking it" not in info.stderr
+        finally:
+            other.kill()
+            other.wait()
+            holder.unlink(missing_ok=True)

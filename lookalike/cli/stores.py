@@ -31,6 +31,11 @@ from lookalike.store.served import answers
 if TYPE_CHECKING:
     from lookalike.store import Store
 
+# How long a serve's record is given to be confirmed. A serve answers /health on its event
+# loop at once, even while a query hangs; whatever does not (another program on a reused
+# pid's port, say) is passed over, and opening the store says who holds it.
+SERVE_PROBE_S = 5.0
+
 # Kinds of load error that say "this input is not there": reported together, not one a run.
 NOT_THERE = {"missing", "unreachable", "offline", "not_found"}
 
@@ -80,7 +85,7 @@ def check_served(config: StoreConfig, collection: str | None) -> None:
     if config.url or not os.path.isdir(config.path):
         return
     error = locked(config.path, collection)
-    if error.url and answers(error.url, config.timeout):
+    if error.url and answers(error.url, min(config.timeout, SERVE_PROBE_S)):
         raise error
 
 
